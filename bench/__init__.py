@@ -1,0 +1,1 @@
+"""How it is measured: the pytest benchmarks, the measuring helpers, correctness checks, metadata."""

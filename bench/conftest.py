@@ -1,0 +1,121 @@
+"""The benchmark session: which steps run, shared measurements, and results written as they come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench import measure
+from bench.results import SCHEMA_VERSION, SUITE, default_report_dir, write_atomically, write_results
+from workloads import get_workload
+from workloads.variants import REFERENCE_VARIANT, prepare, variants_for
+
+_REPORT_DIR = pytest.StashKey[Path]()
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark: a workload's step in one mode and one variant, at one size."""
+
+    workload: str
+    mode: str
+    variant: str
+    size: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.workload}-{self.mode}-{self.variant}"
+
+
+def selected_cases(config) -> list[Case]:
+    """The cases the command line selects, in workload, mode, variant order."""
+    cases = []
+    for name in config.getoption("workloads"):
+        workload = get_workload(name)
+        for mode in config.getoption("modes"):
+            if mode not in workload.modes:
+                continue
+            for variant in variants_for(mode):
+                if variant in config.getoption("variants"):
+                    cases.append(Case(name, mode, variant, config.getoption("size")))
+    return cases
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        cases = selected_cases(metafunc.config)
+        metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+@pytest.fixture(scope="session")
+def environment() -> dict:
+    """The run's platform, devices and versions (`bench.measure.environment`)."""
+    return measure.environment()
+
+
+@pytest.fixture(scope="session")
+def peak_flops() -> float:
+    """The matmul FLOP/s of the default device, measured once per run."""
+    return measure.matmul_peak_flops()
+
+
+@pytest.fixture(scope="session")
+def reference_result():
+    """case -> `baseline`'s result for the same workload, mode and size (computed once each)."""
+    cache = {}
+
+    def result(case: Case) -> dict:
+        key = (case.workload, case.mode, case.size)
+        if key not in cache:
+            step = prepare(get_workload(case.workload), case.size, case.mode, REFERENCE_VARIANT)
+            step()
+            cache[key] = step.result()
+        return cache[key]
+
+    return result
+
+
+def report_dir(config) -> Path:
+    """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use)."""
+    if _REPORT_DIR not in config.stash:
+        chosen = config.getoption("report_dir")
+        if chosen:
+            path = Path(chosen)
+        else:
+            env = measure.environment()
+            path = default_report_dir(config.rootpath, env["platform"], env["device_kind"])
+        config.stash[_REPORT_DIR] = path.resolve()
+    return config.stash[_REPORT_DIR]
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Mark the JSON as this suite's, with the run's environment."""
+    output_json[SUITE] = {"suite": SUITE, "schema_version": SCHEMA_VERSION, **measure.environment()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After each benchmark, rewrite results.json with everything measured so far."""
+    yield
+    if "case" in getattr(item, "fixturenames", ()):
+        write_results(item.config, report_dir(item.config))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the final results and the summary, also after a failure or a Ctrl-C."""
+    config = session.config
+    if not config.getoption("collectonly") and config._benchmarksession.benchmarks:
+        directory = report_dir(config)
+        path = write_results(config, directory)
+        from reports.results import load_results
+        from reports.summary import summary_markdown
+
+        write_atomically(directory / "summary.md", summary_markdown(load_results(path)))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if _REPORT_DIR in config.stash:
+        terminalreporter.write_sep("-", "jaxbench")
+        terminalreporter.write_line(f"results and summary in {config.stash[_REPORT_DIR]}")

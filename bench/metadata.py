@@ -1,0 +1,53 @@
+"""What goes into each benchmark's `extra_info`: the contract the reports and CI tools read."""
+
+from __future__ import annotations
+
+from workloads.variants import PreparedStep, footprint_bytes
+
+
+def step_extra_info(
+    *,
+    workload: str,
+    mode: str,
+    variant: str,
+    size: str,
+    batch_size: int,
+    prepared: PreparedStep,
+    median_s: float,
+    flops_per_step: float,
+    peak_flops: float,
+    environment: dict,
+    errors: dict[str, float],
+) -> dict:
+    """The `extra_info` of one timed step (times in seconds, memory in bytes per device).
+
+    `mfu` is `flops_per_step / median_s` over the peak of the devices the step runs on: the
+    single-device matmul peak times the device count, except for virtual CPU devices, which
+    share one host's cores and so one peak.
+    """
+    memory = prepared.memory
+    peak_devices = 1 if environment["devices_share_host_cores"] else prepared.n_devices
+    return {
+        "workload": workload,
+        "mode": mode,
+        "variant": variant,
+        "size": size,
+        "batch_size": batch_size,
+        "n_devices": prepared.n_devices,
+        "platform": environment["platform"],
+        "device_kind": environment["device_kind"],
+        "devices_share_host_cores": environment["devices_share_host_cores"],
+        "host_cores": environment["host_cores"],
+        "compile_s": prepared.compile_s,
+        "mem_bytes": footprint_bytes(memory),
+        "mem_temp_bytes": memory["temp"] if memory else None,
+        "mem_breakdown": memory,
+        "flops_per_step": flops_per_step,
+        "items_per_s": batch_size / median_s,
+        "peak_flops": peak_flops,
+        "mfu": flops_per_step / median_s / (peak_flops * peak_devices),
+        "jax_version": environment["jax_version"],
+        "status": "pass",
+        "max_rel_error": max(errors.values(), default=0.0),
+        "rel_errors": errors,
+    }

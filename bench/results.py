@@ -1,0 +1,77 @@
+"""Where a run's results go: the report folder, `results.json` written atomically after every benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+RESULTS_FILE = "results.json"
+SUITE = "jaxbench"
+SCHEMA_VERSION = 1
+
+
+def default_report_dir(root: Path, platform_name: str, device_kind: str, now: datetime | None = None) -> Path:
+    """`<root>/reports/runs/<YYYYmmdd-HHMMSS>-<platform>-<device kind>`, a new folder per run."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    device = re.sub(r"[^A-Za-z0-9]+", "-", f"{platform_name}-{device_kind}").strip("-").lower()
+    return root / "reports" / "runs" / f"{stamp}-{device}"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a reader (or a Ctrl-C) never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_RUN_INFO = pytest.StashKey[tuple]()
+
+
+def _run_info(config) -> tuple[dict, dict]:
+    """pytest-benchmark's machine and commit info, made once per run (py-cpuinfo is slow)."""
+    if _RUN_INFO not in config.stash:
+        hook = config.hook
+        machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
+        hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+        commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
+        hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+        config.stash[_RUN_INFO] = (machine_info, commit_info)
+    return config.stash[_RUN_INFO]
+
+
+def write_results(config, report_dir: Path) -> Path | None:
+    """Write pytest-benchmark's JSON of every benchmark run so far, raw rounds included.
+
+    Goes through pytest-benchmark's own hooks (`pytest_benchmark_generate_json`,
+    `pytest_benchmark_update_json`), so the file is exactly what `--benchmark-json` writes.
+    Returns the path, or None when nothing has been measured yet.
+    """
+    session = config._benchmarksession
+    if not session.benchmarks:
+        return None
+    hook = config.hook
+    machine_info, commit_info = _run_info(config)
+    output = hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=session.benchmarks,
+        include_data=True,
+        machine_info=machine_info,
+        commit_info=commit_info,
+    )
+    hook.pytest_benchmark_update_json(config=config, benchmarks=session.benchmarks, output_json=output)
+    path = report_dir / RESULTS_FILE
+    write_atomically(path, json.dumps(output, indent=2, default=str))
+    return path

@@ -1,0 +1,84 @@
+"""Suite-wide command-line options and the set-up that must happen before JAX starts.
+
+Loaded by every pytest run from the project root (`pytest bench` and `pytest tests`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_CPU_DEVICES = 8
+
+
+def _names(kind: str, valid) -> callable:
+    """An argparse type: a comma-separated list of names from `valid`, as a tuple."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"no {kind} given; valid: {', '.join(valid)}")
+        unknown = [name for name in names if name not in valid]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+            )
+        return names
+
+    parse.__name__ = kind  # argparse names the type in its messages
+    return parse
+
+
+def _size(text: str) -> str:
+    from workloads import SIZES
+
+    if text not in SIZES:
+        raise argparse.ArgumentTypeError(f"unknown size {text!r}; valid: {', '.join(SIZES)}")
+    return text
+
+
+def _device_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of devices >= 1")
+    return count
+
+
+def pytest_addoption(parser):
+    from workloads import MODES, REGISTRY
+    from workloads.variants import VARIANTS
+
+    group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
+    group.addoption("--workloads", type=_names("workload", tuple(REGISTRY)), default=tuple(REGISTRY),
+                    help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)})")
+    group.addoption("--modes", type=_names("mode", MODES), default=MODES,
+                    help=f"comma-separated modes (default: {','.join(MODES)})")
+    group.addoption("--variants", type=_names("variant", VARIANTS), default=VARIANTS,
+                    help=f"comma-separated variants (default: all: {','.join(VARIANTS)})")
+    group.addoption("--size", type=_size, default="small",
+                    help="size preset: tiny, small (default, sized for a CPU), medium, large (fills a GPU)")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="where results.json and summary.md go "
+                         "(default: a new folder per run under reports/runs/, named by time and device)")
+    group.addoption("--cpu-devices", type=_device_count, default=DEFAULT_CPU_DEVICES, metavar="N",
+                    help=f"virtual CPU devices to create before JAX starts (default {DEFAULT_CPU_DEVICES}); "
+                         "they share the host's cores")
+
+
+def pytest_configure(config):
+    """Create the virtual CPU devices before anything starts a JAX backend."""
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return  # the user chose the count through XLA_FLAGS; setting both is an error in JAX
+    jax.config.update("jax_num_cpu_devices", config.getoption("cpu_devices"))
+
+
+def pytest_report_header(config):
+    """The JAX stack under test, in pytest's header."""
+    from importlib.metadata import version
+
+    return f"jaxbench: jax {version('jax')}, flax {version('flax')}, optax {version('optax')}"

@@ -1,0 +1,1 @@
+"""What it says: reads the suite's benchmark JSON files (never imports `bench`) and writes reports."""

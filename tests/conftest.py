@@ -1,0 +1,37 @@
+"""Shared fixtures of the suite's own tests: a real tiny `pytest bench` run, made once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
+
+
+def run_pytest(*args: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    """`python -m pytest ARGS` in the project root, output captured."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **popen,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """`pytest bench --workloads mlp --size tiny` into a temporary report folder.
+
+    Returns {"dir": Path, "results": parsed results.json, "proc": the finished process}.
+    """
+    report_dir = tmp_path_factory.mktemp("tiny-run")
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--report-dir", str(report_dir),
+                      "-q", *FAST_TIMING)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((report_dir / "results.json").read_text())
+    return {"dir": report_dir, "results": results, "proc": proc}

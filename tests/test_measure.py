@@ -1,0 +1,69 @@
+"""The measuring helpers: timing plan, report folder, atomic writes, version compatibility."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from bench import measure
+from bench.results import default_report_dir, write_atomically
+from workloads import compat
+
+
+def test_timing_plan_fills_max_time_with_at_least_min_rounds():
+    assert measure.timing_plan(0.001, max_time_s=1.0, min_rounds=5) == (100, 1000)
+    assert measure.timing_plan(4.0, max_time_s=1.0, min_rounds=5) == (1, 5)
+    assert measure.timing_plan(0.0, max_time_s=1.0, min_rounds=5)[1] == measure.MAX_ROUNDS
+
+
+def test_report_dir_is_named_by_time_and_device():
+    path = default_report_dir(Path("/r"), "cpu", "TPU v5 lite", datetime(2026, 1, 2, 3, 4, 5))
+    assert path == Path("/r/reports/runs/20260102-030405-cpu-tpu-v5-lite")
+
+
+def test_write_atomically_replaces_whole_files(tmp_path):
+    target = tmp_path / "sub" / "results.json"
+    write_atomically(target, "one")
+    write_atomically(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["results.json"]
+
+
+def test_peak_flops_is_a_real_measurement():
+    flops = measure.matmul_peak_flops(repeats=2)
+    assert 1e8 < flops < 1e15
+
+
+def test_environment_describes_the_virtual_devices():
+    env = measure.environment()
+    assert env["platform"] == "cpu" and env["n_devices_available"] == 8
+    assert env["devices_share_host_cores"] is True
+    assert env["jax_version"] == jax.__version__
+
+
+def test_mesh_has_auto_axes():
+    mesh = compat.make_mesh((4, 2), ("data", "model"))
+    assert mesh.shape == {"data": 4, "model": 2}
+    assert all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
+
+
+def test_memory_analysis_on_cpu():
+    compiled = jax.jit(lambda x: x @ x).lower(jnp.ones((64, 64))).compile()
+    memory = compat.memory_analysis(compiled)
+    assert memory["argument"] == memory["output"] == 64 * 64 * 4
+
+
+class _FakeDevice:
+    def __init__(self, stats):
+        self._stats = stats
+
+    def memory_stats(self):
+        return self._stats
+
+
+def test_peak_bytes_in_use_where_the_backend_keeps_stats():
+    assert compat.peak_bytes_in_use(jax.devices()[0]) is None  # CPU keeps none
+    assert compat.peak_bytes_in_use(_FakeDevice({"peak_bytes_in_use": 123})) == 123

@@ -1,0 +1,41 @@
+"""Bad command-line values: a one-line usage error naming the value and the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_pytest
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp"),
+        ("--modes", "fly", "unknown mode 'fly'; valid: train, infer"),
+        ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap"),
+        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
+        ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
+        ("--workloads", ",", "no workload given; valid: mlp"),
+    ],
+)
+def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
+    proc = run_pytest("bench", f"{option}={value}", "--report-dir", str(tmp_path), timeout=120)
+    assert proc.returncode == 4  # pytest's usage error
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_options_are_listed_in_help():
+    proc = run_pytest("--help", timeout=120)
+    assert proc.returncode == 0
+    for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--cpu-devices"):
+        assert option in proc.stdout
+
+
+def test_selection_picks_the_cases(tmp_path):
+    proc = run_pytest("bench", "--collect-only", "-q", "--modes", "infer", "--variants", "jit,remat",
+                      timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = [line for line in proc.stdout.splitlines() if "test_step[" in line]
+    assert collected == ["bench/test_steps.py::test_step[mlp-infer-jit]"]

@@ -1,0 +1,117 @@
+"""Every variant computes what `baseline` computes, and the check that says so can fail."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bench.correctness import IncorrectResult, check_against_baseline, relative_errors
+from workloads import get_workload
+from workloads.variants import NotApplicable, footprint_bytes, prepare, variants_for
+
+MLP = get_workload("mlp")
+
+
+@pytest.fixture(scope="module")
+def baseline_results():
+    results = {}
+    for mode in ("train", "infer"):
+        step = prepare(MLP, "tiny", mode, "baseline")
+        step()
+        results[mode] = step.result()
+    return results
+
+
+@pytest.mark.parametrize(
+    "mode,variant", [(m, v) for m in ("train", "infer") for v in variants_for(m) if v != "baseline"]
+)
+def test_variant_agrees_with_baseline(mode, variant, baseline_results):
+    step = prepare(MLP, "tiny", mode, variant)
+    step()
+    dtype = "bfloat16" if variant == "bf16" else "float32"
+    errors = check_against_baseline(step.result(), baseline_results[mode], dtype)
+    if variant != "bf16":
+        assert max(errors.values()) < 1e-5
+    else:
+        # bf16 really computes in bf16: it agrees to about 1e-2 but not to float32 precision.
+        key = "loss" if mode == "train" else "predictions"
+        assert 1e-6 < errors[key] < 1e-2
+
+
+def test_variant_lists():
+    assert variants_for("train") == (
+        "baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat", "bf16", "accumulation")
+    assert variants_for("infer") == ("baseline", "jit", "vmap", "jit_vmap", "multi_device", "bf16")
+
+
+def test_compiled_variants_report_memory_and_eager_ones_do_not():
+    eager = prepare(MLP, "tiny", "train", "vmap")
+    assert eager.memory is None and eager.compile_s is None
+    compiled = prepare(MLP, "tiny", "train", "jit_vmap")
+    assert compiled.compile_s > 0
+    memory = compiled.memory
+    assert footprint_bytes(memory) == memory["argument"] + memory["output"] - memory["alias"] + memory["temp"]
+    # The production step donates its state: parameters and optimizer state are aliased.
+    assert memory["alias"] > 0
+
+
+def test_multi_device_shards_the_batch_over_all_devices():
+    step = prepare(MLP, "tiny", "train", "multi_device")
+    assert step.n_devices == len(jax.devices()) == 8  # root conftest's default --cpu-devices
+    inputs, _ = step.batch
+    assert len(inputs.sharding.device_set) == 8
+    assert inputs.addressable_shards[0].data.shape[0] == inputs.shape[0] // 8
+
+
+def test_multi_device_on_one_device_is_not_applicable():
+    with pytest.raises(NotApplicable, match="only one device"):
+        prepare(MLP, "tiny", "train", "multi_device", devices=jax.devices()[:1])
+
+
+def test_batch_that_does_not_divide_is_not_applicable(monkeypatch):
+    odd = dataclasses.replace(MLP.sizes["tiny"], batch_size=6)
+    workload = dataclasses.replace(MLP, sizes={**MLP.sizes, "odd": odd})
+    with pytest.raises(NotApplicable, match="does not divide over 8 devices"):
+        prepare(workload, "odd", "train", "multi_device")
+    with pytest.raises(NotApplicable, match="does not split into 4 micro-batches"):
+        prepare(workload, "odd", "train", "accumulation")
+
+
+def test_train_only_variants_have_no_infer_step():
+    with pytest.raises(NotApplicable, match="no infer step"):
+        prepare(MLP, "tiny", "infer", "remat")
+
+
+def test_remat_saves_memory_on_a_deep_stack():
+    deep = dataclasses.replace(MLP.sizes["tiny"], hidden=256, num_blocks=8, batch_size=64)
+    workload = dataclasses.replace(MLP, sizes={**MLP.sizes, "deep": deep})
+    plain = prepare(workload, "deep", "train", "jit_vmap").memory
+    remat = prepare(workload, "deep", "train", "remat").memory
+    assert remat["temp"] < plain["temp"]
+
+
+def test_check_fails_on_a_wrong_result(baseline_results):
+    reference = baseline_results["train"]
+    wrong = dict(reference, params=jax.tree.map(lambda a: a * 1.001, reference["params"]))
+    with pytest.raises(IncorrectResult, match="params"):
+        check_against_baseline(wrong, reference)
+    # A gradient that is off in one leaf shows in the optimizer state, leaf by leaf.
+    opt_state = jax.tree.map(lambda a: a * 1.01 if a.ndim == 1 else a, reference["opt_state"])
+    with pytest.raises(IncorrectResult, match="opt_state"):
+        check_against_baseline(dict(reference, opt_state=opt_state), reference)
+
+
+def test_check_fails_on_nan_even_in_bf16(baseline_results):
+    reference = baseline_results["infer"]
+    bad = {"predictions": reference["predictions"].at[0, 0].set(jnp.nan)}
+    with pytest.raises(IncorrectResult, match="non-finite"):
+        check_against_baseline(bad, reference, "bfloat16")
+
+
+def test_relative_errors_are_exact_numbers():
+    errors = relative_errors({"loss": np.float32(1.5)}, {"loss": np.float32(1.0)})
+    assert errors == {"loss": pytest.approx(0.5)}

@@ -1,0 +1,206 @@
+"""The transformations the variants are built from: each turns a function into a function.
+
+Read top to bottom, this is the seed's stack `jit(vmap(grad(f)))` taken apart: a per-example
+function `f(params, example)`, batched by a Python loop or by `vmap`, differentiated, optionally
+run in bf16 or over micro-batches, wrapped into a step with an Optax update. `jax.jit` and the
+placement on a device mesh are applied by `workloads/variants.py`, which composes these.
+Nothing here knows which model it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+ExampleFn = Callable[[Any, Any], Any]  # (params, one example) -> value
+BatchFn = Callable[[Any, Any], Any]  # (params, batch with a leading axis) -> value
+
+
+# --- the per-example functions of a workload, as pure functions of the parameters -----------
+
+
+def pure_example_loss(workload, graphdef) -> ExampleFn:
+    """(params, (inputs, target)) -> the workload's loss of one example; model merged inside."""
+
+    def loss(params, example):
+        inputs, target = example
+        return workload.example_loss(nnx.merge(graphdef, params), inputs, target)
+
+    return loss
+
+
+def pure_example_predict(workload, graphdef) -> ExampleFn:
+    """(params, inputs) -> the workload's prediction for one example; model merged inside."""
+
+    def predict(params, inputs):
+        return workload.example_predict(nnx.merge(graphdef, params), inputs)
+
+    return predict
+
+
+# --- batching: a Python loop over the examples, or vmap ---------------------------------------
+
+
+def batch_length(batch) -> int:
+    """Number of examples in a batch (the leading axis of its leaves)."""
+    return jax.tree.leaves(batch)[0].shape[0]
+
+
+def example_at(batch, index: int):
+    """Example `index` of a batch."""
+    return jax.tree.map(lambda leaf: leaf[index], batch)
+
+
+def loop_over_examples(example_fn: ExampleFn) -> BatchFn:
+    """A Python loop that applies `example_fn` to each example and stacks the results."""
+
+    def looped(params, batch):
+        outputs = [example_fn(params, example_at(batch, i)) for i in range(batch_length(batch))]
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+
+    return looped
+
+
+def vmap_over_examples(example_fn: ExampleFn) -> BatchFn:
+    """`example_fn` vectorised over the leading axis of the batch (parameters shared)."""
+    return jax.vmap(example_fn, in_axes=(None, 0))
+
+
+def vmap_mean(example_fn: ExampleFn) -> BatchFn:
+    """The mean of `example_fn` over the batch, vectorised with vmap."""
+
+    def mean(params, batch):
+        return jnp.mean(vmap_over_examples(example_fn)(params, batch))
+
+    return mean
+
+
+# --- gradients: summed and averaged -----------------------------------------------------------
+
+
+def zero_sums(params):
+    """(0.0, zeros like `params`): the start of a (loss, gradient) sum."""
+    return jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params)
+
+
+def _add(sums, values):
+    return jax.tree.map(jnp.add, sums, values)
+
+
+def _scale(tree, factor: float):
+    return jax.tree.map(lambda leaf: leaf * factor, tree)
+
+
+def add_example_gradient(example_loss: ExampleFn):
+    """(params, (loss_sum, grad_sum), example) -> the sums plus this example's loss and gradient.
+
+    The per-example function of the looped variants: `baseline` runs it eagerly, `jit` compiled.
+    """
+    value_and_grad = jax.value_and_grad(example_loss)
+
+    def add_example(params, sums, example):
+        return _add(sums, value_and_grad(params, example))
+
+    return add_example
+
+
+def loop_mean_gradient(add_example) -> BatchFn:
+    """(params, batch) -> (mean loss, mean gradient), one `add_example` call per example."""
+
+    def value_and_grad(params, batch):
+        count = batch_length(batch)
+        sums = zero_sums(params)
+        for i in range(count):
+            sums = add_example(params, sums, example_at(batch, i))
+        return _scale(sums, 1.0 / count)
+
+    return value_and_grad
+
+
+def accumulate_micro_batches(value_and_grad: BatchFn, micro_batches: int) -> BatchFn:
+    """Split the batch into `micro_batches` equal parts and average their gradients in a `lax.scan`.
+
+    Same effective batch and the same mean gradient; activations live for one part at a time.
+    """
+
+    def accumulated(params, batch):
+        parts = jax.tree.map(lambda a: a.reshape(micro_batches, -1, *a.shape[1:]), batch)
+
+        def add_part(sums, part):
+            return _add(sums, value_and_grad(params, part)), None
+
+        sums, _ = jax.lax.scan(add_part, zero_sums(params), parts)
+        return _scale(sums, 1.0 / micro_batches)
+
+    return accumulated
+
+
+# --- precision ----------------------------------------------------------------------------------
+
+
+def cast_floating(tree, dtype):
+    """`tree` with every floating-point leaf cast to `dtype` (integer leaves untouched)."""
+    return jax.tree.map(
+        lambda leaf: leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, tree
+    )
+
+
+def mixed_precision(example_fn: ExampleFn, compute_dtype=jnp.bfloat16) -> ExampleFn:
+    """Run `example_fn` with parameters and inputs in `compute_dtype`; results back in float32.
+
+    The float32 master parameters stay outside: gradients flow back through the cast as float32
+    and the optimizer updates float32 parameters.
+    """
+
+    def low_precision(params, example):
+        result = example_fn(cast_floating(params, compute_dtype), cast_floating(example, compute_dtype))
+        return cast_floating(result, jnp.float32)
+
+    return low_precision
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+def optimizer_update(tx: optax.GradientTransformation):
+    """(params, opt_state, grads) -> (new params, new opt_state) with the Optax transformation."""
+
+    def update(params, opt_state, grads):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return update
+
+
+def train_step(value_and_grad: BatchFn, update):
+    """((params, opt_state), batch) -> ((params, opt_state), mean loss): one optimizer step."""
+
+    def step(state, batch):
+        params, opt_state = state
+        loss, grads = value_and_grad(params, batch)
+        params, opt_state = update(params, opt_state, grads)
+        return (params, opt_state), loss
+
+    return step
+
+
+def infer_step(predict_batch: BatchFn):
+    """(params, inputs) -> (params, predictions): a forward pass, parameters unchanged."""
+
+    def step(params, inputs):
+        return params, predict_batch(params, inputs)
+
+    return step
+
+
+# --- placement on a device mesh -----------------------------------------------------------------
+
+
+def place(tree, mesh, spec: PartitionSpec):
+    """`tree`'s arrays put on `mesh` with partition `spec` (a fresh copy: donation-safe)."""
+    return jax.device_put(jax.tree.map(jnp.copy, tree), NamedSharding(mesh, spec))

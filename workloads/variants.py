@@ -1,0 +1,197 @@
+"""The eight variants of a step, composed from `workloads/transforms.py`.
+
+| variant        | train step                                                   | infer step            |
+|----------------|--------------------------------------------------------------|-----------------------|
+| `baseline`     | Python loop of eager per-example grads, eager update         | loop, eager           |
+| `jit`          | the same loop, per-example grad and the update compiled      | loop, compiled        |
+| `vmap`         | eager `grad` of the vmapped mean loss, eager update           | eager vmap            |
+| `jit_vmap`     | that step under one `jax.jit`, update included (production)  | `jit(vmap(f))`        |
+| `multi_device` | `jit_vmap`, batch sharded over the `data` axis of a mesh     | the same              |
+| `remat`        | `jit_vmap`, each stacked block rematerialised                | -                     |
+| `bf16`         | `jit_vmap`, bf16 compute, float32 master parameters          | bf16 forward          |
+| `accumulation` | `jit_vmap` over k micro-batches summed in a `lax.scan`       | -                     |
+
+`prepare` builds one of them for a workload at a size, compiled ahead of time where it is
+compiled, and returns a `PreparedStep` that runs it one step at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+from flax import nnx
+from jax.sharding import PartitionSpec
+
+from workloads import compat
+from workloads import transforms as T
+from workloads.contract import Workload
+from workloads.layers import configure_stacks
+
+VARIANTS = ("baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat", "bf16", "accumulation")
+TRAIN_ONLY = ("remat", "accumulation")
+"""Variants that change only the backward pass and the update: they exist for `train` only."""
+EAGER = ("baseline", "vmap")
+"""Variants that run without `jax.jit` (their stacked blocks run as a Python loop, see layers.py)."""
+REFERENCE_VARIANT = "baseline"
+MICRO_BATCHES = 4
+"""Micro-batches of the `accumulation` variant."""
+
+
+class NotApplicable(Exception):
+    """This variant cannot run for this workload, size or device set; the message says why."""
+
+
+def variants_for(mode: str) -> tuple[str, ...]:
+    """The variants that exist for `mode`."""
+    return tuple(v for v in VARIANTS if mode == "train" or v not in TRAIN_ONLY)
+
+
+def footprint_bytes(memory: dict[str, int] | None) -> int | None:
+    """Per-device bytes a compiled step needs: argument + output - alias + temp."""
+    if memory is None:
+        return None
+    return memory["argument"] + memory["output"] - memory["alias"] + memory["temp"]
+
+
+@dataclass
+class PreparedStep:
+    """One variant's step with its state and batch in place, ready to run one step at a time.
+
+    Attributes:
+        step: (state, batch) -> (state, output); state is (params, opt_state) for `train`,
+            params for `infer`; output is the mean loss or the predictions.
+        state, batch: what the next call consumes (state is replaced by each call).
+        compile_s: seconds spent compiling ahead of time (None for eager variants).
+        memory: per-device bytes of the compiled step (`compat.memory_analysis`), None if eager;
+            for `jit` the larger of its two compiled pieces.
+        n_devices: devices the step runs on.
+    """
+
+    mode: str
+    step: Callable[[Any, Any], tuple[Any, Any]]
+    state: Any
+    batch: Any
+    compile_s: float | None
+    memory: dict[str, int] | None
+    n_devices: int
+    output: Any = None
+
+    def __call__(self):
+        """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
+        self.state, self.output = self.step(self.state, self.batch)
+        return jax.block_until_ready((self.state, self.output))
+
+    def result(self) -> dict[str, Any]:
+        """What the last step computed, for comparison with `baseline`."""
+        if self.mode == "train":
+            params, opt_state = self.state
+            return {"loss": self.output, "params": params, "opt_state": opt_state}
+        return {"predictions": self.output}
+
+
+def _compile(fn, *args, donate_argnums=()):
+    """AOT-compile `jax.jit(fn)` for `args`: (compiled, seconds, per-device memory)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+    seconds = time.perf_counter() - start
+    return compiled, seconds, compat.memory_analysis(compiled)
+
+
+def prepare(
+    workload: Workload,
+    size_name: str,
+    mode: str,
+    variant: str,
+    *,
+    seed: int = 0,
+    devices: list | None = None,
+) -> PreparedStep:
+    """Build `variant` of `workload`'s `mode` step at size `size_name`, from seeded state and data.
+
+    Every call with the same arguments starts from the same parameters and batch, so results of
+    different variants can be compared. Raises `NotApplicable` when the variant cannot run here.
+    """
+    if variant not in variants_for(mode):
+        raise NotApplicable(f"{variant} changes only the backward pass; it has no {mode} step")
+    size = workload.size(size_name)
+    devices = devices or jax.devices()
+    model = workload.build_model(size, nnx.Rngs(seed))
+    stacks = configure_stacks(model, scan=variant not in EAGER, remat=variant == "remat")
+    if variant == "remat" and stacks == 0:
+        raise NotApplicable(f"{workload.name} has no stacked blocks to rematerialise")
+    graphdef, params = nnx.split(model, nnx.Param)
+    inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
+    batch = (inputs, targets) if mode == "train" else inputs
+    tx = workload.make_optimizer(size) if mode == "train" else None
+    if mode == "train":
+        example_fn = T.pure_example_loss(workload, graphdef)
+        state = (params, tx.init(params))
+    else:
+        example_fn = T.pure_example_predict(workload, graphdef)
+        state = params
+    if variant == "bf16":
+        example_fn = T.mixed_precision(example_fn)
+
+    if variant in ("baseline", "jit"):
+        step, compile_s, memory = _looped_step(mode, variant, example_fn, tx, state, batch)
+        return PreparedStep(mode, step, state, batch, compile_s, memory, n_devices=1)
+
+    if mode == "train":
+        value_and_grad = jax.value_and_grad(T.vmap_mean(example_fn))
+        if variant == "accumulation":
+            batch_size = T.batch_length(batch)
+            if batch_size % MICRO_BATCHES:
+                raise NotApplicable(f"batch {batch_size} does not split into {MICRO_BATCHES} micro-batches")
+            value_and_grad = T.accumulate_micro_batches(value_and_grad, MICRO_BATCHES)
+        step = T.train_step(value_and_grad, T.optimizer_update(tx))
+        donate = (0,)  # the production step reuses the state's buffers
+    else:
+        step = T.infer_step(T.vmap_over_examples(example_fn))
+        donate = ()
+    if variant == "vmap":
+        return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
+
+    n_devices = 1
+    if variant == "multi_device":
+        state, batch, n_devices = _data_parallel(state, batch, devices)
+    compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate)
+    return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)
+
+
+def _looped_step(mode, variant, example_fn, tx, state, batch):
+    """`baseline` (eager) or `jit` (per-example function compiled): a Python loop over examples.
+
+    Returns (step, compile seconds, per-device memory), the last two None for `baseline`.
+    """
+    if mode == "train":
+        add_example, update = T.add_example_gradient(example_fn), T.optimizer_update(tx)
+        if variant == "jit":
+            params, opt_state = state
+            sums = T.zero_sums(params)
+            first = T.example_at(batch, 0)
+            add_example, add_s, add_mem = _compile(add_example, params, sums, first)
+            update, update_s, update_mem = _compile(update, params, opt_state, sums[1])
+            memory = max(add_mem, update_mem, key=footprint_bytes) if add_mem and update_mem else None
+            return T.train_step(T.loop_mean_gradient(add_example), update), add_s + update_s, memory
+        return T.train_step(T.loop_mean_gradient(add_example), update), None, None
+    predict, compile_s, memory = example_fn, None, None
+    if variant == "jit":
+        predict, compile_s, memory = _compile(example_fn, state, T.example_at(batch, 0))
+    return T.infer_step(T.loop_over_examples(predict)), compile_s, memory
+
+
+def _data_parallel(state, batch, devices):
+    """Replicate the state and shard the batch over a `data` mesh axis of all `devices`."""
+    n_devices = len(devices)
+    if n_devices < 2:
+        raise NotApplicable("only one device: nothing to shard over")
+    batch_size = T.batch_length(batch)
+    if batch_size % n_devices:
+        raise NotApplicable(f"batch {batch_size} does not divide over {n_devices} devices")
+    mesh = compat.make_mesh((n_devices, 1), ("data", "model"), devices=devices)
+    state = T.place(state, mesh, PartitionSpec())
+    batch = T.place(batch, mesh, PartitionSpec("data"))
+    return state, batch, n_devices

@@ -63,6 +63,8 @@ def pytest_addoption(parser):
     group.addoption("--report-dir", default=None, metavar="DIR",
                     help="where results.json and summary.md go "
                          "(default: a new folder per run under reports/runs/, named by time and device)")
+    group.addoption("--strict-expectations", action="store_true",
+                    help="exit non-zero when any expectation row of the report is 'below'")
     group.addoption("--cpu-devices", type=_device_count, default=DEFAULT_CPU_DEVICES, metavar="N",
                     help=f"virtual CPU devices to create before JAX starts (default {DEFAULT_CPU_DEVICES}); "
                          "they share the host's cores")

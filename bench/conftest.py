@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 from bench import measure
-from bench.results import SCHEMA_VERSION, SUITE, default_report_dir, write_atomically, write_results
+from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, write_results
 from workloads import get_workload
 from workloads.variants import REFERENCE_VARIANT, prepare, variants_for
 
 _REPORT_DIR = pytest.StashKey[Path]()
+_PLANNED = pytest.StashKey[list]()
+_SKIPPED = pytest.StashKey[dict]()
+_BELOW = pytest.StashKey[list]()
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,35 @@ def report_dir(config) -> Path:
     return config.stash[_REPORT_DIR]
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Remember the planned benchmarks, so a report can say which ones a run is missing."""
+    config.stash[_PLANNED] = [item.callspec.params["case"].id for item in items if _is_case(item)]
+    config.stash[_SKIPPED] = {}
+
+
+def _is_case(item) -> bool:
+    return "case" in getattr(getattr(item, "callspec", None), "params", {})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices)."""
+    report = yield
+    if report.skipped and _is_case(item):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.config.stash[_SKIPPED][item.callspec.params["case"].id] = reason.removeprefix("Skipped: ")
+    return report
+
+
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Mark the JSON as this suite's, with the run's environment."""
-    output_json[SUITE] = {"suite": SUITE, "schema_version": SCHEMA_VERSION, **measure.environment()}
+    """Mark the JSON as this suite's, with the run's environment, plan and skips."""
+    output_json[SUITE] = {
+        "suite": SUITE,
+        "schema_version": SCHEMA_VERSION,
+        **measure.environment(),
+        "planned": config.stash.get(_PLANNED, []),
+        "skipped": config.stash.get(_SKIPPED, {}),
+    }
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -104,18 +133,30 @@ def pytest_runtest_teardown(item, nextitem):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write the final results and the summary, also after a failure or a Ctrl-C."""
-    config = session.config
-    if not config.getoption("collectonly") and config._benchmarksession.benchmarks:
-        directory = report_dir(config)
-        path = write_results(config, directory)
-        from reports.results import load_results
-        from reports.summary import summary_markdown
+    """Write the final results and the report, also after a failure or a Ctrl-C.
 
-        write_atomically(directory / "summary.md", summary_markdown(load_results(path)))
+    With --strict-expectations, an expectation row that is `below` fails the run.
+    """
+    config = session.config
+    if config.getoption("collectonly") or not config._benchmarksession.benchmarks:
+        return
+    from reports.build import build_report
+    from reports.expectations import expectations_table
+    from reports.results import load_results
+
+    directory = report_dir(config)
+    build_report([write_results(config, directory)], directory)
+    if config.getoption("strict_expectations"):
+        expectations = expectations_table(load_results(directory / RESULTS_FILE))
+        below = expectations[expectations["verdict"] == "below"]
+        config.stash[_BELOW] = [f"{r.workload} {r.mode}: {r.claim} ({r.reason})" for r in below.itertuples()]
+        if len(below) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config):
     if _REPORT_DIR in config.stash:
         terminalreporter.write_sep("-", "jaxbench")
-        terminalreporter.write_line(f"results and summary in {config.stash[_REPORT_DIR]}")
+        terminalreporter.write_line(f"results and report in {config.stash[_REPORT_DIR]}")
+    for line in config.stash.get(_BELOW, []):
+        terminalreporter.write_line(f"expectation below (--strict-expectations): {line}", red=True)

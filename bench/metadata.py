@@ -28,6 +28,7 @@ def step_extra_info(
     memory = prepared.memory
     peak_devices = 1 if environment["devices_share_host_cores"] else prepared.n_devices
     return {
+        "case_id": f"{workload}-{mode}-{variant}",
         "workload": workload,
         "mode": mode,
         "variant": variant,

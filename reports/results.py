@@ -27,13 +27,32 @@ def load_results(path: str | Path) -> dict:
         raise ResultsError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ResultsError(f"{path}: not a pytest-benchmark result (no 'benchmarks' list)")
-    if data.get(SUITE, {}).get("suite") != SUITE:
+    suite = data.get(SUITE)
+    if not isinstance(suite, dict) or suite.get("suite") != SUITE:
         raise ResultsError(f"{path}: a pytest-benchmark result, but not from {SUITE}")
+    if not data["benchmarks"]:
+        raise ResultsError(f"{path}: holds no benchmark results")
     return data
 
 
+def device_set(data: dict) -> str:
+    """The run's devices in words, e.g. `cpu: 8 x cpu (virtual, 2 cores)` or `gpu: 1 x NVIDIA H100`."""
+    env = data[SUITE]
+    text = f"{env['platform']}: {env['n_devices_available']} x {env['device_kind']}"
+    if env.get("devices_share_host_cores"):
+        text += f" (virtual, {env['host_cores']} cores)"
+    return text
+
+
+def run_label(data: dict) -> str:
+    """A short label for a run: device kind, host and date."""
+    host = data.get("machine_info", {}).get("node", "?")
+    date = str(data.get("datetime", ""))[:16].replace("T", " ")
+    return f"{data[SUITE]['device_kind']} @ {host}, {date}"
+
+
 def benchmarks_frame(data: dict) -> pd.DataFrame:
-    """One row per benchmark: its `extra_info` plus the timing statistics (seconds)."""
+    """One row per benchmark: its `extra_info`, the timing statistics (seconds) and the device set."""
     rows = []
     for bench in data["benchmarks"]:
         stats = bench["stats"]
@@ -44,6 +63,7 @@ def benchmarks_frame(data: dict) -> pd.DataFrame:
             iqr_s=stats["iqr"],
             min_s=stats["min"],
             rounds=stats["rounds"],
+            device_set=device_set(data),
         )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -51,6 +51,7 @@ def test_summary_has_a_row_per_benchmark(tiny_run):
     lines = [line for line in summary.splitlines() if line.startswith("| mlp")]
     assert len(lines) == 14
     assert "speedup vs baseline" in summary
+    assert {"report.md", "expectations.md", "summary.csv", "speedup.png"} <= {p.name for p in tiny_run["dir"].iterdir()}
     assert str(tiny_run["dir"]) in tiny_run["proc"].stdout
 
 

@@ -1,0 +1,94 @@
+"""`python -m reports build`: a report folder from one or more results files.
+
+The folder holds summary.csv/.md, expectations.csv/.md, the charts and report.md, which puts
+the environment, the headline findings, both tables and the charts on one page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from reports.charts import draw_all
+from reports.expectations import expectations_markdown, expectations_table
+from reports.results import SUITE, device_set, load_results
+from reports.summary import summary_table, to_markdown
+
+
+def missing_benchmarks(data: dict) -> list[str]:
+    """Benchmarks the run planned but neither measured nor skipped (an interrupted or failed run)."""
+    suite = data[SUITE]
+    measured = {b["extra_info"]["case_id"] for b in data["benchmarks"] if "case_id" in b.get("extra_info", {})}
+    return [case for case in suite.get("planned", []) if case not in measured and case not in suite.get("skipped", {})]
+
+
+def environment_table(runs: list[dict]) -> pd.DataFrame:
+    """One column per run: versions, platform, devices, CPU, XLA flags, commit, date."""
+    columns = {}
+    for index, data in enumerate(runs, 1):
+        env, machine, commit = data[SUITE], data.get("machine_info", {}), data.get("commit_info", {})
+        columns[f"run {index}"] = {
+            "JAX / jaxlib": f"{env.get('jax_version')} / {env.get('jaxlib_version')}",
+            "Flax / Optax": f"{env.get('flax_version')} / {env.get('optax_version')}",
+            "Python": env.get("python_version"),
+            "devices": device_set(data),
+            "CPU": machine.get("cpu", {}).get("brand_raw") or env.get("cpu_model"),
+            "host": machine.get("node"),
+            "XLA flags": env.get("xla_flags") or "(none)",
+            "git commit": (commit.get("id") or "?")[:12] + (" (dirty)" if commit.get("dirty") else ""),
+            "date": data.get("datetime"),
+        }
+    return pd.DataFrame(columns)
+
+
+def headline_findings(summary: pd.DataFrame, expectations: pd.DataFrame) -> list[str]:
+    """A few sentences a reader wants first: the production step's speedup, and every claim not met."""
+    lines = []
+    production = summary[summary["variant"] == "jit_vmap"].dropna(subset=["speedup vs baseline"])
+    for _, row in production.iterrows():
+        lines.append(f"{row['workload']} {row['mode']} ({row['size']}, {row['device set']}): jit_vmap is "
+                     f"{row['speedup vs baseline']:.3g}x faster than the eager baseline "
+                     f"({row['median step (ms)']:.3g} ms per step, MFU {row['MFU']:.2g}).")
+    if len(expectations):
+        counts = expectations["verdict"].value_counts()
+        lines.append("Expectations: " + ", ".join(f"{counts[v]} {v}" for v in counts.index) + ".")
+        for _, row in expectations[expectations["verdict"].isin(["below", "above"])].iterrows():
+            unit = "x" if row["table"] == "speedup" else "x less memory"
+            lines.append(f"{row['claim']} ({row['workload']} {row['mode']}): {row['verdict']} — "
+                         f"{row['measured']:.3g}{unit} against {row['expected']}: {row['reason']}.")
+    return lines
+
+
+def build_report(results: list[str | Path], out: str | Path) -> Path:
+    """Write the report folder `out` for the results files; returns the path of report.md.
+
+    Raises `reports.results.ResultsError` (naming the file) for a file that is not this suite's.
+    """
+    runs = [load_results(path) for path in results]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = pd.concat([summary_table(data) for data in runs], ignore_index=True)
+    expectations = pd.concat([expectations_table(data) for data in runs], ignore_index=True)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(to_markdown(summary))
+    expectations.to_csv(out / "expectations.csv", index=False)
+    expectations_md = expectations_markdown(expectations) if len(expectations) else "No expectation has data.\n"
+    (out / "expectations.md").write_text(expectations_md)
+    charts = draw_all(summary, out)
+
+    parts = ["# jaxbench report\n", "## Environment\n", environment_table(runs).to_markdown() + "\n",
+             "## Headline findings\n", "".join(f"- {line}\n" for line in headline_findings(summary, expectations))]
+    missing = [case for data in runs for case in missing_benchmarks(data)]
+    if missing:
+        parts += ["## Missing\n", "The run planned these benchmarks but has no result for them "
+                  "(interrupted, failed or out of memory): " + ", ".join(missing) + ".\n"]
+    skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
+    if skipped:
+        parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]
+    parts += ["## Summary\n", to_markdown(summary), "## Expectations\n", expectations_md, "## Charts\n"]
+    parts += [f"![{path.stem}]({path.name})\n" for path in charts]
+    report = out / "report.md"
+    report.write_text("\n".join(parts))
+    return report
+

@@ -1,0 +1,171 @@
+"""How `met` is decided: the speedup and memory claims JAX practitioners quote, checked per run.
+
+Every row is computed from the measurements in the results JSON. A range [lo, hi] is the quoted
+claim; "about X" is read as X +/- 25%. The verdict is `met` inside the range, `below` or
+`above` outside it, and `n/a` where the run lacks what the row needs; every verdict but `met`
+comes with its reason in words, built from the same measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reports.results import benchmarks_frame
+
+GROUP = ["workload", "mode", "size", "device_set"]
+ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One line of the quoted tables."""
+
+    table: str  # "speedup": baseline time / variant time; "memory": jit_vmap bytes / variant bytes
+    name: str  # the line's name in the quoted table
+    variant: str  # the variant measured
+    expected: str  # the claim as quoted
+    lo: float | None = None  # the range of the measured value; None where it depends on the run
+    hi: float | None = None
+    expected_time: str = ""  # memory lines: the quoted compute overhead
+    time_lo: float | None = None  # step-time ratio variant / jit_vmap
+    time_hi: float | None = None
+
+
+CLAIMS = (
+    Claim("speedup", "baseline", "baseline", "1x (reference)", 1.0, 1.0),
+    Claim("speedup", "jit", "jit", "10-100x", 10, 100),
+    Claim("speedup", "vmap", "vmap", "2-10x", 2, 10),
+    Claim("speedup", "jit + vmap", "jit_vmap", "100-1000x", 100, 1000),
+    Claim("speedup", "multi-device", "multi_device", "about N x on N devices"),
+    Claim("memory", "rematerialisation", "remat", "2-5x", 2, 5, "+30-50% step time", 1.3, 1.5),
+    Claim("memory", "bf16 mixed precision", "bf16", "2x", 2 * (1 - ABOUT), 2 * (1 + ABOUT),
+          "-50% step time (faster)", 0.5 * (1 - ABOUT), 0.5 * (1 + ABOUT)),
+    Claim("memory", "gradient accumulation", "accumulation", "1-4x", 1, 4, "proportional to micro-steps"),
+    Claim("memory", "sharding", "multi_device", "per-device share (N x on N devices)", None, None,
+          "communication cost"),
+)
+
+
+def verdict(measured: float, lo: float, hi: float) -> str:
+    """`below` under `lo`, `above` over `hi`, `met` within [lo, hi]."""
+    if measured < lo:
+        return "below"
+    if measured > hi:
+        return "above"
+    return "met"
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.3g} MiB"
+
+
+def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
+    variant = rows[claim.variant]
+    if claim.variant == "multi_device":
+        if variant["devices_share_host_cores"]:
+            return (f"{n} virtual CPU devices share {variant['host_cores']} cores: sharding adds "
+                    "partitioning and copies but no compute")
+        return (f"{n} devices, {variant['batch_size'] // n} examples each: per-device work too small "
+                "or communication-bound" if outcome == "below" else
+                f"super-linear: each device's share of the batch fits its caches better")
+    per_example_ms = rows["baseline"]["median_s"] / rows["baseline"]["batch_size"] * 1e3
+    if outcome == "above":
+        return (f"eager dispatch dominates this small step: baseline spends {per_example_ms:.3g} ms "
+                f"per example, {claim.variant} {variant['median_s'] * 1e3:.3g} ms per batch")
+    return (f"compute dominates: baseline spends {per_example_ms:.3g} ms per example, so there is "
+            f"little dispatch overhead for {claim.variant} to remove")
+
+
+def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
+    variant, reference = rows[claim.variant], rows["jit_vmap"]
+    if claim.variant == "bf16" and variant["platform"] == "cpu":
+        return "XLA:CPU computes bf16 dots in float32: the casts add buffers and time, no bf16 matmul units"
+    breakdown = reference["mem_breakdown"]
+    held = breakdown["argument"] + breakdown["output"] - breakdown["alias"]
+    share = held / reference["mem_bytes"]
+    if claim.variant == "multi_device":
+        return (f"data parallel: parameters and optimizer state ({share:.0%} of {_mib(reference['mem_bytes'])}) "
+                f"are replicated on each of the {n} devices; only the batch is split")
+    if outcome == "below":
+        return (f"parameters, optimizer state and batch are {share:.0%} of jit_vmap's "
+                f"{_mib(reference['mem_bytes'])} per device and {claim.variant} does not shrink them; "
+                f"activations are only {_mib(breakdown['temp'])}")
+    return f"activations ({_mib(breakdown['temp'])}) dominate jit_vmap's {_mib(reference['mem_bytes'])}"
+
+
+def _row(claim: Claim, key: tuple, rows: dict) -> dict:
+    row = dict(zip(GROUP, key), table=claim.table, claim=claim.name, variant=claim.variant,
+               expected=claim.expected, lo=claim.lo, hi=claim.hi, measured=None, verdict="n/a", reason="",
+               expected_time=claim.expected_time, time_ratio=None, time_verdict="")
+    reference = "baseline" if claim.table == "speedup" and claim.variant != "multi_device" else "jit_vmap"
+    missing = [v for v in (reference, claim.variant) if v not in rows]
+    if missing:
+        row["reason"] = f"n/a: no {' or '.join(missing)} result in this run"
+        return row
+    variant, base = rows[claim.variant], rows[reference]
+    n = int(variant["n_devices"])
+    lo, hi = claim.lo, claim.hi
+    if claim.variant == "multi_device":
+        if n < 2:
+            row["reason"] = "n/a: one device"
+            return row
+        lo, hi = n * (1 - ABOUT), n * (1 + ABOUT)
+        row.update(lo=lo, hi=hi)
+    if claim.table == "speedup":
+        measured = base["median_s"] / variant["median_s"]
+    else:
+        if pd.isna(variant["mem_bytes"]) or pd.isna(base["mem_bytes"]):
+            row["reason"] = "n/a: no compiled memory analysis"
+            return row
+        measured = base["mem_bytes"] / variant["mem_bytes"]
+        row["time_ratio"] = variant["median_s"] / base["median_s"]
+        if claim.time_lo is not None:
+            row["time_verdict"] = verdict(row["time_ratio"], claim.time_lo, claim.time_hi)
+    row["measured"] = measured
+    row["verdict"] = verdict(measured, lo, hi)
+    if row["verdict"] != "met":
+        explain = _speedup_reason if claim.table == "speedup" else _memory_reason
+        row["reason"] = explain(claim, row["verdict"], rows, n)
+    return row
+
+
+def expectations_table(data: dict) -> pd.DataFrame:
+    """Every claim for every (workload, mode, size, device set) that has a `baseline` or `jit_vmap`.
+
+    Memory claims are checked for `train` (the techniques act on the backward pass and update);
+    `remat` and `accumulation` have no `infer` step at all.
+    """
+    frame = benchmarks_frame(data)
+    out = []
+    for key, group in frame.groupby(GROUP, sort=False):
+        rows = {r["variant"]: r for r in group.to_dict("records")}
+        mode = key[GROUP.index("mode")]
+        for claim in CLAIMS:
+            if claim.table == "memory" and mode != "train":
+                continue
+            out.append(_row(claim, key, rows))
+    return pd.DataFrame(out)
+
+
+def expectations_markdown(table: pd.DataFrame) -> str:
+    """The expectations as two Markdown tables (speedup, then memory)."""
+    parts = []
+    speed = table[table["table"] == "speedup"]
+    if len(speed):
+        shown = speed[GROUP + ["claim", "expected", "measured", "verdict", "reason"]].copy()
+        shown["measured"] = shown["measured"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}x")
+        parts.append("### Speedup by transformation (baseline step time / variant step time)\n\n"
+                     + shown.to_markdown(index=False))
+    memory = table[table["table"] == "memory"]
+    if len(memory):
+        shown = memory[GROUP + ["claim", "expected", "measured", "verdict", "expected_time",
+                                "time_ratio", "time_verdict", "reason"]].copy()
+        shown["measured"] = shown["measured"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}x less")
+        shown["time_ratio"] = shown["time_ratio"].map(lambda v: "-" if pd.isna(v) else f"{v - 1:+.0%}")
+        shown = shown.rename(columns={"measured": "measured memory", "time_ratio": "measured step time",
+                                      "expected_time": "expected step time"})
+        parts.append("### Memory by technique (jit_vmap bytes per device / variant bytes per device)\n\n"
+                     + shown.to_markdown(index=False))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,153 @@
+"""Reports built from a real tiny run: numbers traced back to the JSON, verdicts, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+
+from reports.__main__ import main
+from reports.build import build_report, missing_benchmarks
+from reports.expectations import expectations_table, verdict
+from reports.summary import summary_table
+from tests.conftest import FAST_TIMING, run_pytest
+
+
+def _by_variant(results, mode):
+    return {b["extra_info"]["variant"]: b for b in results["benchmarks"] if b["extra_info"]["mode"] == mode}
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_summary_speedups_are_recomputable_from_the_json(tiny_run):
+    results = tiny_run["results"]
+    table = summary_table(results)
+    train = _by_variant(results, "train")
+    for _, row in table[table["mode"] == "train"].iterrows():
+        expected = train["baseline"]["stats"]["median"] / train[row["variant"]]["stats"]["median"]
+        assert row["speedup vs baseline"] == pytest.approx(expected, rel=1e-12)
+        assert row["median step (ms)"] == pytest.approx(train[row["variant"]]["stats"]["median"] * 1e3)
+    csv = pd.read_csv(tiny_run["dir"] / "summary.csv")
+    assert len(csv) == 14
+
+
+def test_expectations_have_every_line_with_measured_values(tiny_run):
+    results = tiny_run["results"]
+    table = expectations_table(results)
+    train = table[table["mode"] == "train"]
+    assert list(train["claim"]) == ["baseline", "jit", "vmap", "jit + vmap", "multi-device",
+                                    "rematerialisation", "bf16 mixed precision", "gradient accumulation", "sharding"]
+    assert list(table[table["mode"] == "infer"]["table"]) == ["speedup"] * 5
+    runs = _by_variant(results, "train")
+    jit_row = train[train["variant"] == "jit"].iloc[0]
+    assert jit_row["measured"] == pytest.approx(runs["baseline"]["stats"]["median"] / runs["jit"]["stats"]["median"])
+    remat_row = train[train["variant"] == "remat"].iloc[0]
+    assert remat_row["measured"] == pytest.approx(
+        runs["jit_vmap"]["extra_info"]["mem_bytes"] / runs["remat"]["extra_info"]["mem_bytes"])
+    for _, row in table.iterrows():
+        assert row["verdict"] in ("met", "below", "above", "n/a")
+        assert (row["verdict"] == "met") == (row["reason"] == "")
+    # On CPU bf16 saves no memory, and virtual devices share the cores: both say so.
+    bf16 = train[train["variant"] == "bf16"].iloc[0]
+    assert bf16["verdict"] == "below" and "XLA:CPU computes bf16 dots in float32" in bf16["reason"]
+    multi = train[train["claim"] == "multi-device"].iloc[0]
+    assert multi["verdict"] == "below" and "8 virtual CPU devices share" in multi["reason"]
+
+
+@pytest.mark.parametrize("measured,expected", [(9.99, "below"), (10, "met"), (100, "met"), (100.01, "above")])
+def test_verdict_on_both_sides_of_the_range(measured, expected):
+    assert verdict(measured, 10, 100) == expected
+
+
+@pytest.mark.parametrize("jit_speedup,expected", [(5.0, "below"), (50.0, "met"), (500.0, "above")])
+def test_verdict_follows_the_measurement(tiny_run, jit_speedup, expected):
+    results = copy.deepcopy(tiny_run["results"])
+    runs = _by_variant(results, "train")
+    runs["jit"]["stats"]["median"] = runs["baseline"]["stats"]["median"] / jit_speedup
+    table = expectations_table(results)
+    row = table[(table["mode"] == "train") & (table["variant"] == "jit")].iloc[0]
+    assert row["verdict"] == expected and row["measured"] == pytest.approx(jit_speedup)
+    assert (row["reason"] != "") == (expected != "met")
+
+
+def test_build_writes_every_file(tiny_run, tmp_path):
+    report = build_report([tiny_run["dir"] / "results.json"], tmp_path / "out")
+    names = {p.name for p in report.parent.iterdir()}
+    assert {"summary.csv", "summary.md", "expectations.csv", "expectations.md", "report.md",
+            "speedup.png", "memory.png", "compile_vs_step.png", "scaling.png", "mfu.png"} <= names
+    text = report.read_text()
+    for heading in ("## Environment", "## Headline findings", "## Summary", "## Expectations", "![speedup]"):
+        assert heading in text
+
+
+def test_partial_results_say_what_is_missing(tiny_run, tmp_path):
+    results = copy.deepcopy(tiny_run["results"])
+    results["benchmarks"] = [b for b in results["benchmarks"] if b["extra_info"]["variant"] != "remat"]
+    assert missing_benchmarks(results) == ["mlp-train-remat"]
+    report = build_report([_write(tmp_path, "partial.json", results)], tmp_path / "out")
+    assert "## Missing" in report.read_text() and "mlp-train-remat" in report.read_text()
+    table = expectations_table(results)
+    remat = table[table["claim"] == "rematerialisation"].iloc[0]
+    assert remat["verdict"] == "n/a" and "no remat result" in remat["reason"]
+
+
+def test_compare_puts_runs_side_by_side(tiny_run, tmp_path, capsys):
+    slower = copy.deepcopy(tiny_run["results"])
+    for bench in slower["benchmarks"]:
+        bench["stats"]["median"] *= 2
+    a, b = tiny_run["dir"] / "results.json", _write(tmp_path, "b.json", slower)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert len(table) == 14 and table["run 2 / run 1"].tolist() == pytest.approx([2.0] * 14)
+    assert (tmp_path / "cmp" / "comparison.png").exists()
+
+
+def _bad_inputs(tmp_path, results):
+    other_suite = {k: v for k, v in results.items() if k != "jaxbench"}
+    disjoint = copy.deepcopy(results)
+    for bench in disjoint["benchmarks"]:
+        bench["extra_info"]["workload"] = "other"
+    (tmp_path / "not.json").write_text("{not json")
+    return {
+        "missing": (["build", str(tmp_path / "absent.json")], "absent.json: cannot read"),
+        "not json": (["build", str(tmp_path / "not.json")], "not.json: not JSON"),
+        "not benchmark": (["build", str(_write(tmp_path, "list.json", [1, 2]))], "not a pytest-benchmark result"),
+        "other suite": (["build", str(_write(tmp_path, "o.json", other_suite))], "not from jaxbench"),
+        "empty": (["build", str(_write(tmp_path, "e.json", {**results, "benchmarks": []}))], "no benchmark results"),
+        "nothing in common": (["compare", str(_write(tmp_path, "a.json", results)),
+                               str(_write(tmp_path, "d.json", disjoint))], "no benchmark in common"),
+        "one file": (["compare", str(_write(tmp_path, "c.json", results))], "at least two results files"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "not json", "not benchmark", "other suite", "empty",
+                                  "nothing in common", "one file"])
+def test_bad_input_is_one_line_and_exit_2(case, tiny_run, tmp_path, capsys):
+    argv, message = _bad_inputs(tmp_path, tiny_run["results"])[case]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_command_line_runs_as_a_module(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "reports", "build", str(tmp_path / "nope.json"), "--out",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
+
+
+def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer",
+                      "--variants", "jit_vmap,multi_device", "--report-dir", str(tmp_path),
+                      "--strict-expectations", "-q", *FAST_TIMING)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "expectation below (--strict-expectations): mlp infer: multi-device" in proc.stdout
+    assert (tmp_path / "report.md").exists()

@@ -24,6 +24,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _save_log_log(fig, ax, path: Path, **labels) -> Path:
+    ax.set(xscale="log", yscale="log", **labels)
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _grouped_bars(pivot: pd.DataFrame, ax, log: bool = False) -> None:
     pivot.plot.bar(ax=ax, logy=log, rot=0, width=0.8)
     ax.grid(axis="y", which="both", alpha=0.3)
@@ -71,11 +78,8 @@ def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
         for _, row in group.iterrows():
             ax.annotate(row["variant"], (row["median step (ms)"] / 1e3, row["compile (s)"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    ax.set(xscale="log", yscale="log", title="Compile time vs step time (each once per process)",
-           xlabel="median step time (s, log)", ylabel="ahead-of-time compile time (s, log)")
-    ax.grid(which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save_log_log(fig, ax, path, title="Compile time vs step time (each once per process)",
+                         xlabel="median step time (s, log)", ylabel="ahead-of-time compile time (s, log)")
 
 
 def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
@@ -89,11 +93,8 @@ def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
         ax.plot(group["devices"], group["items/s"], marker="o", label=f"{workload} {mode}")
         ideal = group["items/s"].iloc[0] * group["devices"] / group["devices"].iloc[0]
         ax.plot(group["devices"], ideal, ls=":", color="grey")
-    ax.set(xscale="log", yscale="log", title="Throughput vs devices (dotted: linear scaling)",
-           xlabel="devices (log)", ylabel="examples per second (log)")
-    ax.grid(which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save_log_log(fig, ax, path, title="Throughput vs devices (dotted: linear scaling)",
+                         xlabel="devices (log)", ylabel="examples per second (log)")
 
 
 def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:

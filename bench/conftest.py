@@ -80,6 +80,18 @@ def reference_result():
     return result
 
 
+def pytest_sessionstart(session):
+    """Fail fast, before measuring anything, when --report-dir cannot be written."""
+    chosen = session.config.getoption("report_dir")
+    if chosen and not session.config.getoption("collectonly"):
+        try:
+            Path(chosen).mkdir(parents=True, exist_ok=True)
+            Path(chosen, ".write-test").touch()
+            Path(chosen, ".write-test").unlink()
+        except OSError as error:
+            raise pytest.UsageError(f"--report-dir {chosen}: cannot write there ({error.strerror or error})") from None
+
+
 def report_dir(config) -> Path:
     """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use)."""
     if _REPORT_DIR not in config.stash:

@@ -39,3 +39,13 @@ def test_selection_picks_the_cases(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = [line for line in proc.stdout.splitlines() if "test_step[" in line]
     assert collected == ["bench/test_steps.py::test_step[mlp-infer-jit]"]
+
+
+def test_unwritable_report_dir_is_a_usage_error_before_measuring(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    proc = run_pytest("bench", "--size", "tiny", "--report-dir", str(not_a_folder / "sub"), timeout=120)
+    assert proc.returncode == 4
+    assert f"--report-dir {not_a_folder / 'sub'}: cannot write there" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "test_step" not in proc.stdout  # nothing was run

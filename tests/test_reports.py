@@ -151,3 +151,16 @@ def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "expectation below (--strict-expectations): mlp infer: multi-device" in proc.stdout
     assert (tmp_path / "report.md").exists()
+
+
+def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer", "--cpu-devices", "1",
+                      "--variants", "baseline,jit_vmap,multi_device", "--report-dir", str(tmp_path), "-q", *FAST_TIMING)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["jaxbench"]["skipped"] == {
+        "mlp-infer-multi_device": "mlp-infer-multi_device: only one device: nothing to shard over"}
+    assert missing_benchmarks(results) == []
+    assert "## Skipped" in (tmp_path / "report.md").read_text()
+    row = expectations_table(results).query("claim == 'multi-device'").iloc[0]
+    assert row["verdict"] == "n/a" and "no multi_device result" in row["reason"]

@@ -26,10 +26,12 @@ class Case:
     mode: str
     variant: str
     size: str
+    layout: str = "data"  # multi_device only: how the step is laid out on the mesh
 
     @property
     def id(self) -> str:
-        return f"{self.workload}-{self.mode}-{self.variant}"
+        suffix = f"-{self.layout}" if self.layout != "data" else ""
+        return f"{self.workload}-{self.mode}-{self.variant}{suffix}"
 
 
 def selected_cases(config) -> list[Case]:
@@ -41,8 +43,10 @@ def selected_cases(config) -> list[Case]:
             if mode not in workload.modes:
                 continue
             for variant in variants_for(mode):
-                if variant in config.getoption("variants"):
-                    cases.append(Case(name, mode, variant, config.getoption("size")))
+                if variant not in config.getoption("variants"):
+                    continue
+                layouts = workload.layouts if variant == "multi_device" else ("data",)
+                cases += [Case(name, mode, variant, config.getoption("size"), layout) for layout in layouts]
     return cases
 
 

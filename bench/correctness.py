@@ -14,8 +14,9 @@ What is compared (`relative_errors`), each as a relative L2 error ||variant - ba
 Tolerances (`TOLERANCES`): float32 variants 1e-5, bf16 1e-2 — except the bf16 gradient
 moments, which are recorded but not held to 1e-2: the batch-mean gradient cancels between
 examples, and bf16 rounding of each example's gradient leaves about 5-10% relative error in the
-mean (measured on the MLP at `small`), which says nothing about a wrong program. NaN or Inf in
-any result always fails.
+mean (measured on the MLP at `small`), which says nothing about a wrong program — and greedy
+decoding's tokens, which follow an argmax that bf16 rounding may tip where two logits are close
+(float32 variants must produce exactly baseline's tokens). NaN or Inf in any result always fails.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax
 import numpy as np
 
 TOLERANCES = {"float32": 1e-5, "bfloat16": 1e-2}
-UNCHECKED_IN_BF16 = ("opt_state",)
+UNCHECKED_IN_BF16 = ("opt_state", "tokens")
 """Result keys recorded but not held to the bf16 tolerance (see the module docstring)."""
 
 

@@ -7,11 +7,14 @@ from workloads.variants import PreparedStep, footprint_bytes
 
 def step_extra_info(
     *,
+    case_id: str,
     workload: str,
     mode: str,
     variant: str,
     size: str,
     batch_size: int,
+    layout: str,
+    items_per_step: tuple[int, str],
     prepared: PreparedStep,
     median_s: float,
     flops_per_step: float,
@@ -21,19 +24,22 @@ def step_extra_info(
 ) -> dict:
     """The `extra_info` of one timed step (times in seconds, memory in bytes per device).
 
-    `mfu` is `flops_per_step / median_s` over the peak of the devices the step runs on: the
+    `items_per_s` counts the workload's items (`items_per_step`: examples, or tokens for a
+    language model). `mfu` is `flops_per_step / median_s` over the peak of the devices the step runs on: the
     single-device matmul peak times the device count, except for virtual CPU devices, which
     share one host's cores and so one peak.
     """
     memory = prepared.memory
     peak_devices = 1 if environment["devices_share_host_cores"] else prepared.n_devices
+    items, item_unit = items_per_step
     return {
-        "case_id": f"{workload}-{mode}-{variant}",
+        "case_id": case_id,
         "workload": workload,
         "mode": mode,
         "variant": variant,
         "size": size,
         "batch_size": batch_size,
+        "layout": layout if variant == "multi_device" else None,
         "n_devices": prepared.n_devices,
         "platform": environment["platform"],
         "device_kind": environment["device_kind"],
@@ -44,7 +50,8 @@ def step_extra_info(
         "mem_temp_bytes": memory["temp"] if memory else None,
         "mem_breakdown": memory,
         "flops_per_step": flops_per_step,
-        "items_per_s": batch_size / median_s,
+        "items_per_s": items / median_s,
+        "item_unit": item_unit,
         "peak_flops": peak_flops,
         "mfu": flops_per_step / median_s / (peak_flops * peak_devices),
         "jax_version": environment["jax_version"],

@@ -18,7 +18,7 @@ def test_step(case, benchmark, reference_result, peak_flops, environment, reques
     workload = get_workload(case.workload)
     size = workload.size(case.size)
     try:
-        step = prepare(workload, case.size, case.mode, case.variant)
+        step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
     except NotApplicable as reason:
         pytest.skip(f"{case.id}: {reason}")
 
@@ -38,11 +38,14 @@ def test_step(case, benchmark, reference_result, peak_flops, environment, reques
 
     benchmark.extra_info.update(
         step_extra_info(
+            case_id=case.id,
             workload=case.workload,
             mode=case.mode,
             variant=case.variant,
             size=case.size,
             batch_size=size.batch_size,
+            layout=case.layout,
+            items_per_step=workload.items(size, case.mode),
             prepared=step,
             median_s=benchmark.stats.stats.median,
             flops_per_step=workload.flops_per_step(size, case.mode),

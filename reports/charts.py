@@ -14,7 +14,11 @@ VARIANT_ORDER = ["baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat",
 
 
 def _ordered(frame: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
-    return frame.assign(_order=frame[column].map(VARIANT_ORDER.index)).sort_values("_order")
+    """Rows in the variants' canonical order (a layout such as `multi_device[model]` after its variant)."""
+    def rank(variant: str) -> tuple[int, str]:
+        return VARIANT_ORDER.index(variant.split("[")[0]), variant
+
+    return frame.assign(_order=frame[column].map(rank)).sort_values("_order")
 
 
 def _save(fig, path: Path) -> Path:

@@ -57,6 +57,9 @@ def benchmarks_frame(data: dict) -> pd.DataFrame:
     for bench in data["benchmarks"]:
         stats = bench["stats"]
         row = dict(bench.get("extra_info", {}))
+        if row.get("layout") not in (None, "data"):
+            # Each multi_device layout is its own row; `multi_device` alone is the data layout.
+            row["variant"] = f"{row['variant']}[{row['layout']}]"
         row.update(
             name=bench["name"],
             median_s=stats["median"],

@@ -10,12 +10,12 @@ from tests.conftest import run_pytest
 @pytest.mark.parametrize(
     "option,value,message",
     [
-        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp"),
-        ("--modes", "fly", "unknown mode 'fly'; valid: train, infer"),
+        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, transformer"),
+        ("--modes", "fly", "unknown mode 'fly'; valid: train, infer, decode"),
         ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap"),
         ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
-        ("--workloads", ",", "no workload given; valid: mlp"),
+        ("--workloads", ",", "no workload given; valid: mlp, transformer"),
     ],
 )
 def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
@@ -37,8 +37,18 @@ def test_selection_picks_the_cases(tmp_path):
     proc = run_pytest("bench", "--collect-only", "-q", "--modes", "infer", "--variants", "jit,remat",
                       timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    collected = [line for line in proc.stdout.splitlines() if "test_step[" in line]
-    assert collected == ["bench/test_steps.py::test_step[mlp-infer-jit]"]
+    collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
+    assert collected == ["test_step[mlp-infer-jit]", "test_step[transformer-infer-jit]"]
+
+
+def test_each_mesh_layout_is_its_own_benchmark():
+    proc = run_pytest("bench", "--collect-only", "-q", "--variants", "multi_device", timeout=120)
+    collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
+    assert "test_step[mlp-train-multi_device]" in collected
+    assert "test_step[mlp-train-multi_device-model]" not in collected  # the MLP declares data only
+    for mode in ("train", "infer", "decode"):
+        for suffix in ("", "-model", "-data_model"):
+            assert f"test_step[transformer-{mode}-multi_device{suffix}]" in collected
 
 
 def test_unwritable_report_dir_is_a_usage_error_before_measuring(tmp_path):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-from workloads.contract import MODES, SIZES, Workload
+from workloads.contract import LAYOUTS, MODES, SIZES, Workload
 
 REGISTRY = {
     "mlp": "workloads.mlp",
+    "transformer": "workloads.transformer",
 }
 """Workload name -> module that defines `WORKLOAD` (imported only when the workload is used)."""
 
@@ -23,4 +24,4 @@ def get_workload(name: str) -> Workload:
     return importlib.import_module(REGISTRY[name]).WORKLOAD
 
 
-__all__ = ["MODES", "REGISTRY", "SIZES", "Workload", "get_workload"]
+__all__ = ["LAYOUTS", "MODES", "REGISTRY", "SIZES", "Workload", "get_workload"]

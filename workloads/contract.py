@@ -16,8 +16,13 @@ from flax import nnx
 SIZES = ("tiny", "small", "medium", "large")
 """Size preset names, smallest first: `tiny` for tests, `small` the CPU default, `large` fills a GPU."""
 
-MODES = ("train", "infer")
-"""`train`: forward, backward and optimizer update; `infer`: forward only."""
+MODES = ("train", "infer", "decode")
+"""`train`: forward, backward and optimizer update; `infer`: forward only; `decode`: autoregressive
+generation (workloads that have it)."""
+
+LAYOUTS = ("data", "model", "data_model")
+"""How `multi_device` places a step on a (data, model) device mesh: batch over `data`
+(`P('data', None)`), weights over `model` (`P(None, 'model')`), or both (`P('data', 'model')`)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class Workload:
         example_predict: (model, inputs) -> the prediction for ONE example.
         make_optimizer: size -> an Optax `GradientTransformation`.
         flops_per_step: (size, mode) -> analytic floating-point operations of one step.
+        example_decode: (model, inputs) -> generated tokens of ONE example (`decode` mode only).
+        items_per_step: (size, mode) -> (items, unit) one step processes; default (batch, "examples").
+        layouts: the `multi_device` layouts (`LAYOUTS`) worth measuring for this workload.
     """
 
     name: str
@@ -45,6 +53,19 @@ class Workload:
     example_predict: Callable[..., Any]
     make_optimizer: Callable[[Any], optax.GradientTransformation]
     flops_per_step: Callable[[Any, str], float]
+    example_decode: Callable[..., Any] | None = None
+    items_per_step: Callable[[Any, str], tuple[int, str]] | None = None
+    layouts: tuple[str, ...] = ("data",)
+
+    def items(self, size, mode: str) -> tuple[int, str]:
+        """(items, unit) processed by one step of `mode` at `size`."""
+        if self.items_per_step is None:
+            return size.batch_size, "examples"
+        return self.items_per_step(size, mode)
+
+    def example_function(self, mode: str) -> Callable[..., Any]:
+        """The per-example forward function of a forward-only mode (`infer` or `decode`)."""
+        return self.example_decode if mode == "decode" else self.example_predict
 
     def size(self, name: str):
         """The size preset `name`; ValueError naming the valid presets otherwise."""

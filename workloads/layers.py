@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -37,21 +38,31 @@ class BlockStack(nnx.Module):
 
     def __call__(self, x):
         """Apply the blocks in order; each block maps `x` to an `x` of the same shape."""
+        return self.run(x, lambda block, x, _: (block(x), None))[0]
+
+    def run(self, x, apply: Callable, per_block=None):
+        """Thread `x` through the blocks with `apply(block, x, block_input) -> (x, block_output)`.
+
+        `per_block` is a pytree with a leading axis of `num_blocks` (block i gets slice i), or None.
+        Returns (x, the block outputs stacked on a leading axis) — a decoder's per-layer caches go
+        in and come out this way.
+        """
         graphdef, stacked = nnx.split(self.blocks)
+
+        def apply_block(carry, block_and_input):
+            block_state, block_input = block_and_input
+            return apply(nnx.merge(graphdef, block_state), carry, block_input)
+
         if not self.scan:
+            outputs = []
             for index in range(self.num_blocks):
-                block_state = jax.tree.map(lambda leaf: leaf[index], stacked)
-                x = nnx.merge(graphdef, block_state)(x)
-            return x
-
-        def apply_block(carry, block_state):
-            return nnx.merge(graphdef, block_state)(carry), None
-
+                x, output = apply_block(x, jax.tree.map(lambda leaf: leaf[index], (stacked, per_block)))
+                outputs.append(output)
+            return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
         if self.remat:
             # Save only each block's input; recompute its activations in the backward pass.
             apply_block = jax.checkpoint(apply_block)
-        x, _ = jax.lax.scan(apply_block, x, stacked)
-        return x
+        return jax.lax.scan(apply_block, x, (stacked, per_block))
 
 
 def configure_stacks(model: nnx.Module, *, scan: bool, remat: bool) -> int:

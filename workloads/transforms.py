@@ -34,11 +34,12 @@ def pure_example_loss(workload, graphdef) -> ExampleFn:
     return loss
 
 
-def pure_example_predict(workload, graphdef) -> ExampleFn:
-    """(params, inputs) -> the workload's prediction for one example; model merged inside."""
+def pure_example_forward(workload, graphdef, mode: str) -> ExampleFn:
+    """(params, inputs) -> the workload's prediction (`infer`) or generated tokens (`decode`)."""
+    forward = workload.example_function(mode)
 
     def predict(params, inputs):
-        return workload.example_predict(nnx.merge(graphdef, params), inputs)
+        return forward(nnx.merge(graphdef, params), inputs)
 
     return predict
 
@@ -201,6 +202,14 @@ def infer_step(predict_batch: BatchFn):
 # --- placement on a device mesh -----------------------------------------------------------------
 
 
-def place(tree, mesh, spec: PartitionSpec):
-    """`tree`'s arrays put on `mesh` with partition `spec` (a fresh copy: donation-safe)."""
-    return jax.device_put(jax.tree.map(jnp.copy, tree), NamedSharding(mesh, spec))
+def place(tree, mesh, spec_of: Callable[[Any], PartitionSpec]):
+    """`tree`'s arrays put on `mesh`, each with the partition `spec_of(array)` (fresh copies:
+    donation-safe)."""
+    return jax.tree.map(lambda a: jax.device_put(jnp.copy(a), NamedSharding(mesh, spec_of(a))), tree)
+
+
+def model_axis_spec(array, model_size: int) -> PartitionSpec:
+    """Weights over the `model` axis: a matrix's last dimension split when it divides, else replicated."""
+    if array.ndim >= 2 and model_size > 1 and array.shape[-1] % model_size == 0:
+        return PartitionSpec(*([None] * (array.ndim - 1)), "model")
+    return PartitionSpec()

@@ -1,12 +1,12 @@
 """The eight variants of a step, composed from `workloads/transforms.py`.
 
-| variant        | train step                                                   | infer step            |
+| variant        | train step                                                   | infer / decode step   |
 |----------------|--------------------------------------------------------------|-----------------------|
 | `baseline`     | Python loop of eager per-example grads, eager update         | loop, eager           |
 | `jit`          | the same loop, per-example grad and the update compiled      | loop, compiled        |
 | `vmap`         | eager `grad` of the vmapped mean loss, eager update           | eager vmap            |
 | `jit_vmap`     | that step under one `jax.jit`, update included (production)  | `jit(vmap(f))`        |
-| `multi_device` | `jit_vmap`, batch sharded over the `data` axis of a mesh     | the same              |
+| `multi_device` | `jit_vmap` on a (data, model) mesh, laid out by `layout`     | the same              |
 | `remat`        | `jit_vmap`, each stacked block rematerialised                | -                     |
 | `bf16`         | `jit_vmap`, bf16 compute, float32 master parameters          | bf16 forward          |
 | `accumulation` | `jit_vmap` over k micro-batches summed in a `lax.scan`       | -                     |
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import jax
 from flax import nnx
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from workloads import compat
 from workloads import transforms as T
@@ -89,13 +89,14 @@ class PreparedStep:
         if self.mode == "train":
             params, opt_state = self.state
             return {"loss": self.output, "params": params, "opt_state": opt_state}
-        return {"predictions": self.output}
+        return {"tokens" if self.mode == "decode" else "predictions": self.output}
 
 
-def _compile(fn, *args, donate_argnums=()):
+def _compile(fn, *args, donate_argnums=(), out_shardings=None):
     """AOT-compile `jax.jit(fn)` for `args`: (compiled, seconds, per-device memory)."""
+    options = {} if out_shardings is None else {"out_shardings": out_shardings}
     start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+    compiled = jax.jit(fn, donate_argnums=donate_argnums, **options).lower(*args).compile()
     seconds = time.perf_counter() - start
     return compiled, seconds, compat.memory_analysis(compiled)
 
@@ -108,11 +109,13 @@ def prepare(
     *,
     seed: int = 0,
     devices: list | None = None,
+    layout: str = "data",
 ) -> PreparedStep:
     """Build `variant` of `workload`'s `mode` step at size `size_name`, from seeded state and data.
 
     Every call with the same arguments starts from the same parameters and batch, so results of
-    different variants can be compared. Raises `NotApplicable` when the variant cannot run here.
+    different variants can be compared. `layout` (`workloads.LAYOUTS`) places `multi_device` on
+    the mesh. Raises `NotApplicable` when the variant cannot run here.
     """
     if variant not in variants_for(mode):
         raise NotApplicable(f"{variant} changes only the backward pass; it has no {mode} step")
@@ -130,7 +133,7 @@ def prepare(
         example_fn = T.pure_example_loss(workload, graphdef)
         state = (params, tx.init(params))
     else:
-        example_fn = T.pure_example_predict(workload, graphdef)
+        example_fn = T.pure_example_forward(workload, graphdef, mode)
         state = params
     if variant == "bf16":
         example_fn = T.mixed_precision(example_fn)
@@ -154,10 +157,14 @@ def prepare(
     if variant == "vmap":
         return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
 
-    n_devices = 1
+    n_devices, out_shardings = 1, None
     if variant == "multi_device":
-        state, batch, n_devices = _data_parallel(state, batch, devices)
-    compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate)
+        state, batch, mesh, batch_spec = _on_mesh(state, batch, devices, layout)
+        n_devices = len(devices)
+        # The step hands back its state laid out as it came in, so the next call can take it.
+        output_spec = PartitionSpec() if mode == "train" else batch_spec
+        out_shardings = (jax.tree.map(lambda a: a.sharding, state), NamedSharding(mesh, output_spec))
+    compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
     return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)
 
 
@@ -183,15 +190,23 @@ def _looped_step(mode, variant, example_fn, tx, state, batch):
     return T.infer_step(T.loop_over_examples(predict)), compile_s, memory
 
 
-def _data_parallel(state, batch, devices):
-    """Replicate the state and shard the batch over a `data` mesh axis of all `devices`."""
+def _on_mesh(state, batch, devices, layout: str):
+    """Place state and batch on a (data, model) mesh of all `devices` as `layout` says.
+
+    Returns (state, batch, mesh, the batch's partition spec).
+    """
     n_devices = len(devices)
     if n_devices < 2:
         raise NotApplicable("only one device: nothing to shard over")
+    model_size = {"data": 1, "model": n_devices, "data_model": 2}[layout]
+    if n_devices % model_size:
+        raise NotApplicable(f"{n_devices} devices do not split into a model axis of {model_size}")
+    data_size = n_devices // model_size
     batch_size = T.batch_length(batch)
-    if batch_size % n_devices:
-        raise NotApplicable(f"batch {batch_size} does not divide over {n_devices} devices")
-    mesh = compat.make_mesh((n_devices, 1), ("data", "model"), devices=devices)
-    state = T.place(state, mesh, PartitionSpec())
-    batch = T.place(batch, mesh, PartitionSpec("data"))
-    return state, batch, n_devices
+    if batch_size % data_size:
+        raise NotApplicable(f"batch {batch_size} does not divide over {data_size} devices")
+    mesh = compat.make_mesh((data_size, model_size), ("data", "model"), devices=devices)
+    state = T.place(state, mesh, lambda array: T.model_axis_spec(array, model_size))
+    batch_spec = PartitionSpec("data") if data_size > 1 else PartitionSpec()
+    batch = T.place(batch, mesh, lambda array: batch_spec)
+    return state, batch, mesh, batch_spec

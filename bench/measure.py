@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -10,8 +11,23 @@ from importlib import metadata
 
 import jax
 import jax.numpy as jnp
+import pytest
+
+from workloads.compat import is_out_of_memory
 
 MAX_ROUNDS = 10_000
+
+
+@contextlib.contextmanager
+def out_of_memory_is_a_skip(case_id: str):
+    """Turn a device out-of-memory error into a skip whose reason starts "out of memory", so the
+    run records it (the results' `skipped`) and goes on to the next benchmark."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - re-raised unless it is an out-of-memory error
+        if not is_out_of_memory(error):
+            raise
+        pytest.skip(f"out of memory: {case_id}: {str(error).splitlines()[0][:300]}")
 
 
 def seconds_of(call) -> float:

@@ -17,24 +17,25 @@ from workloads.variants import NotApplicable, prepare
 def test_step(case, benchmark, reference_result, peak_flops, environment, request):
     workload = get_workload(case.workload)
     size = workload.size(case.size)
-    try:
-        step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
-    except NotApplicable as reason:
-        pytest.skip(f"{case.id}: {reason}")
+    with measure.out_of_memory_is_a_skip(case.id):
+        try:
+            step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
+        except NotApplicable as reason:
+            pytest.skip(f"{case.id}: {reason}")
 
-    # Correct before fast: the first step, from the same state and batch as baseline's.
-    step()
-    dtype = "bfloat16" if case.variant == "bf16" else "float32"
-    errors = check_against_baseline(step.result(), reference_result(case), dtype)
+        # Correct before fast: the first step, from the same state and batch as baseline's.
+        step()
+        dtype = "bfloat16" if case.variant == "bf16" else "float32"
+        errors = check_against_baseline(step.result(), reference_result(case), dtype)
 
-    step_s = measure.seconds_of(step)  # a second, warm step sizes the timing plan
-    warmup, rounds = measure.timing_plan(
-        step_s,
-        max_time_s=float(request.config.getoption("benchmark_max_time")),
-        min_rounds=int(request.config.getoption("benchmark_min_rounds")),
-    )
-    benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-    benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        step_s = measure.seconds_of(step)  # a second, warm step sizes the timing plan
+        warmup, rounds = measure.timing_plan(
+            step_s,
+            max_time_s=float(request.config.getoption("benchmark_max_time")),
+            min_rounds=int(request.config.getoption("benchmark_min_rounds")),
+        )
+        benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
+        benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
 
     benchmark.extra_info.update(
         step_extra_info(

@@ -67,3 +67,16 @@ class _FakeDevice:
 def test_peak_bytes_in_use_where_the_backend_keeps_stats():
     assert compat.peak_bytes_in_use(jax.devices()[0]) is None  # CPU keeps none
     assert compat.peak_bytes_in_use(_FakeDevice({"peak_bytes_in_use": 123})) == 123
+
+
+def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
+    import pytest
+
+    oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GiB")
+    with pytest.raises(pytest.skip.Exception, match="out of memory: t-train-jit: RESOURCE_EXHAUSTED"):
+        with measure.out_of_memory_is_a_skip("t-train-jit"):
+            raise oom
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        with measure.out_of_memory_is_a_skip("t-train-jit"):
+            raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+    assert compat.is_out_of_memory(oom) and not compat.is_out_of_memory(MemoryError())

@@ -50,3 +50,10 @@ def peak_bytes_in_use(device) -> int | None:
     if not stats:
         return None
     return stats.get("peak_bytes_in_use")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device running out of memory (XLA's RESOURCE_EXHAUSTED)."""
+    return isinstance(error, jax.errors.JaxRuntimeError) and (
+        "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
+    )

@@ -12,6 +12,7 @@ from workloads.contract import LAYOUTS, MODES, SIZES, Workload
 
 REGISTRY = {
     "mlp": "workloads.mlp",
+    "cnn": "workloads.cnn",
     "transformer": "workloads.transformer",
 }
 """Workload name -> module that defines `WORKLOAD` (imported only when the workload is used)."""

@@ -10,7 +10,7 @@ import pytest
 from bench import measure
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, write_results
 from workloads import get_workload
-from workloads.variants import REFERENCE_VARIANT, prepare, variants_for
+from workloads.variants import prepare_reference, variants_for
 
 _REPORT_DIR = pytest.StashKey[Path]()
 _PLANNED = pytest.StashKey[list]()
@@ -70,13 +70,14 @@ def peak_flops() -> float:
 
 @pytest.fixture(scope="session")
 def reference_result():
-    """case -> `baseline`'s result for the same workload, mode and size (computed once each)."""
+    """case -> the reference result (`baseline`'s, see `prepare_reference`) for the same workload,
+    mode and size (computed once each)."""
     cache = {}
 
     def result(case: Case) -> dict:
         key = (case.workload, case.mode, case.size)
         if key not in cache:
-            step = prepare(get_workload(case.workload), case.size, case.mode, REFERENCE_VARIANT)
+            step = prepare_reference(get_workload(case.workload), case.size, case.mode)
             step()
             cache[key] = step.result()
         return cache[key]

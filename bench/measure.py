@@ -27,7 +27,7 @@ def out_of_memory_is_a_skip(case_id: str):
     except Exception as error:  # noqa: BLE001 - re-raised unless it is an out-of-memory error
         if not is_out_of_memory(error):
             raise
-        pytest.skip(f"out of memory: {case_id}: {str(error).splitlines()[0][:300]}")
+        pytest.skip(f"out of memory on {case_id}: {str(error).splitlines()[0][:300]}")
 
 
 def seconds_of(call) -> float:

@@ -21,7 +21,7 @@ def test_step(case, benchmark, reference_result, peak_flops, environment, reques
         try:
             step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
         except NotApplicable as reason:
-            pytest.skip(f"{case.id}: {reason}")
+            pytest.skip(str(reason))
 
         # Correct before fast: the first step, from the same state and batch as baseline's.
         step()

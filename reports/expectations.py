@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.results import benchmarks_frame
+from reports.results import SUITE, benchmarks_frame
 
 GROUP = ["workload", "mode", "size", "device_set"]
 ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)
@@ -95,14 +95,17 @@ def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
     return f"activations ({_mib(breakdown['temp'])}) dominate jit_vmap's {_mib(reference['mem_bytes'])}"
 
 
-def _row(claim: Claim, key: tuple, rows: dict) -> dict:
+def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
     row = dict(zip(GROUP, key), table=claim.table, claim=claim.name, variant=claim.variant,
                expected=claim.expected, lo=claim.lo, hi=claim.hi, measured=None, verdict="n/a", reason="",
                expected_time=claim.expected_time, time_ratio=None, time_verdict="")
     reference = "baseline" if claim.table == "speedup" and claim.variant != "multi_device" else "jit_vmap"
-    missing = [v for v in (reference, claim.variant) if v not in rows]
+    missing = [v for v in dict.fromkeys((reference, claim.variant)) if v not in rows]
     if missing:
-        row["reason"] = f"n/a: no {' or '.join(missing)} result in this run"
+        variant = missing[0]
+        case_id = f"{key[GROUP.index('workload')]}-{key[GROUP.index('mode')]}-{variant}"
+        row["reason"] = (f"n/a: {variant} skipped: {skipped[case_id]}" if case_id in skipped
+                         else f"n/a: no {variant} result in this run")
         return row
     variant, base = rows[claim.variant], rows[reference]
     n = int(variant["n_devices"])
@@ -138,6 +141,7 @@ def expectations_table(data: dict) -> pd.DataFrame:
     `remat` and `accumulation` have no `infer` step at all.
     """
     frame = benchmarks_frame(data)
+    skipped = data[SUITE].get("skipped", {})
     out = []
     for key, group in frame.groupby(GROUP, sort=False):
         rows = {r["variant"]: r for r in group.to_dict("records")}
@@ -145,7 +149,7 @@ def expectations_table(data: dict) -> pd.DataFrame:
         for claim in CLAIMS:
             if claim.table == "memory" and mode != "train":
                 continue
-            out.append(_row(claim, key, rows))
+            out.append(_row(claim, key, rows, skipped))
     return pd.DataFrame(out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -10,7 +11,7 @@ from bench.correctness import check_against_baseline
 from workloads import get_workload
 from workloads.cnn import conv_flops_per_example
 from workloads.layers import configure_stacks
-from workloads.variants import prepare, variants_for
+from workloads.variants import NotApplicable, prepare, prepare_reference, variants_for
 
 CNN = get_workload("cnn")
 
@@ -61,3 +62,51 @@ def test_forward_flops_match_xla_cost_analysis():
     inside = conv_flops_per_example(size, count_padding=False) * size.batch_size
     assert inside < nominal
     assert inside <= xla_flops <= 1.3 * inside, (inside, xla_flops)
+
+
+BATCHNORM = get_workload("cnn_batchnorm")
+
+
+@pytest.mark.parametrize("mode", BATCHNORM.modes)
+def test_batchnorm_variants_agree_with_the_eager_step(mode):
+    reference = prepare_reference(BATCHNORM, "tiny", mode)
+    reference()
+    for variant in ("jit_vmap", "multi_device", "remat", "bf16"):
+        if variant not in variants_for(mode):
+            continue
+        step = prepare(BATCHNORM, "tiny", mode, variant)
+        step()
+        dtype = "bfloat16" if variant == "bf16" else "float32"
+        errors = check_against_baseline(step.result(), reference.result(), dtype)
+        if mode == "train":
+            assert any(name.startswith("model_state") for name in errors)  # the statistics are checked
+
+
+@pytest.mark.parametrize("variant,reason", [
+    ("baseline", "normalises over the batch, coupling its examples"),
+    ("vmap", "no per-example step for vmap"),
+    ("accumulation", "batch statistics of a micro-batch differ"),
+])
+def test_batchnorm_has_no_per_example_or_micro_batch_variants(variant, reason):
+    with pytest.raises(NotApplicable, match=reason):
+        prepare(BATCHNORM, "tiny", "train", variant)
+
+
+def test_batchnorm_statistics_are_carried_and_updated_in_every_block():
+    step = prepare(BATCHNORM, "tiny", "train", "remat")  # scanned blocks: updates come out of the scan
+    before = jax.tree_util.tree_leaves_with_path(jax.tree.map(np.asarray, step.state[2]))
+    step()
+    after = jax.tree.leaves(step.state[2])
+    assert len(before) == len(after) > 0
+    for (path, old), new in zip(before, after):
+        assert not np.allclose(old, np.asarray(new)), jax.tree_util.keystr(path)
+
+
+def test_batchnorm_inference_uses_running_averages():
+    """In infer mode an image's logits do not depend on the rest of the batch."""
+    step = prepare(BATCHNORM, "tiny", "infer", "jit_vmap")
+    _, logits = step()
+    alone = prepare_reference(BATCHNORM, "tiny", "infer")
+    alone.batch = step.batch[:1]
+    alone()
+    np.testing.assert_allclose(alone.output[0], logits[0], rtol=1e-5, atol=1e-6)

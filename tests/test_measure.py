@@ -73,7 +73,7 @@ def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
     import pytest
 
     oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GiB")
-    with pytest.raises(pytest.skip.Exception, match="out of memory: t-train-jit: RESOURCE_EXHAUSTED"):
+    with pytest.raises(pytest.skip.Exception, match="out of memory on t-train-jit: RESOURCE_EXHAUSTED"):
         with measure.out_of_memory_is_a_skip("t-train-jit"):
             raise oom
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):

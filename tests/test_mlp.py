@@ -20,7 +20,7 @@ def test_every_size_preset_exists():
 
 
 def test_unknown_workload_names_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown workload 'cnn9'; valid: mlp, cnn, transformer"):
+    with pytest.raises(ValueError, match="unknown workload 'cnn9'; valid: mlp, cnn, cnn_batchnorm, transformer"):
         get_workload("cnn9")
 
 

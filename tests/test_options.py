@@ -10,12 +10,12 @@ from tests.conftest import run_pytest
 @pytest.mark.parametrize(
     "option,value,message",
     [
-        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, cnn, transformer"),
+        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer"),
         ("--modes", "fly", "unknown mode 'fly'; valid: train, infer, decode"),
         ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap"),
         ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
-        ("--workloads", ",", "no workload given; valid: mlp, cnn, transformer"),
+        ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
     ],
 )
 def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
@@ -38,7 +38,8 @@ def test_selection_picks_the_cases(tmp_path):
                       timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
-    assert collected == ["test_step[mlp-infer-jit]", "test_step[cnn-infer-jit]", "test_step[transformer-infer-jit]"]
+    assert collected == ["test_step[mlp-infer-jit]", "test_step[cnn-infer-jit]", "test_step[cnn_batchnorm-infer-jit]",
+                         "test_step[transformer-infer-jit]"]
 
 
 def test_each_mesh_layout_is_its_own_benchmark():

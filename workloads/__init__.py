@@ -10,19 +10,21 @@ import importlib
 
 from workloads.contract import LAYOUTS, MODES, SIZES, Workload
 
-REGISTRY = {
+REGISTRY = {  # name -> "module" (its WORKLOAD) or "module:ATTRIBUTE"
     "mlp": "workloads.mlp",
     "cnn": "workloads.cnn",
+    "cnn_batchnorm": "workloads.cnn:WORKLOAD_BATCHNORM",
     "transformer": "workloads.transformer",
 }
-"""Workload name -> module that defines `WORKLOAD` (imported only when the workload is used)."""
+"""Workload name -> module defining it (imported only when the workload is used)."""
 
 
 def get_workload(name: str) -> Workload:
     """The workload called `name`; ValueError naming the valid workloads otherwise."""
     if name not in REGISTRY:
         raise ValueError(f"unknown workload {name!r}; valid: {', '.join(REGISTRY)}")
-    return importlib.import_module(REGISTRY[name]).WORKLOAD
+    module, _, attribute = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or "WORKLOAD")
 
 
 __all__ = ["LAYOUTS", "MODES", "REGISTRY", "SIZES", "Workload", "get_workload"]

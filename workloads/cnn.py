@@ -43,14 +43,21 @@ SIZES = {
 GROUPS = 4  # GroupNorm groups (every width above divides by 4)
 
 
+def normalisation(channels: int, norm: str, rngs: nnx.Rngs) -> nnx.Module:
+    """GroupNorm (`group`: per example) or BatchNorm (`batch`: statistics over the batch)."""
+    if norm == "batch":
+        return nnx.BatchNorm(channels, momentum=0.9, rngs=rngs)
+    return nnx.GroupNorm(channels, num_groups=GROUPS, rngs=rngs)
+
+
 class ResidualBlock(nnx.Module):
     """conv-norm-relu-conv-norm + shortcut, then relu; `stride` 2 halves the resolution."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, rngs: nnx.Rngs):
+    def __init__(self, c_in: int, c_out: int, stride: int, rngs: nnx.Rngs, norm: str = "group"):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), strides=stride, use_bias=False, rngs=rngs)
-        self.norm1 = nnx.GroupNorm(c_out, num_groups=GROUPS, rngs=rngs)
+        self.norm1 = normalisation(c_out, norm, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm2 = nnx.GroupNorm(c_out, num_groups=GROUPS, rngs=rngs)
+        self.norm2 = normalisation(c_out, norm, rngs)
         self.shortcut = (nnx.Conv(c_in, c_out, (1, 1), strides=stride, use_bias=False, rngs=rngs)
                          if stride != 1 or c_in != c_out else None)
 
@@ -61,28 +68,32 @@ class ResidualBlock(nnx.Module):
 
 
 class ResNet(nnx.Module):
-    """The classifier, called on one image [H, W, 3] -> logits [classes]."""
+    """The classifier: `model(image)` for one image [H, W, 3] -> logits [classes];
+    `model.features(images)` for a batch [B, H, W, 3] -> logits [B, classes]."""
 
-    def __init__(self, size: CNNSize, rngs: nnx.Rngs):
+    def __init__(self, size: CNNSize, rngs: nnx.Rngs, norm: str = "group"):
         self.stem = nnx.Conv(3, size.channels[0], (3, 3), use_bias=False, rngs=rngs)
-        self.stem_norm = nnx.GroupNorm(size.channels[0], num_groups=GROUPS, rngs=rngs)
+        self.stem_norm = normalisation(size.channels[0], norm, rngs)
         self.transitions = nnx.List([
-            ResidualBlock(c_in, c_out, 2, rngs) for c_in, c_out in zip(size.channels, size.channels[1:])
+            ResidualBlock(c_in, c_out, 2, rngs, norm) for c_in, c_out in zip(size.channels, size.channels[1:])
         ])
         repeats = [size.blocks_per_stage] + [size.blocks_per_stage - 1] * (len(size.channels) - 1)
         self.stages = nnx.List([
             # Not scanned: XLA:CPU's backward pass of convolutions in a scan is ~20x slower (layers.py).
-            BlockStack(lambda r, c=c: ResidualBlock(c, c, 1, r), n, rngs, scannable=False)
+            BlockStack(lambda r, c=c: ResidualBlock(c, c, 1, r, norm), n, rngs, scannable=False)
             for c, n in zip(size.channels, repeats)
         ])
         self.head = nnx.Linear(size.channels[-1], size.classes, rngs=rngs)
 
     def __call__(self, image):
-        x = jax.nn.relu(self.stem_norm(self.stem(image[None])))  # norms expect a batch axis: add one
+        return self.features(image[None])[0]  # the norms expect a batch axis: a batch of one
+
+    def features(self, images):
+        x = jax.nn.relu(self.stem_norm(self.stem(images)))
         x = self.stages[0](x)
         for transition, stage in zip(self.transitions, self.stages[1:]):
             x = stage(transition(x))
-        return self.head(jnp.mean(x, axis=(1, 2)))[0]
+        return self.head(jnp.mean(x, axis=(1, 2)))
 
 
 def make_batch(size: CNNSize, key):
@@ -102,6 +113,24 @@ def example_loss(model: ResNet, image, label):
 def example_predict(model: ResNet, image):
     """Class logits of one image."""
     return model(image)
+
+
+def batch_loss(model: ResNet, images, labels):
+    """Mean softmax cross-entropy of a batch (the BatchNorm configuration has no per-example form)."""
+    logits = model.features(images).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def batch_predict(model: ResNet, images):
+    """Class logits of a batch."""
+    return model.features(images)
+
+
+def set_mode(model: ResNet, mode: str) -> None:
+    """BatchNorm normalises with the batch's statistics in `train`, the running averages otherwise."""
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, nnx.BatchNorm):
+            module.use_running_average = mode != "train"
 
 
 def make_optimizer(size: CNNSize) -> optax.GradientTransformation:
@@ -146,6 +175,22 @@ def flops_per_step(size: CNNSize, mode: str) -> float:
     forward = conv_flops_per_example(size) * size.batch_size
     return float(3 * forward if mode == "train" else forward)
 
+
+WORKLOAD_BATCHNORM = Workload(
+    name="cnn_batchnorm",
+    sizes=SIZES,
+    modes=("train", "infer"),
+    build_model=lambda size, rngs: ResNet(size, rngs, norm="batch"),
+    make_batch=make_batch,
+    example_loss=None,
+    example_predict=None,
+    batch_loss=batch_loss,
+    batch_predict=batch_predict,
+    set_mode=set_mode,
+    make_optimizer=make_optimizer,
+    flops_per_step=flops_per_step,
+)
+"""The same ResNet with BatchNorm: running statistics are state, carried through the step."""
 
 WORKLOAD = Workload(
     name="cnn",

@@ -40,6 +40,11 @@ class Workload:
         make_optimizer: size -> an Optax `GradientTransformation`.
         flops_per_step: (size, mode) -> analytic floating-point operations of one step.
         example_decode: (model, inputs) -> generated tokens of ONE example (`decode` mode only).
+        batch_loss, batch_predict: (model, inputs[, targets]) over a whole batch, for a model
+            whose layers couple the examples (batch normalisation): it has no per-example form,
+            so its `example_loss` / `example_predict` are None and the per-example variants skip.
+        set_mode: (model, mode) -> None, switches train/inference behaviour (e.g. BatchNorm's
+            running averages) before the model is split; None if the model has none.
         items_per_step: (size, mode) -> (items, unit) one step processes; default (batch, "examples").
         layouts: the `multi_device` layouts (`LAYOUTS`) worth measuring for this workload.
     """
@@ -49,13 +54,21 @@ class Workload:
     modes: tuple[str, ...]
     build_model: Callable[[Any, nnx.Rngs], nnx.Module]
     make_batch: Callable[[Any, Any], tuple[Any, Any]]
-    example_loss: Callable[..., Any]
-    example_predict: Callable[..., Any]
+    example_loss: Callable[..., Any] | None
+    example_predict: Callable[..., Any] | None
     make_optimizer: Callable[[Any], optax.GradientTransformation]
     flops_per_step: Callable[[Any, str], float]
     example_decode: Callable[..., Any] | None = None
+    batch_loss: Callable[..., Any] | None = None
+    batch_predict: Callable[..., Any] | None = None
+    set_mode: Callable[[Any, str], None] | None = None
     items_per_step: Callable[[Any, str], tuple[int, str]] | None = None
     layouts: tuple[str, ...] = ("data",)
+
+    @property
+    def couples_examples(self) -> bool:
+        """Whether the model's layers couple the examples of a batch (no per-example form)."""
+        return self.batch_loss is not None
 
     def items(self, size, mode: str) -> tuple[int, str]:
         """(items, unit) processed by one step of `mode` at `size`."""

@@ -59,18 +59,24 @@ class BlockStack(nnx.Module):
 
         def apply_block(carry, block_and_input):
             block_state, block_input = block_and_input
-            return apply(nnx.merge(graphdef, block_state), carry, block_input)
+            block = nnx.merge(graphdef, block_state, copy=True)  # fresh variables: BatchNorm may update them
+            carry, output = apply(block, carry, block_input)
+            return carry, (output, nnx.state(block, nnx.BatchStat))  # BatchNorm's updated statistics
 
         if self.remat:
             # Save only each block's input; recompute its activations in the backward pass.
             apply_block = jax.checkpoint(apply_block)
         if self.scan and (self.scannable or self.remat):
-            return jax.lax.scan(apply_block, x, (stacked, per_block))
-        outputs = []
-        for index in range(self.num_blocks):
-            x, output = apply_block(x, jax.tree.map(lambda leaf: leaf[index], (stacked, per_block)))
-            outputs.append(output)
-        return x, jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+            x, (outputs, statistics) = jax.lax.scan(apply_block, x, (stacked, per_block))
+        else:
+            results = []
+            for index in range(self.num_blocks):
+                x, result = apply_block(x, jax.tree.map(lambda leaf: leaf[index], (stacked, per_block)))
+                results.append(result)
+            outputs, statistics = jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
+        if jax.tree.leaves(statistics):
+            nnx.update(self.blocks, statistics)
+        return x, outputs
 
 
 def configure_stacks(model: nnx.Module, *, scan: bool, remat: bool) -> int:

@@ -44,6 +44,30 @@ def pure_example_forward(workload, graphdef, mode: str) -> ExampleFn:
     return predict
 
 
+def pure_batch_loss(workload, graphdef):
+    """(params, model_state, (inputs, targets)) -> (batch loss, updated model_state).
+
+    For a model whose layers couple the examples (BatchNorm): no per-example form; its running
+    statistics are state, threaded through the step.
+    """
+
+    def loss(params, model_state, batch):
+        # copy=True: fresh variables of this trace, which BatchNorm may update.
+        model = nnx.merge(graphdef, params, model_state, copy=True)
+        return workload.batch_loss(model, *batch), nnx.state(model, nnx.BatchStat)
+
+    return loss
+
+
+def pure_batch_predict(workload, graphdef):
+    """(params, model_state, inputs) -> predictions of a whole batch (model state read only)."""
+
+    def predict(params, model_state, inputs):
+        return workload.batch_predict(nnx.merge(graphdef, params, model_state), inputs)
+
+    return predict
+
+
 # --- batching: a Python loop over the examples, or vmap ---------------------------------------
 
 
@@ -151,15 +175,17 @@ def cast_floating(tree, dtype):
     )
 
 
-def mixed_precision(example_fn: ExampleFn, compute_dtype=jnp.bfloat16) -> ExampleFn:
-    """Run `example_fn` with parameters and inputs in `compute_dtype`; results back in float32.
+def mixed_precision(fn: ExampleFn, compute_dtype=jnp.bfloat16) -> ExampleFn:
+    """Run `fn(params, *state, data)` with parameters and data in `compute_dtype`; results back in
+    float32. Arguments between the two (a model's running statistics) stay as they are.
 
     The float32 master parameters stay outside: gradients flow back through the cast as float32
     and the optimizer updates float32 parameters.
     """
 
-    def low_precision(params, example):
-        result = example_fn(cast_floating(params, compute_dtype), cast_floating(example, compute_dtype))
+    def low_precision(params, *rest):
+        *state, data = rest
+        result = fn(cast_floating(params, compute_dtype), *state, cast_floating(data, compute_dtype))
         return cast_floating(result, jnp.float32)
 
     return low_precision
@@ -190,8 +216,21 @@ def train_step(value_and_grad: BatchFn, update):
     return step
 
 
+def train_step_with_model_state(loss_with_state, update):
+    """((params, opt_state, model_state), batch) -> (new state, loss), for `pure_batch_loss`."""
+    value_and_grad = jax.value_and_grad(loss_with_state, has_aux=True)
+
+    def step(state, batch):
+        params, opt_state, model_state = state
+        (loss, model_state), grads = value_and_grad(params, model_state, batch)
+        params, opt_state = update(params, opt_state, grads)
+        return (params, opt_state, model_state), loss
+
+    return step
+
+
 def infer_step(predict_batch: BatchFn):
-    """(params, inputs) -> (params, predictions): a forward pass, parameters unchanged."""
+    """(state, inputs) -> (state, predictions): a forward pass, state (parameters) unchanged."""
 
     def step(params, inputs):
         return params, predict_batch(params, inputs)

@@ -33,7 +33,7 @@ from workloads.layers import configure_stacks
 VARIANTS = ("baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat", "bf16", "accumulation")
 TRAIN_ONLY = ("remat", "accumulation")
 """Variants that change only the backward pass and the update: they exist for `train` only."""
-EAGER = ("baseline", "vmap")
+EAGER = ("baseline", "vmap", "eager")
 """Variants that run without `jax.jit` (their stacked blocks run as a Python loop, see layers.py)."""
 REFERENCE_VARIANT = "baseline"
 MICRO_BATCHES = 4
@@ -87,8 +87,9 @@ class PreparedStep:
     def result(self) -> dict[str, Any]:
         """What the last step computed, for comparison with `baseline`."""
         if self.mode == "train":
-            params, opt_state = self.state
-            return {"loss": self.output, "params": params, "opt_state": opt_state}
+            params, opt_state, *model_state = self.state
+            result = {"loss": self.output, "params": params, "opt_state": opt_state}
+            return result | ({"model_state": model_state[0]} if model_state else {})
         return {"tokens" if self.mode == "decode" else "predictions": self.output}
 
 
@@ -117,7 +118,7 @@ def prepare(
     different variants can be compared. `layout` (`workloads.LAYOUTS`) places `multi_device` on
     the mesh. Raises `NotApplicable` when the variant cannot run here.
     """
-    if variant not in variants_for(mode):
+    if variant not in variants_for(mode) and variant != "eager":
         raise NotApplicable(f"{variant} changes only the backward pass; it has no {mode} step")
     size = workload.size(size_name)
     devices = devices or jax.devices()
@@ -125,9 +126,13 @@ def prepare(
     stacks = configure_stacks(model, scan=variant not in EAGER, remat=variant == "remat")
     if variant == "remat" and stacks == 0:
         raise NotApplicable(f"{workload.name} has no stacked blocks to rematerialise")
-    graphdef, params = nnx.split(model, nnx.Param)
+    if workload.set_mode is not None:
+        workload.set_mode(model, mode)
     inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
     batch = (inputs, targets) if mode == "train" else inputs
+    if workload.couples_examples:
+        return _prepare_batch_coupled(workload, size, mode, variant, model, batch, devices, layout)
+    graphdef, params = nnx.split(model, nnx.Param)
     tx = workload.make_optimizer(size) if mode == "train" else None
     if mode == "train":
         example_fn = T.pure_example_loss(workload, graphdef)
@@ -150,13 +155,16 @@ def prepare(
                 raise NotApplicable(f"batch {batch_size} does not split into {MICRO_BATCHES} micro-batches")
             value_and_grad = T.accumulate_micro_batches(value_and_grad, MICRO_BATCHES)
         step = T.train_step(value_and_grad, T.optimizer_update(tx))
-        donate = (0,)  # the production step reuses the state's buffers
     else:
         step = T.infer_step(T.vmap_over_examples(example_fn))
-        donate = ()
     if variant == "vmap":
         return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
 
+    return _compiled_step(mode, variant, step, state, batch, devices, layout)
+
+
+def _compiled_step(mode, variant, step, state, batch, devices, layout) -> PreparedStep:
+    """`jax.jit` the whole step ahead of time (on the mesh for `multi_device`)."""
     n_devices, out_shardings = 1, None
     if variant == "multi_device":
         state, batch, mesh, batch_spec = _on_mesh(state, batch, devices, layout)
@@ -164,8 +172,46 @@ def prepare(
         # The step hands back its state laid out as it came in, so the next call can take it.
         output_spec = PartitionSpec() if mode == "train" else batch_spec
         out_shardings = (jax.tree.map(lambda a: a.sharding, state), NamedSharding(mesh, output_spec))
+    donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
     compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
     return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)
+
+
+def _prepare_batch_coupled(workload, size, mode, variant, model, batch, devices, layout) -> PreparedStep:
+    """A model whose layers couple the examples (BatchNorm): batch-level steps, statistics as state.
+
+    Variant `eager` (used as the correctness reference in place of `baseline`) is the same step
+    without `jax.jit`.
+    """
+    if variant in ("baseline", "jit", "vmap"):
+        raise NotApplicable(f"{workload.name} normalises over the batch, coupling its examples: "
+                            f"there is no per-example step for {variant} to loop or vmap over")
+    if variant == "accumulation":
+        raise NotApplicable("batch statistics of a micro-batch differ from the whole batch's: "
+                            "accumulation would compute a different function")
+    graphdef, params, model_state = nnx.split(model, nnx.Param, nnx.BatchStat)
+    if mode == "train":
+        loss = T.pure_batch_loss(workload, graphdef)
+        loss = T.mixed_precision(loss) if variant == "bf16" else loss
+        tx = workload.make_optimizer(size)
+        step = T.train_step_with_model_state(loss, T.optimizer_update(tx))
+        state = (params, tx.init(params), model_state)
+    else:
+        predict = T.pure_batch_predict(workload, graphdef)
+        predict = T.mixed_precision(predict) if variant == "bf16" else predict
+        step = T.infer_step(lambda state, inputs: predict(*state, inputs))
+        state = (params, model_state)
+    if variant == "eager":
+        return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
+    return _compiled_step(mode, variant, step, state, batch, devices, layout)
+
+
+def prepare_reference(workload: Workload, size_name: str, mode: str, *, seed: int = 0) -> PreparedStep:
+    """The step every variant is checked against: `baseline`, or for a model that couples the
+    examples of a batch (no per-example form), the same batch step run eagerly."""
+    if workload.couples_examples:
+        return prepare(workload, size_name, mode, "eager", seed=seed)
+    return prepare(workload, size_name, mode, REFERENCE_VARIANT, seed=seed)
 
 
 def _looped_step(mode, variant, example_fn, tx, state, batch):

@@ -25,6 +25,14 @@ import jax
 import numpy as np
 
 TOLERANCES = {"float32": 1e-5, "bfloat16": 1e-2}
+SHARDED_BATCH_STATISTICS_GRADIENT_RTOL = 1e-2
+"""Gradient (optimizer-state) tolerance for a BatchNorm model whose batch is split over devices.
+
+BatchNorm's backward pass subtracts batch means of the incoming gradient, so each weight's
+gradient is a small difference of large sums; splitting those sums over 8 devices changes their
+rounding, which the cancellation amplifies. Measured on `cnn_batchnorm` at `small`: 2.6e-3
+relative in float32 (loss identical, running statistics 1.8e-7), 4.8e-15 when the same steps run
+in float64 — the same function. `tests/test_cnn.py` holds the float64 check at the strict bound."""
 UNCHECKED_IN_BF16 = ("opt_state", "tokens")
 """Result keys recorded but not held to the bf16 tolerance (see the module docstring)."""
 
@@ -67,10 +75,14 @@ def non_finite(result: dict) -> list[str]:
     return bad
 
 
-def check_against_baseline(result: dict, reference: dict, compute_dtype: str = "float32") -> dict[str, float]:
+def check_against_baseline(
+    result: dict, reference: dict, compute_dtype: str = "float32", *, sharded_batch_statistics: bool = False
+) -> dict[str, float]:
     """Raise `IncorrectResult` unless `result` matches `reference` within the dtype's tolerance.
 
-    Returns the relative errors (for the benchmark's `extra_info`).
+    `sharded_batch_statistics`: the step normalises over a batch split across devices; its
+    gradients are held to `SHARDED_BATCH_STATISTICS_GRADIENT_RTOL` (see there). Returns the
+    relative errors (for the benchmark's `extra_info`).
     """
     bad = non_finite(result)
     if bad:
@@ -78,9 +90,12 @@ def check_against_baseline(result: dict, reference: dict, compute_dtype: str = "
     tolerance = TOLERANCES[compute_dtype]
     errors = relative_errors(result, reference)
     exempt = UNCHECKED_IN_BF16 if compute_dtype == "bfloat16" else ()
-    failed = {
-        name: err for name, err in errors.items() if err > tolerance and not name.startswith(exempt)
-    }
+    def limit(name: str) -> float:
+        if sharded_batch_statistics and name.startswith("opt_state"):
+            return max(tolerance, SHARDED_BATCH_STATISTICS_GRADIENT_RTOL)
+        return tolerance
+
+    failed = {name: err for name, err in errors.items() if err > limit(name) and not name.startswith(exempt)}
     if failed:
         worst = sorted(failed.items(), key=lambda item: -item[1])[:5]
         detail = ", ".join(f"{name}: {err:.3g}" for name, err in worst)

@@ -26,7 +26,9 @@ def test_step(case, benchmark, reference_result, peak_flops, environment, reques
         # Correct before fast: the first step, from the same state and batch as baseline's.
         step()
         dtype = "bfloat16" if case.variant == "bf16" else "float32"
-        errors = check_against_baseline(step.result(), reference_result(case), dtype)
+        sharded_statistics = workload.couples_examples and case.variant == "multi_device"
+        errors = check_against_baseline(step.result(), reference_result(case), dtype,
+                                        sharded_batch_statistics=sharded_statistics)
 
         step_s = measure.seconds_of(step)  # a second, warm step sizes the timing plan
         warmup, rounds = measure.timing_plan(

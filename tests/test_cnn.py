@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bench.correctness import check_against_baseline
+from bench.correctness import check_against_baseline, relative_errors
 from workloads import get_workload
 from workloads.cnn import conv_flops_per_example
 from workloads.layers import configure_stacks
@@ -110,3 +110,36 @@ def test_batchnorm_inference_uses_running_averages():
     alone.batch = step.batch[:1]
     alone()
     np.testing.assert_allclose(alone.output[0], logits[0], rtol=1e-5, atol=1e-6)
+
+
+def _in_float64(workload):
+    """`workload` with float64 parameters and images (needs jax_enable_x64)."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    def build(size, rngs):
+        model = workload.build_model(size, rngs)
+        state = nnx.state(model)
+        nnx.update(model, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state))
+        return model
+
+    def batch(size, key):
+        images, labels = workload.make_batch(size, key)
+        return images.astype(jnp.float64), labels
+
+    return dataclasses.replace(workload, build_model=build, make_batch=batch)
+
+
+def test_sharded_batchnorm_computes_the_same_function_in_float64():
+    """In float32 a BatchNorm gradient over a batch split across devices differs from the
+    single-device one by rounding that cancellation amplifies (see bench/correctness.py); in
+    float64 the two agree to the last digits, which shows they are the same function."""
+    with jax.enable_x64(True):
+        workload = _in_float64(BATCHNORM)
+        reference = prepare_reference(workload, "tiny", "train")
+        reference()
+        sharded = prepare(workload, "tiny", "train", "multi_device")
+        sharded()
+        errors = relative_errors(sharded.result(), reference.result())
+    assert max(v for k, v in errors.items() if k != "loss") < 1e-12

@@ -115,3 +115,15 @@ def test_check_fails_on_nan_even_in_bf16(baseline_results):
 def test_relative_errors_are_exact_numbers():
     errors = relative_errors({"loss": np.float32(1.5)}, {"loss": np.float32(1.0)})
     assert errors == {"loss": pytest.approx(0.5)}
+
+
+def test_sharded_batch_statistics_loosen_only_the_gradient(baseline_results):
+    reference = baseline_results["train"]
+    opt_state = jax.tree.map(lambda a: a * 1.005 if a.ndim == 1 else a, reference["opt_state"])
+    nudged = dict(reference, opt_state=opt_state)
+    with pytest.raises(IncorrectResult):
+        check_against_baseline(nudged, reference)
+    assert check_against_baseline(nudged, reference, sharded_batch_statistics=True)
+    params = jax.tree.map(lambda a: a * 1.001, reference["params"])
+    with pytest.raises(IncorrectResult, match="params"):
+        check_against_baseline(dict(reference, params=params), reference, sharded_batch_statistics=True)

@@ -118,6 +118,8 @@ def prepare(
     different variants can be compared. `layout` (`workloads.LAYOUTS`) places `multi_device` on
     the mesh. Raises `NotApplicable` when the variant cannot run here.
     """
+    if variant == "eager" and not workload.couples_examples:
+        raise ValueError(f"{workload.name} has a per-example form: its reference is baseline, not eager")
     if variant not in variants_for(mode) and variant != "eager":
         raise NotApplicable(f"{variant} changes only the backward pass; it has no {mode} step")
     size = workload.size(size_name)

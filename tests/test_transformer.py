@@ -86,3 +86,14 @@ def test_tokens_per_second_counts_tokens():
     size = LM.sizes["tiny"]
     assert LM.items(size, "train") == (size.batch_size * size.seq_len, "tokens")
     assert LM.items(size, "decode") == (size.batch_size * size.decode_tokens, "tokens")
+
+
+def test_a_model_layout_that_divides_no_weight_is_skipped_with_the_reason():
+    import dataclasses
+
+    from workloads.variants import NotApplicable
+
+    odd = dataclasses.replace(LM.sizes["tiny"], vocab=63, d_model=15, num_heads=3)  # no width divides by 8
+    workload = dataclasses.replace(LM, sizes={**LM.sizes, "odd": odd})
+    with pytest.raises(NotApplicable, match="no weight's last dimension divides over a model axis of 8"):
+        prepare(workload, "odd", "train", "multi_device", layout="model")

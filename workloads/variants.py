@@ -253,6 +253,8 @@ def _on_mesh(state, batch, devices, layout: str):
     batch_size = T.batch_length(batch)
     if batch_size % data_size:
         raise NotApplicable(f"batch {batch_size} does not divide over {data_size} devices")
+    if model_size > 1 and not any(T.model_axis_spec(a, model_size) != PartitionSpec() for a in jax.tree.leaves(state)):
+        raise NotApplicable(f"no weight's last dimension divides over a model axis of {model_size}")
     mesh = compat.make_mesh((data_size, model_size), ("data", "model"), devices=devices)
     state = T.place(state, mesh, lambda array: T.model_axis_spec(array, model_size))
     batch_spec = PartitionSpec("data") if data_size > 1 else PartitionSpec()

@@ -69,7 +69,7 @@ def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
                     "partitioning and copies but no compute")
         return (f"{n} devices, {variant['batch_size'] // n} examples each: per-device work too small "
                 "or communication-bound" if outcome == "below" else
-                f"super-linear: each device's share of the batch fits its caches better")
+                "super-linear: each device's share of the batch fits its caches better")
     per_example_ms = rows["baseline"]["median_s"] / rows["baseline"]["batch_size"] * 1e3
     if outcome == "above":
         return (f"eager dispatch dominates this small step: baseline spends {per_example_ms:.3g} ms "

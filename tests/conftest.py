@@ -35,3 +35,32 @@ def tiny_run(tmp_path_factory) -> dict:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc}
+
+
+def xla_forward_flops(workload, size_name: str = "tiny") -> float:
+    """XLA's `cost_analysis()` FLOPs of `workload`'s forward over its batch, stacked blocks unrolled
+    (a scan's body would be counted once)."""
+    import jax
+    from flax import nnx
+
+    from workloads.layers import configure_stacks
+
+    size = workload.sizes[size_name]
+    model = workload.build_model(size, nnx.Rngs(0))
+    configure_stacks(model, scan=False, remat=False)
+    inputs = workload.make_batch(size, jax.random.key(1))[0]
+    graphdef, params = nnx.split(model)
+    forward = jax.jit(jax.vmap(lambda p, x: nnx.merge(graphdef, p)(x), in_axes=(None, 0)))
+    cost = forward.lower(params, inputs).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+def assert_step_agrees(step, reference: dict, variant: str) -> dict:
+    """Run `step` once and check it against `reference`; float32 variants to 1e-5 everywhere."""
+    from bench.correctness import check_against_baseline
+
+    step()
+    errors = check_against_baseline(step.result(), reference, "bfloat16" if variant == "bf16" else "float32")
+    if variant != "bf16":
+        assert max(errors.values()) < 1e-5
+    return errors

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bench.correctness import check_against_baseline, relative_errors
+from bench.correctness import relative_errors
+from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import get_workload
 from workloads.cnn import conv_flops_per_example
-from workloads.layers import configure_stacks
 from workloads.variants import NotApplicable, prepare, prepare_reference, variants_for
 
 CNN = get_workload("cnn")
@@ -28,12 +28,7 @@ def baseline_results():
 
 @pytest.mark.parametrize("mode,variant", [(m, v) for m in CNN.modes for v in variants_for(m) if v != "baseline"])
 def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    step = prepare(CNN, "tiny", mode, variant)
-    step()
-    dtype = "bfloat16" if variant == "bf16" else "float32"
-    errors = check_against_baseline(step.result(), baseline_results[mode], dtype)
-    if variant != "bf16":
-        assert max(errors.values()) < 1e-5
+    assert_step_agrees(prepare(CNN, "tiny", mode, variant), baseline_results[mode], variant)
 
 
 def test_each_image_is_normalised_on_its_own():
@@ -48,13 +43,7 @@ def test_each_image_is_normalised_on_its_own():
 
 def test_forward_flops_match_xla_cost_analysis():
     size = CNN.sizes["tiny"]
-    model = CNN.build_model(size, nnx.Rngs(0))
-    configure_stacks(model, scan=False, remat=False)  # unrolled: cost_analysis counts a scan body once
-    images, _ = CNN.make_batch(size, jax.random.key(1))
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(jax.vmap(lambda p, x: nnx.merge(graphdef, p)(x), in_axes=(None, 0)))
-    cost = forward.lower(params, images).compile().cost_analysis()
-    xla_flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    xla_flops = xla_forward_flops(CNN)
     nominal = CNN.flops_per_step(size, "infer")
     assert nominal == conv_flops_per_example(size) * size.batch_size
     # XLA counts only the kernel taps inside the image (not the 'SAME' padding), and also
@@ -74,10 +63,7 @@ def test_batchnorm_variants_agree_with_the_eager_step(mode):
     for variant in ("jit_vmap", "multi_device", "remat", "bf16"):
         if variant not in variants_for(mode):
             continue
-        step = prepare(BATCHNORM, "tiny", mode, variant)
-        step()
-        dtype = "bfloat16" if variant == "bf16" else "float32"
-        errors = check_against_baseline(step.result(), reference.result(), dtype)
+        errors = assert_step_agrees(prepare(BATCHNORM, "tiny", mode, variant), reference.result(), variant)
         if mode == "train":
             assert any(name.startswith("model_state") for name in errors)  # the statistics are checked
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.conftest import xla_forward_flops
 from workloads import SIZES, get_workload
 from workloads.layers import configure_stacks
 
@@ -45,13 +46,7 @@ def test_scan_and_loop_compute_the_same_model():
 
 def test_forward_flops_match_xla_cost_analysis():
     size = MLP.sizes["tiny"]
-    model = MLP.build_model(size, nnx.Rngs(0))
-    configure_stacks(model, scan=False, remat=False)  # unrolled: cost_analysis counts a scan body once
-    inputs, _ = MLP.make_batch(size, jax.random.key(1))
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
-    xla_flops = forward.lower(params, inputs).compile().cost_analysis()
-    xla_flops = (xla_flops[0] if isinstance(xla_flops, list) else xla_flops)["flops"]
+    xla_flops = xla_forward_flops(MLP)
     analytic = MLP.flops_per_step(size, "infer")
     # XLA also counts bias adds and ReLUs, which the analytic count (matmuls only) leaves out.
     assert analytic <= xla_flops <= 1.1 * analytic

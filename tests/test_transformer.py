@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bench.correctness import check_against_baseline
+from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import LAYOUTS, get_workload
 from workloads.layers import configure_stacks
 from workloads.transformer import generate
@@ -34,11 +34,7 @@ CASES += [(m, "multi_device", layout) for m in MODES for layout in LAYOUTS if la
 @pytest.mark.parametrize("mode,variant,layout", CASES)
 def test_variant_agrees_with_baseline(mode, variant, layout, baseline_results):
     step = prepare(LM, "tiny", mode, variant, layout=layout)
-    step()
-    dtype = "bfloat16" if variant == "bf16" else "float32"
-    errors = check_against_baseline(step.result(), baseline_results[mode], dtype)
-    if variant != "bf16":
-        assert max(errors.values()) < 1e-5
+    assert_step_agrees(step, baseline_results[mode], variant)
     step()  # the state comes back laid out as it went in, so the next step takes it
 
 
@@ -63,13 +59,7 @@ def test_cached_decoding_gives_the_tokens_of_uncached_decoding():
 
 def test_forward_flops_match_xla_cost_analysis():
     size = LM.sizes["tiny"]
-    model = LM.build_model(size, nnx.Rngs(0))
-    configure_stacks(model, scan=False, remat=False)  # unrolled: cost_analysis counts a scan body once
-    inputs = LM.make_batch(size, jax.random.key(1))[0]
-    graphdef, params = nnx.split(model)
-    forward = jax.jit(jax.vmap(lambda p, x: nnx.merge(graphdef, p)(x), in_axes=(None, 0)))
-    cost = forward.lower(params, inputs).compile().cost_analysis()
-    xla_flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    xla_flops = xla_forward_flops(LM)
     analytic = LM.flops_per_step(size, "infer")
     # XLA also counts softmax, layer norms, GELU and residual adds; the analytic count is matmuls.
     assert analytic <= xla_flops <= 1.35 * analytic, (analytic, xla_flops)

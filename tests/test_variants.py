@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench.correctness import IncorrectResult, check_against_baseline, relative_errors
+from tests.conftest import assert_step_agrees
 from workloads import get_workload
 from workloads.variants import NotApplicable, footprint_bytes, prepare, variants_for
 
@@ -30,13 +31,8 @@ def baseline_results():
     "mode,variant", [(m, v) for m in ("train", "infer") for v in variants_for(m) if v != "baseline"]
 )
 def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    step = prepare(MLP, "tiny", mode, variant)
-    step()
-    dtype = "bfloat16" if variant == "bf16" else "float32"
-    errors = check_against_baseline(step.result(), baseline_results[mode], dtype)
-    if variant != "bf16":
-        assert max(errors.values()) < 1e-5
-    else:
+    errors = assert_step_agrees(prepare(MLP, "tiny", mode, variant), baseline_results[mode], variant)
+    if variant == "bf16":
         # bf16 really computes in bf16: it agrees to about 1e-2 but not to float32 precision.
         key = "loss" if mode == "train" else "predictions"
         assert 1e-6 < errors[key] < 1e-2

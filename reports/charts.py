@@ -36,9 +36,12 @@ def _save_log_log(fig, ax, path: Path, **labels) -> Path:
 
 
 def _grouped_bars(pivot: pd.DataFrame, ax, log: bool = False) -> None:
-    pivot.plot.bar(ax=ax, logy=log, rot=0, width=0.8)
+    pivot = pivot[sorted(pivot.columns)]
+    pivot.plot.bar(ax=ax, logy=log, rot=25, width=0.8)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
     ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(title=pivot.columns.name, fontsize=8)
+    ax.legend(title=pivot.columns.name, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
 
 
 def speedup_chart(summary: pd.DataFrame, path: Path) -> Path | None:

@@ -48,21 +48,29 @@ def _device_count(text: str) -> int:
 
 
 def pytest_addoption(parser):
-    from workloads import MODES, REGISTRY
+    from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.variants import VARIANTS
+
+    variants = tuple(dict.fromkeys(VARIANTS + sum(WORKFLOW_VARIANTS.values(), ())))
 
     group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
     group.addoption("--workloads", type=_names("workload", tuple(REGISTRY)), default=tuple(REGISTRY),
                     help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)})")
     group.addoption("--modes", type=_names("mode", MODES), default=MODES,
-                    help=f"comma-separated modes (default: {','.join(MODES)})")
-    group.addoption("--variants", type=_names("variant", VARIANTS), default=VARIANTS,
-                    help=f"comma-separated variants (default: all: {','.join(VARIANTS)})")
+                    help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); "
+                         "a workflow (bayes, checkpoint, training_loop) has one mode and ignores it")
+    group.addoption("--variants", type=_names("variant", variants), default=variants,
+                    help=f"comma-separated variants (default: all: {','.join(variants)}); the step "
+                         f"workloads have {','.join(VARIANTS)}; "
+                         + "; ".join(f"{name} has {','.join(names)}" for name, names in WORKFLOW_VARIANTS.items()))
     group.addoption("--size", type=_size, default="small",
                     help="size preset: tiny, small (default, sized for a CPU), medium, large (fills a GPU)")
     group.addoption("--report-dir", default=None, metavar="DIR",
                     help="where results.json and summary.md go "
                          "(default: a new folder per run under reports/runs/, named by time and device)")
+    group.addoption("--checkpoint-dir", default=None, metavar="DIR",
+                    help="where checkpoint and training_loop write their checkpoints, one temporary "
+                         "folder per benchmark, removed afterwards (default: the system's temporary folder)")
     group.addoption("--strict-expectations", action="store_true",
                     help="exit non-zero when any expectation row of the report is 'below'")
     group.addoption("--cpu-devices", type=_device_count, default=DEFAULT_CPU_DEVICES, metavar="N",

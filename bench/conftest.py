@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from bench import measure
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, write_results
-from workloads import get_workload
+from workloads import WORKFLOW_VARIANTS, get_workload
 from workloads.variants import prepare_reference, variants_for
 
 _REPORT_DIR = pytest.StashKey[Path]()
@@ -35,9 +37,11 @@ class Case:
 
 
 def selected_cases(config) -> list[Case]:
-    """The cases the command line selects, in workload, mode, variant order."""
+    """The step cases the command line selects, in workload, mode, variant order."""
     cases = []
     for name in config.getoption("workloads"):
+        if name in WORKFLOW_VARIANTS:
+            continue
         workload = get_workload(name)
         for mode in config.getoption("modes"):
             if mode not in workload.modes:
@@ -50,10 +54,23 @@ def selected_cases(config) -> list[Case]:
     return cases
 
 
+def selected_workflow_cases(config) -> list[Case]:
+    """The workflow cases the command line selects (`--modes` does not apply: a workflow has one)."""
+    size = config.getoption("size")
+    return [Case(name, get_workload(name).mode, variant, size)
+            for name in config.getoption("workloads") if name in WORKFLOW_VARIANTS
+            for variant in WORKFLOW_VARIANTS[name] if variant in config.getoption("variants")]
+
+
+CASE_PARAMETERS = {"case": selected_cases, "workflow_case": selected_workflow_cases}
+"""Fixture name -> the cases it is parametrised with (steps in test_steps.py, workflows in test_workflows.py)."""
+
+
 def pytest_generate_tests(metafunc):
-    if "case" in metafunc.fixturenames:
-        cases = selected_cases(metafunc.config)
-        metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+    for name, select in CASE_PARAMETERS.items():
+        if name in metafunc.fixturenames:
+            cases = select(metafunc.config)
+            metafunc.parametrize(name, cases, ids=[case.id for case in cases])
 
 
 @pytest.fixture(scope="session")
@@ -85,16 +102,53 @@ def reference_result():
     return result
 
 
+@pytest.fixture
+def workdir(request) -> Path:
+    """A fresh folder under --checkpoint-dir for one benchmark's checkpoints, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="jaxbench-", dir=request.config.getoption("checkpoint_dir")))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def workflow_reference(tmp_path_factory):
+    """(case, its own result if it is the reference variant) -> the result of its workflow's
+    reference variant at the same size (run once per workflow and size)."""
+    cache = {}
+
+    def result(case: Case, own: dict | None = None) -> dict:
+        key = (case.workload, case.size)
+        if key not in cache and own is not None:
+            cache[key] = own
+        if key not in cache:
+            workflow = get_workload(case.workload)
+            workdir = tmp_path_factory.mktemp(f"{case.workload}-reference")
+            with workflow.prepare(case.size, workflow.reference_variant, workdir) as run:
+                run()
+                cache[key] = run.result()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return cache[key]
+
+    return result
+
+
+def _must_be_writable(option: str, folder: str | None) -> None:
+    """A usage error (one line, before anything is measured) when `folder` cannot be written."""
+    if not folder:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        Path(folder, ".write-test").touch()
+        Path(folder, ".write-test").unlink()
+    except OSError as error:
+        raise pytest.UsageError(f"{option} {folder}: cannot write there ({error.strerror or error})") from None
+
+
 def pytest_sessionstart(session):
-    """Fail fast, before measuring anything, when --report-dir cannot be written."""
-    chosen = session.config.getoption("report_dir")
-    if chosen and not session.config.getoption("collectonly"):
-        try:
-            Path(chosen).mkdir(parents=True, exist_ok=True)
-            Path(chosen, ".write-test").touch()
-            Path(chosen, ".write-test").unlink()
-        except OSError as error:
-            raise pytest.UsageError(f"--report-dir {chosen}: cannot write there ({error.strerror or error})") from None
+    """Fail fast, before measuring anything, when --report-dir or --checkpoint-dir cannot be written."""
+    if not session.config.getoption("collectonly"):
+        _must_be_writable("--report-dir", session.config.getoption("report_dir"))
+        _must_be_writable("--checkpoint-dir", session.config.getoption("checkpoint_dir"))
 
 
 def report_dir(config) -> Path:
@@ -111,22 +165,32 @@ def report_dir(config) -> Path:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Remember the planned benchmarks, so a report can say which ones a run is missing."""
-    config.stash[_PLANNED] = [item.callspec.params["case"].id for item in items if _is_case(item)]
+    """Drop the placeholder of a bench module none of whose cases is selected (e.g. test_steps with
+    `--workloads bayes`), and remember the planned benchmarks, so a report can say which ones a run
+    is missing."""
+    placeholders = [item for item in items if _case_of(item) is None
+                    and set(CASE_PARAMETERS) & set(getattr(getattr(item, "callspec", None), "params", {}))]
+    if placeholders:
+        config.hook.pytest_deselected(items=placeholders)
+        items[:] = [item for item in items if item not in placeholders]
+    config.stash[_PLANNED] = [case.id for case in map(_case_of, items) if case]
     config.stash[_SKIPPED] = {}
 
 
-def _is_case(item) -> bool:
-    return "case" in getattr(getattr(item, "callspec", None), "params", {})
+def _case_of(item) -> Case | None:
+    """The benchmark case an item measures (a step or a workflow), or None for other items."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    # An empty parametrisation (no case selected for a module) holds a placeholder, not a Case.
+    return next((params[name] for name in CASE_PARAMETERS if isinstance(params.get(name), Case)), None)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices)."""
     report = yield
-    if report.skipped and _is_case(item):
+    if report.skipped and _case_of(item):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.config.stash[_SKIPPED][item.callspec.params["case"].id] = reason.removeprefix("Skipped: ")
+        item.config.stash[_SKIPPED][_case_of(item).id] = reason.removeprefix("Skipped: ")
     return report
 
 
@@ -145,7 +209,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 def pytest_runtest_teardown(item, nextitem):
     """After each benchmark, rewrite results.json with everything measured so far."""
     yield
-    if "case" in getattr(item, "fixturenames", ()):
+    if _case_of(item):
         write_results(item.config, report_dir(item.config))
 
 

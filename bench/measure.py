@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import pytest
 
 from workloads.compat import is_out_of_memory
+from workloads.variants import NotApplicable
 
 MAX_ROUNDS = 10_000
 
@@ -28,6 +29,16 @@ def out_of_memory_is_a_skip(case_id: str):
         if not is_out_of_memory(error):
             raise
         pytest.skip(f"out of memory on {case_id}: {str(error).splitlines()[0][:300]}")
+
+
+@contextlib.contextmanager
+def not_applicable_is_a_skip():
+    """Turn `NotApplicable` (a variant that cannot run for this workload, size or device set) into
+    a skip with its reason."""
+    try:
+        yield
+    except NotApplicable as reason:
+        pytest.skip(str(reason))
 
 
 def seconds_of(call) -> float:

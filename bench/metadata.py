@@ -59,3 +59,50 @@ def step_extra_info(
         "max_rel_error": max(errors.values(), default=0.0),
         "rel_errors": errors,
     }
+
+
+def workflow_extra_info(
+    *,
+    case_id: str,
+    workload: str,
+    mode: str,
+    variant: str,
+    size: str,
+    run,
+    median_s: float,
+    environment: dict,
+    checks: dict[str, float],
+) -> dict:
+    """The `extra_info` of one timed workflow run: the step rows' keys (step-only figures such as
+    memory and MFU are None) plus `metrics`, the run's own figures, and `checks`, the figures of its
+    correctness check. `median_s` is the median of whole runs; `items_per_s` counts the run's items
+    (`run.items`: draws, bytes, steps) per second of it."""
+    items, item_unit = run.items
+    return {
+        "case_id": case_id,
+        "kind": "workflow",
+        "workload": workload,
+        "mode": mode,
+        "variant": variant,
+        "size": size,
+        "batch_size": None,
+        "layout": None,
+        "n_devices": run.n_devices,
+        "platform": environment["platform"],
+        "device_kind": environment["device_kind"],
+        "devices_share_host_cores": environment["devices_share_host_cores"],
+        "host_cores": environment["host_cores"],
+        "compile_s": run.compile_s,
+        "mem_bytes": None,
+        "mem_temp_bytes": None,
+        "mem_breakdown": None,
+        "flops_per_step": None,
+        "items_per_s": items / median_s,
+        "item_unit": item_unit,
+        "peak_flops": None,
+        "mfu": None,
+        "jax_version": environment["jax_version"],
+        "status": "pass",
+        "metrics": run.metrics(),
+        "checks": checks,
+    }

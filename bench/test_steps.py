@@ -5,23 +5,19 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-import pytest
-
 from bench import measure
 from bench.correctness import check_against_baseline
 from bench.metadata import step_extra_info
 from workloads import get_workload
-from workloads.variants import NotApplicable, prepare
+from workloads.variants import prepare
 
 
 def test_step(case, benchmark, reference_result, peak_flops, environment, request):
     workload = get_workload(case.workload)
     size = workload.size(case.size)
     with measure.out_of_memory_is_a_skip(case.id):
-        try:
+        with measure.not_applicable_is_a_skip():
             step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
-        except NotApplicable as reason:
-            pytest.skip(str(reason))
 
         # Correct before fast: the first step, from the same state and batch as baseline's.
         step()

@@ -14,6 +14,7 @@ from reports.charts import draw_all
 from reports.expectations import expectations_markdown, expectations_table
 from reports.results import SUITE, device_set, load_results
 from reports.summary import summary_table, to_markdown
+from reports.workflows import workflow_findings, workflow_tables
 
 
 def missing_benchmarks(data: dict) -> list[str]:
@@ -45,7 +46,7 @@ def environment_table(runs: list[dict]) -> pd.DataFrame:
 def headline_findings(summary: pd.DataFrame, expectations: pd.DataFrame) -> list[str]:
     """A few sentences a reader wants first: the production step's speedup, and every claim not met."""
     lines = []
-    production = summary[summary["variant"] == "jit_vmap"].dropna(subset=["speedup vs baseline"])
+    production = summary[summary["variant"] == "jit_vmap"].dropna(subset=["speedup vs baseline", "MFU"])
     for _, row in production.iterrows():
         lines.append(f"{row['workload']} {row['mode']} ({row['size']}, {row['device set']}): jit_vmap is "
                      f"{row['speedup vs baseline']:.3g}x faster than the eager baseline "
@@ -78,7 +79,9 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     charts = draw_all(summary, out)
 
     parts = ["# jaxbench report\n", "## Environment\n", environment_table(runs).to_markdown() + "\n",
-             "## Headline findings\n", "".join(f"- {line}\n" for line in headline_findings(summary, expectations))]
+             "## Headline findings\n"]
+    findings = headline_findings(summary, expectations) + [line for data in runs for line in workflow_findings(data)]
+    parts += ["".join(f"- {line}\n" for line in findings)]
     missing = [case for data in runs for case in missing_benchmarks(data)]
     if missing:
         parts += ["## Missing\n", "The run planned these benchmarks but has no result for them "
@@ -86,7 +89,13 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
         parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]
-    parts += ["## Summary\n", to_markdown(summary), "## Expectations\n", expectations_md, "## Charts\n"]
+    parts += ["## Summary\n", to_markdown(summary), "## Expectations\n", expectations_md]
+    tables = [(name, table) for data in runs for name, table in workflow_tables(data).items()]
+    if tables:
+        parts += ["## Workflows\n", "Each workflow's own figures, medians over its timed runs "
+                  "(`check:` columns: the worst figure of its correctness check).\n"]
+        parts += [f"### {name}\n\n{to_markdown(table)}" for name, table in tables]
+    parts += ["## Charts\n"]
     parts += [f"![{path.stem}]({path.name})\n" for path in charts]
     report = out / "report.md"
     report.write_text("\n".join(parts))

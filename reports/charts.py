@@ -14,9 +14,11 @@ VARIANT_ORDER = ["baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat",
 
 
 def _ordered(frame: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
-    """Rows in the variants' canonical order (a layout such as `multi_device[model]` after its variant)."""
+    """Rows in the variants' canonical order (a layout such as `multi_device[model]` after its variant,
+    a workflow's own variants such as `async` last)."""
     def rank(variant: str) -> tuple[int, str]:
-        return VARIANT_ORDER.index(variant.split("[")[0]), variant
+        name = variant.split("[")[0]
+        return VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER), variant
 
     return frame.assign(_order=frame[column].map(rank)).sort_values("_order")
 

@@ -138,9 +138,12 @@ def expectations_table(data: dict) -> pd.DataFrame:
     """Every claim for every (workload, mode, size, device set) that has a `baseline` or `jit_vmap`.
 
     Memory claims are checked for `train` (the techniques act on the backward pass and update);
-    `remat` and `accumulation` have no `infer` step at all.
+    `remat` and `accumulation` have no `infer` step at all. Workflows (bayes, checkpoint,
+    training_loop) are not steps: the quoted tables do not speak of them (`reports/workflows.py`).
     """
     frame = benchmarks_frame(data)
+    if "kind" in frame:
+        frame = frame[frame["kind"] != "workflow"]
     skipped = data[SUITE].get("skipped", {})
     out = []
     for key, group in frame.groupby(GROUP, sort=False):

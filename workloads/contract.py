@@ -82,9 +82,14 @@ class Workload:
 
     def size(self, name: str):
         """The size preset `name`; ValueError naming the valid presets otherwise."""
-        try:
-            return self.sizes[name]
-        except KeyError:
-            raise ValueError(
-                f"workload {self.name!r} has no size {name!r}; valid: {', '.join(self.sizes)}"
-            ) from None
+        return size_preset(self, name)
+
+
+def size_preset(workload, name: str):
+    """`workload.sizes[name]`; ValueError naming the workload and its valid presets otherwise."""
+    try:
+        return workload.sizes[name]
+    except KeyError:
+        raise ValueError(
+            f"workload {workload.name!r} has no size {name!r}; valid: {', '.join(workload.sizes)}"
+        ) from None

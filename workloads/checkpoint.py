@@ -1,0 +1,163 @@
+"""Checkpointing with Orbax: save and restore a real training state.
+
+The state is the transformer's (`workloads/transformer.py`) at the chosen size after one AdamW
+step: parameters and optimizer state (Adam's moments, the schedule's step count). One run saves
+it into a new folder, waits until the checkpoint is durable, restores it into fresh arrays, then
+removes the folder.
+
+| variant        | save                                                                           |
+|----------------|--------------------------------------------------------------------------------|
+| `sync`         | `Checkpointer(StandardCheckpointHandler())`: `save` returns when the files are written |
+| `async`        | `AsyncCheckpointer`: `save` returns once the arrays are copied off the devices; the files are written in the background until `wait_until_finished()` |
+| `multi_device` | `async`, of a state sharded over all devices (each weight's last dimension over a `model` axis where it divides): each device's shards are written, and restored with their sharding |
+
+`save_blocking_s` is how long `save` holds up the training loop; `save_s` the time until the
+checkpoint is durable. They are equal for `sync`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from workloads import WORKFLOW_VARIANTS, compat, transformer
+from workloads import transforms as T
+from workloads.variants import NotApplicable, prepare as prepare_step
+from workloads.workflow import IncorrectResult, RunTimings, Workflow
+
+SIZES = transformer.SIZES
+"""The transformer's presets: the checkpoint holds its training state at that size."""
+
+
+def training_state(size_name: str):
+    """(params, opt_state) of the transformer at `size_name` after one `jit_vmap` train step (seeded)."""
+    step = prepare_step(transformer.WORKLOAD, size_name, "train", "jit_vmap")
+    step()
+    return step.state
+
+
+def sharded(state, devices):
+    """`state` on a 1 x N (data, model) mesh of `devices`, each weight's last dimension over `model`
+    where it divides (replicated otherwise)."""
+    if len(devices) < 2:
+        raise NotApplicable("only one device: nothing to shard over")
+    mesh = compat.make_mesh((1, len(devices)), ("data", "model"), devices=devices)
+    return T.place(state, mesh, lambda array: T.model_axis_spec(array, len(devices)))
+
+
+def abstract(state):
+    """Shapes, dtypes and shardings of `state`: the target Orbax restores into."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of all files under `path`."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@dataclass
+class CheckpointRun(RunTimings):
+    """A state and a checkpointer; one call = save (until durable), restore, remove."""
+
+    variant: str
+    state: object
+    checkpointer: ocp.AbstractCheckpointer
+    workdir: Path
+    n_devices: int
+    compile_s: float | None = None
+    restored: object = None
+    disk_bytes: int = 0
+    runs: int = 0
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of the state's arrays (global, not per device)."""
+        return sum(leaf.nbytes for leaf in jax.tree.leaves(self.state))
+
+    @property
+    def items(self) -> tuple[int, str]:
+        return self.state_bytes, "bytes"
+
+    def __call__(self) -> None:
+        path = self.workdir / f"run-{self.runs}"
+        self.runs += 1
+        start = time.perf_counter()
+        self.checkpointer.save(path, args=ocp.args.StandardSave(self.state))
+        returned = time.perf_counter()
+        if isinstance(self.checkpointer, ocp.AsyncCheckpointer):
+            self.checkpointer.wait_until_finished()
+        durable = time.perf_counter()
+        restored = self.checkpointer.restore(path, args=ocp.args.StandardRestore(abstract(self.state)))
+        restored = jax.block_until_ready(restored)
+        done = time.perf_counter()
+        self.restored, self.disk_bytes = restored, folder_bytes(path)
+        shutil.rmtree(path)
+        self.record("save_blocking_s", returned - start)
+        self.record("save_s", durable - start)
+        self.record("restore_s", done - durable)
+
+    def result(self) -> dict:
+        return {"saved": self.state, "restored": self.restored}
+
+    def metrics(self) -> dict[str, float]:
+        save_s, restore_s = self.median("save_s"), self.median("restore_s")
+        return {
+            "state_bytes": self.state_bytes,
+            "disk_bytes": self.disk_bytes,
+            "save_blocking_s": self.median("save_blocking_s"),
+            "save_s": save_s,
+            "restore_s": restore_s,
+            "save_GB_per_s": self.state_bytes / save_s / 1e9,
+            "restore_GB_per_s": self.state_bytes / restore_s / 1e9,
+        }
+
+    def __exit__(self, *exc) -> None:
+        self.checkpointer.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def prepare(size_name: str, variant: str, workdir: Path, *, devices=None) -> CheckpointRun:
+    """The transformer's training state at `size_name` and the checkpointer of `variant`, writing under `workdir`."""
+    devices = devices or jax.devices()
+    state = training_state(size_name)
+    n_devices = 1
+    if variant == "multi_device":
+        state, n_devices = sharded(state, devices), len(devices)
+    handler = ocp.StandardCheckpointHandler()
+    checkpointer = ocp.Checkpointer(handler) if variant == "sync" else ocp.AsyncCheckpointer(handler)
+    return CheckpointRun(variant, state, checkpointer, Path(workdir) / f"checkpoint-{variant}", n_devices)
+
+
+def check(result: dict, reference: dict) -> dict[str, float]:
+    """Raise `IncorrectResult` unless the restored state equals the saved one exactly (structure,
+    dtypes, values, shardings) and the saved state equals the reference variant's (values)."""
+    saved, restored = result["saved"], result["restored"]
+    if jax.tree.structure(saved) != jax.tree.structure(restored):
+        raise IncorrectResult("the restored state's structure differs from the saved one's")
+    problems = []
+    pairs = zip(jax.tree_util.tree_leaves_with_path(saved), jax.tree.leaves(restored),
+                jax.tree.leaves(reference["saved"]), strict=True)
+    for (path, before), after, expected in pairs:
+        name = jax.tree_util.keystr(path)
+        if before.dtype != after.dtype:
+            problems.append(f"{name}: dtype {after.dtype}, saved {before.dtype}")
+        elif not np.array_equal(np.asarray(before), np.asarray(after)):
+            problems.append(f"{name}: restored values differ from the saved ones")
+        elif not after.sharding.is_equivalent_to(before.sharding, before.ndim):
+            problems.append(f"{name}: restored with sharding {after.sharding}, saved with {before.sharding}")
+        elif not np.array_equal(np.asarray(before), np.asarray(expected)):
+            problems.append(f"{name}: the saved state differs from the reference variant's")
+    if problems:
+        raise IncorrectResult(f"{len(problems)} of {len(jax.tree.leaves(saved))} arrays wrong: "
+                              + "; ".join(problems[:5]))
+    return {"arrays_compared": len(jax.tree.leaves(saved)), "mismatches": 0}
+
+
+WORKLOAD = Workflow(name="checkpoint", mode="save_restore", sizes=SIZES, variants=WORKFLOW_VARIANTS["checkpoint"],
+                    prepare=prepare, check=check)

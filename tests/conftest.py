@@ -37,6 +37,19 @@ def tiny_run(tmp_path_factory) -> dict:
     return {"dir": report_dir, "results": results, "proc": proc}
 
 
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory) -> dict:
+    """`pytest bench --workloads bayes,checkpoint,training_loop --size tiny`, checkpoints into a
+    folder of its own. Returns {"dir", "results", "proc", "checkpoint_dir"}."""
+    report_dir = tmp_path_factory.mktemp("workflow-run")
+    checkpoint_dir = tmp_path_factory.mktemp("workflow-checkpoints")
+    proc = run_pytest("bench", "--workloads", "bayes,checkpoint,training_loop", "--size", "tiny",
+                      "--report-dir", str(report_dir), "--checkpoint-dir", str(checkpoint_dir), "-q", *FAST_TIMING)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((report_dir / "results.json").read_text())
+    return {"dir": report_dir, "results": results, "proc": proc, "checkpoint_dir": checkpoint_dir}
+
+
 def xla_forward_flops(workload, size_name: str = "tiny") -> float:
     """XLA's `cost_analysis()` FLOPs of `workload`'s forward over its batch, stacked blocks unrolled
     (a scan's body would be counted once)."""

@@ -10,9 +10,11 @@ from tests.conftest import run_pytest
 @pytest.mark.parametrize(
     "option,value,message",
     [
-        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer"),
+        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer, "
+                                       "bayes, checkpoint, training_loop"),
         ("--modes", "fly", "unknown mode 'fly'; valid: train, infer, decode"),
-        ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap"),
+        ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap, multi_device, "
+                                   "remat, bf16, accumulation, sync, async"),
         ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
         ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
@@ -29,7 +31,8 @@ def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
 def test_options_are_listed_in_help():
     proc = run_pytest("--help", timeout=120)
     assert proc.returncode == 0
-    for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--cpu-devices"):
+    for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--checkpoint-dir",
+                   "--cpu-devices"):
         assert option in proc.stdout
 
 
@@ -52,11 +55,21 @@ def test_each_mesh_layout_is_its_own_benchmark():
             assert f"test_step[transformer-{mode}-multi_device{suffix}]" in collected
 
 
-def test_unwritable_report_dir_is_a_usage_error_before_measuring(tmp_path):
+def test_workflows_have_their_own_variants():
+    proc = run_pytest("bench", "--collect-only", "-q", "--workloads", "bayes,checkpoint,training_loop",
+                      "--variants", "multi_device,async", "--modes", "decode", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
+    assert collected == ["test_workflow[bayes-infer-multi_device]", "test_workflow[checkpoint-save_restore-async]",
+                         "test_workflow[checkpoint-save_restore-multi_device]", "test_workflow[training_loop-train-async]"]
+
+
+@pytest.mark.parametrize("option", ["--report-dir", "--checkpoint-dir"])
+def test_unwritable_folder_is_a_usage_error_before_measuring(option, tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    proc = run_pytest("bench", "--size", "tiny", "--report-dir", str(not_a_folder / "sub"), timeout=120)
+    proc = run_pytest("bench", "--size", "tiny", option, str(not_a_folder / "sub"), timeout=120)
     assert proc.returncode == 4
-    assert f"--report-dir {not_a_folder / 'sub'}: cannot write there" in proc.stdout + proc.stderr
+    assert f"{option} {not_a_folder / 'sub'}: cannot write there" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert "test_step" not in proc.stdout  # nothing was run
+    assert "test_step" not in proc.stdout and "test_workflow" not in proc.stdout  # nothing was run

@@ -1,0 +1,88 @@
+"""The NumPyro workflow's parts: data from known parameters, the predictive, and checks that can fail."""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from workloads import bayes
+from workloads.variants import NotApplicable
+from workloads.workflow import IncorrectResult
+
+TINY = bayes.SIZES["tiny"]
+
+
+@pytest.fixture(scope="module")
+def converged():
+    """A tiny vectorised run: its result, and the run."""
+    with bayes.prepare("tiny", "jit_vmap") as run:
+        run()
+        return run.result(), run
+
+
+def test_data_follow_the_hierarchy():
+    data = bayes.make_dataset(TINY)
+    truth = data.truth
+    np.testing.assert_allclose(truth["beta"], truth["mu"] + truth["tau"] * truth["z"])
+    assert data.x.shape == (TINY.observations, TINY.features) and data.x_test.shape[0] == TINY.test_points
+    assert set(np.unique(np.asarray(data.group))) == set(range(TINY.groups))
+    assert 0.2 < float(jnp.mean(data.y)) < 0.8  # both labels occur
+
+
+def test_predictive_variants_compute_the_same_probabilities():
+    """The loop over draws, eager vmap, jit and sharded jit agree, and equal sigmoid(x . beta) at the truth."""
+    data = bayes.make_dataset(TINY)
+    model = bayes.make_model(TINY.groups)
+    draws = {k: jnp.stack([data.truth[k] * (1 + 0.1 * i) for i in range(TINY.predictive_draws)])
+             for k in bayes.LATENT_SITES}
+    outputs = {}
+    for variant in bayes.WORKFLOW_VARIANTS["bayes"]:
+        predict, _ = bayes._predictive(model, variant, draws, data.x_test, data.group_test, jax.devices())
+        outputs[variant] = np.asarray(predict(draws))
+    for variant, probabilities in outputs.items():
+        np.testing.assert_allclose(probabilities, outputs["baseline"], rtol=1e-5, err_msg=variant)
+    exact = jax.nn.sigmoid(jnp.sum(data.x_test * data.truth["beta"][data.group_test], -1))
+    np.testing.assert_allclose(outputs["baseline"][0], exact, rtol=1e-6)
+
+
+def test_posterior_holds_the_truth_and_converges(converged):
+    result, run = converged
+    figures = bayes.check(result, result)
+    assert figures["max_split_rhat"] < bayes.MAX_SPLIT_RHAT
+    assert figures["truth_z"] <= figures["z_limit"]
+    metrics = run.metrics()
+    assert metrics["min_ess"] > 50 and metrics["divergences"] == 0
+    assert 0 < metrics["predictive_interval_width"] < 1
+
+
+@pytest.mark.parametrize("break_it,message", [
+    (lambda r: r["summary"]["mu"].update(mean=r["summary"]["mu"]["mean"] + 10 * r["summary"]["mu"]["sd"]),
+     "true parameter lies"),
+    (lambda r: r["summary"]["tau"].update(rhat=np.full_like(r["summary"]["tau"]["rhat"], 1.2)), "split R-hat 1.200"),
+    (lambda r: r.update(predictive_at_truth=r["predictive_at_truth"] * 1.01), "posterior predictive differs"),
+])
+def test_check_fails_a_wrong_result(converged, break_it, message):
+    result, _ = converged
+    broken = copy.deepcopy(result)
+    break_it(broken)
+    with pytest.raises(IncorrectResult, match=message):
+        bayes.check(broken, result)
+
+
+def test_check_fails_a_posterior_unlike_the_reference(converged):
+    result, _ = converged
+    moved = copy.deepcopy(result)
+    beta = moved["summary"]["beta"]
+    beta["mean"] = beta["mean"] + 8 * beta["sd"] / np.sqrt(beta["ess"])  # far in Monte Carlo terms
+    moved["truth"]["beta"] = beta["mean"]  # still holds "the truth", so only the agreement can fail
+    with pytest.raises(IncorrectResult, match="Monte Carlo standard errors"):
+        bayes.check(moved, result)
+
+
+def test_multi_device_needs_chains_that_split_over_devices():
+    with pytest.raises(NotApplicable, match="2 chains do not split over 1 device"):
+        bayes.prepare("tiny", "multi_device", devices=jax.devices()[:1])

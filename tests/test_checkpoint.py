@@ -1,0 +1,57 @@
+"""The Orbax workflow: what is restored is exactly what was saved, shardings included."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from workloads import checkpoint
+from workloads.workflow import IncorrectResult
+
+
+@pytest.fixture(scope="module")
+def saved_and_restored(tmp_path_factory):
+    """variant -> (result, metrics) of one tiny run of each variant."""
+    out = {}
+    for variant in ("sync", "multi_device"):
+        workdir = tmp_path_factory.mktemp(variant)
+        with checkpoint.prepare("tiny", variant, workdir) as run:
+            run()
+            out[variant] = run.result(), run.metrics()
+        assert list(workdir.iterdir()) == []  # the run removed its checkpoints
+    return out
+
+
+def test_sharded_state_is_restored_with_its_sharding(saved_and_restored):
+    result, _ = saved_and_restored["multi_device"]
+    checkpoint.check(result, saved_and_restored["sync"][0])
+    restored = jax.tree.leaves(result["restored"])
+    assert {len(leaf.sharding.device_set) for leaf in restored} == {8}
+    sharded = [leaf for leaf in restored if not leaf.sharding.is_fully_replicated]
+    assert sharded  # some weights really are split over the devices
+    assert all(leaf.addressable_shards[0].data.shape[-1] * 8 == leaf.shape[-1] for leaf in sharded)
+
+
+def test_metrics_count_the_state_and_the_files(saved_and_restored):
+    result, metrics = saved_and_restored["sync"]
+    assert metrics["state_bytes"] == sum(leaf.nbytes for leaf in jax.tree.leaves(result["saved"]))
+    assert metrics["disk_bytes"] > 0.5 * metrics["state_bytes"]
+    assert metrics["save_blocking_s"] == metrics["save_s"]  # synchronous: durable when save returns
+
+
+def _with_first_leaf(tree, change):
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, [change(leaves[0])] + leaves[1:])
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a: a + 1e-7, "restored values differ"),
+    (lambda a: a.astype(np.float16), "dtype float16"),
+    (lambda a: jax.device_put(a, jax.devices()[1]), "restored with sharding"),
+])
+def test_check_fails_a_wrong_restore(saved_and_restored, change, message):
+    result, _ = saved_and_restored["sync"]
+    broken = dict(result, restored=_with_first_leaf(result["restored"], change))
+    with pytest.raises(IncorrectResult, match=message):
+        checkpoint.check(broken, result)

@@ -1,0 +1,74 @@
+"""A real tiny `pytest bench` run of the three workflows: every variant measured, checked and reported."""
+
+from __future__ import annotations
+
+from reports.workflows import workflow_tables
+from workloads import WORKFLOW_VARIANTS
+
+METRICS = {
+    "bayes": {"sampling_s", "predictive_s", "draws_per_s", "min_ess", "min_ess_per_s", "max_split_rhat"},
+    "checkpoint": {"state_bytes", "disk_bytes", "save_blocking_s", "save_s", "restore_s", "save_GB_per_s",
+                   "restore_GB_per_s"},
+    "training_loop": {"steps_per_s", "checkpoint_share", "eval_examples_per_s", "time_to_first_step_s",
+                      "checkpoints_kept"},
+}
+
+
+def _rows(workflow_run):
+    return {(b["extra_info"]["workload"], b["extra_info"]["variant"]): b for b in workflow_run["results"]["benchmarks"]}
+
+
+def test_every_workflow_variant_has_its_metrics(workflow_run):
+    rows = _rows(workflow_run)
+    assert set(rows) == {(name, variant) for name, variants in WORKFLOW_VARIANTS.items() for variant in variants}
+    for (name, _), bench in rows.items():
+        info = bench["extra_info"]
+        assert info["kind"] == "workflow" and info["size"] == "tiny" and info["status"] == "pass"
+        assert METRICS[name] <= info["metrics"].keys(), METRICS[name] - info["metrics"].keys()
+        assert all(value == value for value in info["metrics"].values())  # no NaN
+        items = {"bayes": "draws", "checkpoint": "bytes", "training_loop": "steps"}[name]
+        assert info["item_unit"] == items and info["items_per_s"] > 0
+        assert len(bench["stats"]["data"]) == bench["stats"]["rounds"] >= 2
+
+
+def test_bayes_rows_hold_the_convergence_checks(workflow_run):
+    for variant in WORKFLOW_VARIANTS["bayes"]:
+        info = _rows(workflow_run)[("bayes", variant)]["extra_info"]
+        metrics, checks = info["metrics"], info["checks"]
+        assert metrics["max_split_rhat"] < 1.05
+        assert checks["truth_z"] <= checks["z_limit"] and checks["agreement_z"] <= checks["z_limit"]
+        assert metrics["min_ess_per_s"] == metrics["min_ess"] / metrics["sampling_s"]
+        assert metrics["draws_per_s"] == 2 * 150 / metrics["sampling_s"]  # tiny: 2 chains x 150 draws
+    assert _rows(workflow_run)[("bayes", "multi_device")]["extra_info"]["n_devices"] == 2  # one per chain
+
+
+def test_checkpoint_rows_report_async_blocking_apart_from_durable(workflow_run):
+    rows = _rows(workflow_run)
+    for variant in WORKFLOW_VARIANTS["checkpoint"]:
+        metrics = rows[("checkpoint", variant)]["extra_info"]["metrics"]
+        assert metrics["disk_bytes"] > 0.5 * metrics["state_bytes"]
+        assert metrics["save_GB_per_s"] == metrics["state_bytes"] / metrics["save_s"] / 1e9
+        assert metrics["save_blocking_s"] <= metrics["save_s"]
+    assert rows[("checkpoint", "sync")]["extra_info"]["metrics"]["save_blocking_s"] == \
+        rows[("checkpoint", "sync")]["extra_info"]["metrics"]["save_s"]
+    assert rows[("checkpoint", "multi_device")]["extra_info"]["n_devices"] == 8
+
+
+def test_training_loop_rows_keep_the_retention_limit(workflow_run):
+    for variant in WORKFLOW_VARIANTS["training_loop"]:
+        metrics = _rows(workflow_run)[("training_loop", variant)]["extra_info"]["metrics"]
+        assert metrics["checkpoints_kept"] == 2 and metrics["checkpoints_saved"] == 3  # tiny: 12 steps, every 4
+        assert 0 < metrics["checkpoint_share"] < 1
+        assert metrics["time_to_first_step_s"] > 0
+
+
+def test_checkpoints_are_removed_and_the_report_has_the_workflow_tables(workflow_run):
+    assert list(workflow_run["checkpoint_dir"].iterdir()) == []
+    report = (workflow_run["dir"] / "report.md").read_text()
+    for name in WORKFLOW_VARIANTS:
+        assert f"### {name}" in report
+    assert "minimum effective samples per second" in report
+    tables = workflow_tables(workflow_run["results"])
+    assert list(tables["checkpoint"]["variant"]) == list(WORKFLOW_VARIANTS["checkpoint"])
+    expectations = (workflow_run["dir"] / "expectations.md").read_text()
+    assert "bayes" not in expectations  # the quoted step tables do not speak of workflows

@@ -14,7 +14,7 @@ from reports.results import benchmarks_frame
 HEADLINES = {
     "bayes": ("min_ess_per_s", "minimum effective samples per second"),
     "checkpoint": ("save_GB_per_s", "save GB/s (until durable)"),
-    "training_loop": ("checkpoint_share", "share of wall time blocked on checkpointing"),
+    "training_loop": ("checkpoint_overhead_share", "share of wall time lost to checkpointing"),
 }
 """Workflow -> (metric, words): the one figure its headline finding quotes per variant."""
 

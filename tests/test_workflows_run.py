@@ -9,8 +9,8 @@ METRICS = {
     "bayes": {"sampling_s", "predictive_s", "draws_per_s", "min_ess", "min_ess_per_s", "max_split_rhat"},
     "checkpoint": {"state_bytes", "disk_bytes", "save_blocking_s", "save_s", "restore_s", "save_GB_per_s",
                    "restore_GB_per_s"},
-    "training_loop": {"steps_per_s", "checkpoint_share", "eval_examples_per_s", "time_to_first_step_s",
-                      "checkpoints_kept"},
+    "training_loop": {"steps_per_s", "steps_per_s_without_checkpoints", "checkpoint_overhead_share",
+                      "checkpoint_blocking_share", "eval_examples_per_s", "time_to_first_step_s", "checkpoints_kept"},
 }
 
 
@@ -58,7 +58,8 @@ def test_training_loop_rows_keep_the_retention_limit(workflow_run):
     for variant in WORKFLOW_VARIANTS["training_loop"]:
         metrics = _rows(workflow_run)[("training_loop", variant)]["extra_info"]["metrics"]
         assert metrics["checkpoints_kept"] == 2 and metrics["checkpoints_saved"] == 3  # tiny: 12 steps, every 4
-        assert 0 < metrics["checkpoint_share"] < 1
+        assert 0 < metrics["checkpoint_blocking_share"] < 1
+        assert metrics["checkpoint_overhead_share"] < 1
         assert metrics["time_to_first_step_s"] > 0
 
 

@@ -9,8 +9,11 @@ before it is used.
 
 Variants: `async` (the production loop: `save` returns once the state is copied off the devices,
 the files are written in the background) and `sync` (`save` returns when the files are written).
-Figures: steps per second, the share of wall time the loop is blocked on checkpointing, the
-evaluation throughput, and the time to the first step (compilation included).
+Figures: steps per second; the share of wall time lost to checkpointing, against the same loop
+run without it just before (`checkpoint_overhead_share`: it includes background writes slowing
+the steps down) and the share the loop is blocked in `save` and the final wait
+(`checkpoint_blocking_share`); the evaluation throughput; and the time to the first step
+(model built, step and evaluation compiled, one step run).
 
 Run on its own (as the interruption test does): `python -m workloads.training_loop --help`.
 """
@@ -18,6 +21,7 @@ Run on its own (as the interruption test does): `python -m workloads.training_lo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -147,9 +151,10 @@ class TrainingLoop:
         finally:
             manager.reload()
 
-    def run(self, directory: Path, *, crash_after_step: int | None = None) -> LoopOutcome:
+    def run(self, directory: Path | None, *, crash_after_step: int | None = None) -> LoopOutcome:
         """Train from the latest good checkpoint in `directory` (or from scratch) to `steps`.
 
+        `directory` None: the same loop without checkpointing (what checkpointing is measured against).
         `crash_after_step`: once that step is done and its checkpoints are on disk, the process
         kills itself (SIGKILL: no clean-up runs), as a crashed or pre-empted job would stop.
         """
@@ -158,30 +163,36 @@ class TrainingLoop:
         start = time.perf_counter()
         blocked = eval_s = 0.0
         evaluations, eval_loss = 0, float("nan")
-        with self.manager(directory) as manager:
-            start_step, state = self.resume(manager)
+        with self.manager(directory) if directory else contextlib.nullcontext() as manager:
+            start_step, state = self.resume(manager) if manager else (0, self.initial_state)
             if start_step:
                 self.log(f"resumed from the checkpoint of step {start_step}")
             for step in range(start_step, size.steps):
                 state, _ = self.step(state, batch_at(size, step, self.seed))
                 done = step + 1
-                saving = time.perf_counter()
-                manager.save(done, args=ocp.args.StandardSave(state))
-                blocked += time.perf_counter() - saving
+                # Steps are dispatched asynchronously: wait for the queued steps' compute before a
+                # save or an evaluation, so their clocks do not count it.
+                if manager and manager.should_save(done):
+                    jax.block_until_ready(state)
+                    saving = time.perf_counter()
+                    manager.save(done, args=ocp.args.StandardSave(state))
+                    blocked += time.perf_counter() - saving
                 if done % size.eval_every == 0 or done == size.steps:
+                    jax.block_until_ready(state)
                     evaluating = time.perf_counter()
                     eval_loss = float(np.mean([self.evaluate(state[0], batch) for batch in evaluation]))
                     eval_s += time.perf_counter() - evaluating
                     evaluations += 1
-                if done == crash_after_step:
+                if manager and done == crash_after_step:
                     manager.wait_until_finished()
                     self.log(f"crashing after step {done}")
                     os.kill(os.getpid(), signal.SIGKILL)
-            waiting = time.perf_counter()
-            manager.wait_until_finished()
-            blocked += time.perf_counter() - waiting
             state = jax.block_until_ready(state)
-            kept = list(manager.all_steps())
+            waiting = time.perf_counter()
+            if manager:
+                manager.wait_until_finished()
+            blocked += time.perf_counter() - waiting
+            kept = list(manager.all_steps()) if manager else []
         return LoopOutcome(state, start_step, size.steps - start_step, time.perf_counter() - start, blocked,
                            eval_s, evaluations * len(evaluation) * size.model.batch_size, eval_loss, kept)
 
@@ -211,14 +222,19 @@ class LoopRun(RunTimings):
         return self.loop.size.steps, "steps"
 
     def __call__(self) -> None:
+        """The loop without checkpoints, then with them into a fresh folder (removed afterwards):
+        paired, so the share lost to checkpointing compares runs made moments apart."""
         directory = self.workdir / f"run-{self.runs}"
         self.runs += 1
+        without = self.loop.run(None)
         outcome = self.loop.run(directory)
         shutil.rmtree(directory)
         self.outcome = outcome
         self.record("wall_s", outcome.wall_s)
+        self.record("wall_without_checkpoints_s", without.wall_s)
+        self.record("checkpoint_overhead_share", 1 - without.wall_s / outcome.wall_s)
         self.record("checkpoint_blocking_s", outcome.checkpoint_blocking_s)
-        self.record("checkpoint_share", outcome.checkpoint_blocking_s / outcome.wall_s)
+        self.record("checkpoint_blocking_share", outcome.checkpoint_blocking_s / outcome.wall_s)
         self.record("eval_s", outcome.eval_s)
 
     def result(self) -> dict:
@@ -230,7 +246,9 @@ class LoopRun(RunTimings):
         return {
             "steps": size.steps,
             "steps_per_s": size.steps / self.median("wall_s"),
-            "checkpoint_share": self.median("checkpoint_share"),
+            "steps_per_s_without_checkpoints": size.steps / self.median("wall_without_checkpoints_s"),
+            "checkpoint_overhead_share": self.median("checkpoint_overhead_share"),
+            "checkpoint_blocking_share": self.median("checkpoint_blocking_share"),
             "checkpoint_blocking_s": self.median("checkpoint_blocking_s"),
             "checkpoints_saved": size.steps // size.checkpoint_every,
             "checkpoints_kept": len(outcome.checkpoints_kept),
@@ -245,6 +263,9 @@ class LoopRun(RunTimings):
 
 def prepare(size_name: str, variant: str, workdir: Path) -> LoopRun:
     """The loop at `size_name` with `variant`'s checkpointing, writing its checkpoints under `workdir`."""
+    # Without JAX's in-process caches, which an earlier benchmark may have filled with the pieces
+    # this step shares (they halve the time to the first step): the compile a fresh job pays.
+    jax.clear_caches()
     loop = TrainingLoop(WORKLOAD.size(size_name), variant, log=lambda line: None)
     return LoopRun(loop, Path(workdir) / f"training_loop-{variant}")
 

@@ -103,7 +103,7 @@ def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
         ideal = group["items/s"].iloc[0] * group["devices"] / group["devices"].iloc[0]
         ax.plot(group["devices"], ideal, ls=":", color="grey")
     return _save_log_log(fig, ax, path, title="Throughput vs devices (dotted: linear scaling)",
-                         xlabel="devices (log)", ylabel="examples per second (log)")
+                         xlabel="devices (log)", ylabel="items per second (examples, tokens, draws; log)")
 
 
 def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:

@@ -160,9 +160,10 @@ def _chain(tree, index: int):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def _compile(fn, *args, **jit_options):
+def _compile(fn, *args):
+    """(`jax.jit(fn)` compiled ahead of time for `args`, seconds it took)."""
     start = time.perf_counter()
-    compiled = jax.jit(fn, **jit_options).lower(*args).compile()
+    compiled = jax.jit(fn).lower(*args).compile()
     return compiled, time.perf_counter() - start
 
 

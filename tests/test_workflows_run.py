@@ -59,7 +59,7 @@ def test_training_loop_rows_keep_the_retention_limit(workflow_run):
         metrics = _rows(workflow_run)[("training_loop", variant)]["extra_info"]["metrics"]
         assert metrics["checkpoints_kept"] == 2 and metrics["checkpoints_saved"] == 3  # tiny: 12 steps, every 4
         assert 0 < metrics["checkpoint_blocking_share"] < 1
-        assert metrics["checkpoint_overhead_share"] < 1
+        assert metrics["steps_per_s_without_checkpoints"] > 0
         assert metrics["time_to_first_step_s"] > 0
 
 

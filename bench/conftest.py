@@ -13,6 +13,7 @@ from bench import measure
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, write_results
 from workloads import WORKFLOW_VARIANTS, get_workload
 from workloads.variants import prepare_reference, variants_for
+from workloads.workflow import cannot_write
 
 _REPORT_DIR = pytest.StashKey[Path]()
 _PLANNED = pytest.StashKey[list]()
@@ -134,14 +135,9 @@ def workflow_reference(tmp_path_factory):
 
 def _must_be_writable(option: str, folder: str | None) -> None:
     """A usage error (one line, before anything is measured) when `folder` cannot be written."""
-    if not folder:
-        return
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        Path(folder, ".write-test").touch()
-        Path(folder, ".write-test").unlink()
-    except OSError as error:
-        raise pytest.UsageError(f"{option} {folder}: cannot write there ({error.strerror or error})") from None
+    error = folder and cannot_write(option, folder)
+    if error:
+        raise pytest.UsageError(error)
 
 
 def pytest_sessionstart(session):

@@ -5,6 +5,14 @@ from __future__ import annotations
 from workloads.variants import PreparedStep, footprint_bytes
 
 
+ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "host_cores", "jax_version")
+"""What every benchmark row repeats from the run's environment, so a row can be read on its own."""
+
+
+def _environment_keys(environment: dict) -> dict:
+    return {key: environment[key] for key in ENVIRONMENT_KEYS}
+
+
 def step_extra_info(
     *,
     case_id: str,
@@ -41,10 +49,7 @@ def step_extra_info(
         "batch_size": batch_size,
         "layout": layout if variant == "multi_device" else None,
         "n_devices": prepared.n_devices,
-        "platform": environment["platform"],
-        "device_kind": environment["device_kind"],
-        "devices_share_host_cores": environment["devices_share_host_cores"],
-        "host_cores": environment["host_cores"],
+        **_environment_keys(environment),
         "compile_s": prepared.compile_s,
         "mem_bytes": footprint_bytes(memory),
         "mem_temp_bytes": memory["temp"] if memory else None,
@@ -54,7 +59,6 @@ def step_extra_info(
         "item_unit": item_unit,
         "peak_flops": peak_flops,
         "mfu": flops_per_step / median_s / (peak_flops * peak_devices),
-        "jax_version": environment["jax_version"],
         "status": "pass",
         "max_rel_error": max(errors.values(), default=0.0),
         "rel_errors": errors,
@@ -88,10 +92,7 @@ def workflow_extra_info(
         "batch_size": None,
         "layout": None,
         "n_devices": run.n_devices,
-        "platform": environment["platform"],
-        "device_kind": environment["device_kind"],
-        "devices_share_host_cores": environment["devices_share_host_cores"],
-        "host_cores": environment["host_cores"],
+        **_environment_keys(environment),
         "compile_s": run.compile_s,
         "mem_bytes": None,
         "mem_temp_bytes": None,
@@ -101,7 +102,6 @@ def workflow_extra_info(
         "item_unit": item_unit,
         "peak_flops": None,
         "mfu": None,
-        "jax_version": environment["jax_version"],
         "status": "pass",
         "metrics": run.metrics(),
         "checks": checks,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.results import SUITE, benchmarks_frame
+from reports.results import SUITE, benchmarks_frame, is_workflow
 
 GROUP = ["workload", "mode", "size", "device_set"]
 ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)
@@ -142,8 +142,7 @@ def expectations_table(data: dict) -> pd.DataFrame:
     training_loop) are not steps: the quoted tables do not speak of them (`reports/workflows.py`).
     """
     frame = benchmarks_frame(data)
-    if "kind" in frame:
-        frame = frame[frame["kind"] != "workflow"]
+    frame = frame[~is_workflow(frame)]
     skipped = data[SUITE].get("skipped", {})
     out = []
     for key, group in frame.groupby(GROUP, sort=False):

@@ -51,6 +51,14 @@ def run_label(data: dict) -> str:
     return f"{data[SUITE]['device_kind']} @ {host}, {date}"
 
 
+def is_workflow(frame: pd.DataFrame) -> pd.Series:
+    """Per row of `benchmarks_frame`: whether it is a workflow run (bayes, checkpoint, training_loop)
+    rather than a step."""
+    if "kind" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["kind"] == "workflow"
+
+
 def benchmarks_frame(data: dict) -> pd.DataFrame:
     """One row per benchmark: its `extra_info`, the timing statistics (seconds) and the device set."""
     rows = []

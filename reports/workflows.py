@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.results import benchmarks_frame
+from reports.results import benchmarks_frame, is_workflow
 
 HEADLINES = {
     "bayes": ("min_ess_per_s", "minimum effective samples per second"),
@@ -22,9 +22,7 @@ HEADLINES = {
 def workflow_rows(data: dict) -> pd.DataFrame:
     """The run's workflow benchmarks (`kind` == "workflow"), empty if it has none."""
     frame = benchmarks_frame(data)
-    if "kind" not in frame:
-        return frame.iloc[0:0]
-    return frame[frame["kind"] == "workflow"]
+    return frame[is_workflow(frame)]
 
 
 def workflow_tables(data: dict) -> dict[str, pd.DataFrame]:

@@ -36,7 +36,7 @@ from numpyro.infer import NUTS, Predictive
 from scipy import stats
 
 from workloads import WORKFLOW_VARIANTS, compat
-from workloads.variants import NotApplicable
+from workloads.variants import NotApplicable, compile_ahead_of_time
 from workloads.workflow import IncorrectResult, RunTimings, Workflow
 
 LATENT_SITES = ("mu", "tau", "z")
@@ -160,45 +160,44 @@ def _chain(tree, index: int):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def _compile(fn, *args):
-    """(`jax.jit(fn)` compiled ahead of time for `args`, seconds it took)."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - start
+def _largest_divisor(total: int, at_most: int) -> int:
+    """The largest n <= `at_most` that divides `total` (how many devices `total` items split over)."""
+    return max(n for n in range(1, at_most + 1) if total % n == 0)
 
 
 def _chain_mesh(chains: int, devices) -> tuple:
     """The largest set of devices (at most one per chain) that the chains divide over, as a mesh."""
-    count = max(n for n in range(1, min(chains, len(devices)) + 1) if chains % n == 0)
+    count = _largest_divisor(chains, min(chains, len(devices)))
     if count < 2:
         raise NotApplicable(f"{chains} chains do not split over {len(devices)} device(s)")
     return compat.make_mesh((count,), ("chains",), devices=devices[:count]), count
 
 
 def _sampler(variant: str, run_chain, init_state, data, devices):
-    """(sample, compile seconds, devices): sample(init_state, *data) -> all chains' draws [C, S, ...]."""
+    """(sample, its initial state, compile seconds, devices): sample(state, *data) -> all chains'
+    draws [C, S, ...]; the state is `init_state`, placed on the devices for `multi_device`."""
     if variant == "baseline":
-        compiled, seconds = _compile(run_chain, _chain(init_state, 0), *data)
+        compiled, seconds = compile_ahead_of_time(run_chain, _chain(init_state, 0), *data)
         chains = jax.tree.leaves(init_state)[0].shape[0]
 
         def one_after_another(state, *data):
             runs = [compiled(_chain(state, c), *data) for c in range(chains)]
             return jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
 
-        return one_after_another, seconds, 1
+        return one_after_another, init_state, seconds, 1
     vectorised = jax.vmap(run_chain, in_axes=(0, None, None, None))
     if variant in ("vmap", "jit_vmap"):
-        compiled, seconds = _compile(vectorised, init_state, *data)
-        return compiled, seconds, 1
+        compiled, seconds = compile_ahead_of_time(vectorised, init_state, *data)
+        return compiled, init_state, seconds, 1
     mesh, count = _chain_mesh(jax.tree.leaves(init_state)[0].shape[0], devices)
     chains, replicated = PartitionSpec("chains"), PartitionSpec()
     # shard_map, not a sharded vmap: each device runs its own chains' while loops, no chain waits
     # for another device's (under SPMD a vmapped while loop would step all chains together).
     parallel = jax.shard_map(vectorised, mesh=mesh, in_specs=(chains, replicated, replicated, replicated),
                              out_specs=chains, check_vma=False)
-    state = jax.device_put(init_state, NamedSharding(mesh, chains))
-    compiled, seconds = _compile(parallel, state, *data)
-    return (lambda state, *data: compiled(jax.device_put(state, NamedSharding(mesh, chains)), *data)), seconds, count
+    state = jax.device_put(init_state, NamedSharding(mesh, chains))  # once, not in every timed run
+    compiled, seconds = compile_ahead_of_time(parallel, state, *data)
+    return compiled, state, seconds, count
 
 
 # --- posterior predictive -----------------------------------------------------------------------
@@ -222,15 +221,17 @@ def _predictive(model, variant: str, draws: dict, x_test, group_test, devices):
     if variant == "vmap":
         return all_at_once, None
     if variant == "jit_vmap":
-        return _compile(all_at_once, draws)
-    count = len(devices)
-    draws_count = jax.tree.leaves(draws)[0].shape[0]
-    if draws_count % count:
-        count = max(n for n in range(1, count + 1) if draws_count % n == 0)
+        return compile_ahead_of_time(all_at_once, draws)
+    count = _largest_divisor(jax.tree.leaves(draws)[0].shape[0], len(devices))
     mesh = compat.make_mesh((count,), ("draws",), devices=devices[:count])
     sharding = NamedSharding(mesh, PartitionSpec("draws"))
-    compiled, seconds = _compile(all_at_once, jax.device_put(draws, sharding))
+    compiled, seconds = compile_ahead_of_time(all_at_once, jax.device_put(draws, sharding))
     return (lambda draws: compiled(jax.device_put(draws, sharding))), seconds
+
+
+def truth_as_draws(dataset: Dataset, count: int) -> dict:
+    """The true latent values repeated as `count` draws: a deterministic probe of the predictive."""
+    return {k: jnp.broadcast_to(dataset.truth[k], (count, *dataset.truth[k].shape)) for k in LATENT_SITES}
 
 
 def thinned(draws: dict, count: int) -> dict:
@@ -293,12 +294,10 @@ class BayesRun(RunTimings):
     def result(self) -> dict:
         """Posterior summary, and the predictive evaluated at the true parameters (a deterministic
         probe of the predictive itself, independent of the sampler's randomness)."""
-        at_truth = {k: jnp.broadcast_to(self.dataset.truth[k], (self.size.predictive_draws, *self.dataset.truth[k].shape))
-                    for k in LATENT_SITES}
         return {
             "summary": posterior_summary(self.draws),
             "truth": {k: np.asarray(v) for k, v in self.dataset.truth.items()},
-            "predictive_at_truth": np.asarray(self.predict(at_truth)),
+            "predictive_at_truth": np.asarray(self.predict(truth_as_draws(self.dataset, self.size.predictive_draws))),
         }
 
     def metrics(self) -> dict[str, float]:
@@ -307,7 +306,7 @@ class BayesRun(RunTimings):
         min_ess = min(float(s["ess"].min()) for s in summary.values())
         low, high = np.percentile(np.asarray(self.probabilities), INTERVAL, axis=0)
         mean_p = np.asarray(self.probabilities).mean(axis=0)
-        labels = np.asarray(jax.nn.sigmoid(jnp.sum(self.dataset.x_test * self.dataset.truth["beta"][self.dataset.group_test], -1)))
+        true_p = np.asarray(jax.nn.sigmoid(jnp.sum(self.dataset.x_test * self.dataset.truth["beta"][self.dataset.group_test], -1)))
         return {
             "sampling_s": sampling_s,
             "predictive_s": self.median("predictive_s"),
@@ -317,8 +316,8 @@ class BayesRun(RunTimings):
             "max_split_rhat": max(float(s["rhat"].max()) for s in summary.values()),
             "divergences": self.divergences,
             "predictive_interval_width": float(np.mean(high - low)),
-            "predictive_interval_covers_truth": float(np.mean((low <= labels) & (labels <= high))),
-            "predictive_mean_abs_error": float(np.mean(np.abs(mean_p - labels))),
+            "predictive_interval_covers_truth": float(np.mean((low <= true_p) & (true_p <= high))),
+            "predictive_mean_abs_error": float(np.mean(np.abs(mean_p - true_p))),
         }
 
 
@@ -337,9 +336,8 @@ def prepare(size_name: str, variant: str, workdir=None, *, devices=None, seed: i
     states = [kernel.init(key, size.warmup, model_args=data[:2], model_kwargs={"y": dataset.y}) for key in keys]
     init_state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
     run_chain = chain_sampler(kernel, size, dataset)
-    sample, sample_s, n_devices = _sampler(variant, run_chain, init_state, data, devices)
-    probe = {k: jnp.broadcast_to(dataset.truth[k], (size.predictive_draws, *dataset.truth[k].shape))
-             for k in LATENT_SITES}
+    sample, init_state, sample_s, n_devices = _sampler(variant, run_chain, init_state, data, devices)
+    probe = truth_as_draws(dataset, size.predictive_draws)
     predict, predict_s = _predictive(model, variant, probe, dataset.x_test, dataset.group_test, devices)
     compile_s = sample_s + (predict_s or 0.0)
     return BayesRun(size, variant, dataset, sample, predict, init_state, compile_s, n_devices)

@@ -39,7 +39,7 @@ from flax import nnx
 from workloads import WORKFLOW_VARIANTS, transformer
 from workloads import transforms as T
 from workloads.contract import SIZES as SIZE_NAMES
-from workloads.workflow import IncorrectResult, RunTimings, Workflow
+from workloads.workflow import IncorrectResult, RunTimings, Workflow, cannot_write
 
 
 @dataclass(frozen=True)
@@ -310,13 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-out", type=Path, default=None, metavar="FILE.npz",
                         help="write the final parameters here")
     args = parser.parse_args(argv)
-    try:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        probe = args.checkpoint_dir / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        parser.error(f"--checkpoint-dir {args.checkpoint_dir}: cannot write there ({error.strerror or error})")
+    error = cannot_write("--checkpoint-dir", args.checkpoint_dir)
+    if error:
+        parser.error(error)
     loop = TrainingLoop(SIZES[args.size], args.variant, log=lambda line: print(line, flush=True))
     outcome = loop.run(args.checkpoint_dir, crash_after_step=args.crash_after_step)
     print(f"trained steps {outcome.start_step}..{loop.size.steps} in {outcome.wall_s:.3g} s; "

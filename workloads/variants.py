@@ -93,12 +93,17 @@ class PreparedStep:
         return {"tokens" if self.mode == "decode" else "predictions": self.output}
 
 
+def compile_ahead_of_time(fn, *args, **jit_options):
+    """`jax.jit(fn, **jit_options)` lowered and compiled for `args`: (compiled, seconds it took)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn, **jit_options).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
 def _compile(fn, *args, donate_argnums=(), out_shardings=None):
     """AOT-compile `jax.jit(fn)` for `args`: (compiled, seconds, per-device memory)."""
     options = {} if out_shardings is None else {"out_shardings": out_shardings}
-    start = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate_argnums, **options).lower(*args).compile()
-    seconds = time.perf_counter() - start
+    compiled, seconds = compile_ahead_of_time(fn, *args, donate_argnums=donate_argnums, **options)
     return compiled, seconds, compat.memory_analysis(compiled)
 
 

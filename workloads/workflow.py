@@ -18,6 +18,19 @@ from typing import Any, Callable, Protocol
 from workloads.contract import size_preset
 
 
+def cannot_write(option: str, folder: str | Path) -> str | None:
+    """None when `folder` (made if missing) can be written; otherwise the one-line error for the
+    command-line `option` that named it, e.g. "--checkpoint-dir x: cannot write there (Not a directory)"."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder, ".write-test")
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        return f"{option} {folder}: cannot write there ({error.strerror or error})"
+    return None
+
+
 class IncorrectResult(AssertionError):
     """A run's result is wrong (disagrees with its reference, or fails its own checks); the message
     has the numbers."""

@@ -37,17 +37,24 @@ def _size(text: str) -> str:
     return text
 
 
-def _device_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of devices >= 1")
-    return count
+def _whole_number(what: str) -> callable:
+    """An argparse type: a whole number of `what` >= 1."""
+
+    def parse(text: str) -> int:
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {what} >= 1")
+        return count
+
+    parse.__name__ = what
+    return parse
 
 
 def pytest_addoption(parser):
+    from bench.workers import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.variants import VARIANTS
 
@@ -73,13 +80,20 @@ def pytest_addoption(parser):
                          "folder per benchmark, removed afterwards (default: the system's temporary folder)")
     group.addoption("--strict-expectations", action="store_true",
                     help="exit non-zero when any expectation row of the report is 'below'")
-    group.addoption("--cpu-devices", type=_device_count, default=DEFAULT_CPU_DEVICES, metavar="N",
-                    help=f"virtual CPU devices to create before JAX starts (default {DEFAULT_CPU_DEVICES}); "
-                         "they share the host's cores")
+    group.addoption("--cpu-devices", type=_whole_number("devices"), default=DEFAULT_CPU_DEVICES, metavar="N",
+                    help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), "
+                         "made in a worker process of their own so that single-device steps run in a "
+                         "one-device process; they share the host's cores")
+    group.addoption("--long-step-rounds", type=_whole_number("rounds"), default=3, metavar="N",
+                    help="timed rounds of a step that takes a second or more, such as an eager baseline "
+                         "(default 3; the report gives their spread); faster steps fill --benchmark-max-time")
+    add_worker_option(group)
 
 
 def pytest_configure(config):
-    """Create the virtual CPU devices before anything starts a JAX backend."""
+    """Create the virtual CPU devices before anything starts a JAX backend (`pytest tests` gets
+    `--cpu-devices`; `pytest bench` itself runs with one and starts workers for multi-device
+    benchmarks: bench/conftest.py)."""
     import jax
 
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):

@@ -1,70 +1,37 @@
-"""The benchmark session: which steps run, shared measurements, and results written as they come."""
+"""The benchmark session's hooks and fixtures: which cases run where, shared measurements, and
+results written as they come."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from bench import measure
-from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, write_results
-from workloads import WORKFLOW_VARIANTS, get_workload
-from workloads.variants import prepare_reference, variants_for
+from bench import measure, workers
+from bench.cases import CASE_PARAMETERS, case_of, is_placeholder, selected_cases, selected_workflow_cases
+from bench.references import References
+from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
 from workloads.workflow import cannot_write
 
 _REPORT_DIR = pytest.StashKey[Path]()
 _PLANNED = pytest.StashKey[list]()
 _SKIPPED = pytest.StashKey[dict]()
+_FAILED = pytest.StashKey[dict]()
 _BELOW = pytest.StashKey[list]()
 
 
-@dataclass(frozen=True)
-class Case:
-    """One benchmark: a workload's step in one mode and one variant, at one size."""
+@pytest.hookimpl(trylast=True)  # after the root conftest's, which sets `--cpu-devices` for `pytest tests`
+def pytest_configure(config):
+    """This process's CPU device count, before anything starts a JAX backend: one, so that no
+    single-device step pays for virtual devices it does not use (a worker gets `--cpu-devices`)."""
+    import jax
 
-    workload: str
-    mode: str
-    variant: str
-    size: str
-    layout: str = "data"  # multi_device only: how the step is laid out on the mesh
-
-    @property
-    def id(self) -> str:
-        suffix = f"-{self.layout}" if self.layout != "data" else ""
-        return f"{self.workload}-{self.mode}-{self.variant}{suffix}"
-
-
-def selected_cases(config) -> list[Case]:
-    """The step cases the command line selects, in workload, mode, variant order."""
-    cases = []
-    for name in config.getoption("workloads"):
-        if name in WORKFLOW_VARIANTS:
-            continue
-        workload = get_workload(name)
-        for mode in config.getoption("modes"):
-            if mode not in workload.modes:
-                continue
-            for variant in variants_for(mode):
-                if variant not in config.getoption("variants"):
-                    continue
-                layouts = workload.layouts if variant == "multi_device" else ("data",)
-                cases += [Case(name, mode, variant, config.getoption("size"), layout) for layout in layouts]
-    return cases
-
-
-def selected_workflow_cases(config) -> list[Case]:
-    """The workflow cases the command line selects (`--modes` does not apply: a workflow has one)."""
-    size = config.getoption("size")
-    return [Case(name, get_workload(name).mode, variant, size)
-            for name in config.getoption("workloads") if name in WORKFLOW_VARIANTS
-            for variant in WORKFLOW_VARIANTS[name] if variant in config.getoption("variants")]
-
-
-CASE_PARAMETERS = {"case": selected_cases, "workflow_case": selected_workflow_cases}
-"""Fixture name -> the cases it is parametrised with (steps in test_steps.py, workflows in test_workflows.py)."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return  # the user chose the count through XLA_FLAGS; setting both is an error in JAX
+    jax.config.update("jax_num_cpu_devices", workers.process_cpu_devices(config))
 
 
 def pytest_generate_tests(metafunc):
@@ -75,32 +42,53 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
-def environment() -> dict:
+def environment(request) -> dict:
     """The run's platform, devices and versions (`bench.measure.environment`)."""
-    return measure.environment()
+    return measure.environment(request.config.getoption("cpu_devices"))
 
 
 @pytest.fixture(scope="session")
-def peak_flops() -> float:
-    """The matmul FLOP/s of the default device, measured once per run."""
+def peak_flops(request) -> float:
+    """The matmul FLOP/s of the default device, measured once per run (a worker is handed its
+    parent's, so every row of a run is divided by the same peak)."""
+    folder = workers.worker_folder(request.config)
+    if folder and workers.read_input(folder)["peak_flops"]:
+        return workers.read_input(folder)["peak_flops"]
     return measure.matmul_peak_flops()
 
 
 @pytest.fixture(scope="session")
-def reference_result():
-    """case -> the reference result (`baseline`'s, see `prepare_reference`) for the same workload,
-    mode and size (computed once each)."""
-    cache = {}
+def references(request) -> References:
+    """The run's reference results (`bench.references`), on the host."""
+    checkpoint_dir = request.config.getoption("checkpoint_dir")
+    folder = workers.worker_folder(request.config)
+    if folder:
+        return References.load(folder / "references.pkl", checkpoint_dir)
+    return References(checkpoint_dir=checkpoint_dir)
 
-    def result(case: Case) -> dict:
-        key = (case.workload, case.mode, case.size)
-        if key not in cache:
-            step = prepare_reference(get_workload(case.workload), case.size, case.mode)
-            step()
-            cache[key] = step.result()
-        return cache[key]
 
-    return result
+@pytest.fixture(scope="session")
+def worker_pool(request, references) -> workers.WorkerPool:
+    """Runs the cases that need a process of their own (`bench.workers`)."""
+    config = request.config
+    planned = selected_cases(config) + selected_workflow_cases(config)
+    planned = [case for case in planned if case.id in config.stash.get(_PLANNED, [])]
+    return workers.WorkerPool(config, references, planned, lambda: request.getfixturevalue("peak_flops"))
+
+
+@pytest.fixture
+def elsewhere(request, worker_pool, benchmark):
+    """case -> True when the case was run by a worker process and its outcome replayed into
+    `benchmark` (or its skip or failure raised); False when it runs in this process."""
+
+    def run_elsewhere(case) -> bool:
+        worker = workers.worker_config_for(case, request.config)
+        if worker is None:
+            return False
+        workers.replay(worker_pool.outcome(case, worker), benchmark)
+        return True
+
+    return run_elsewhere
 
 
 @pytest.fixture
@@ -109,28 +97,6 @@ def workdir(request) -> Path:
     path = Path(tempfile.mkdtemp(prefix="jaxbench-", dir=request.config.getoption("checkpoint_dir")))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def workflow_reference(tmp_path_factory):
-    """(case, its own result if it is the reference variant) -> the result of its workflow's
-    reference variant at the same size (run once per workflow and size)."""
-    cache = {}
-
-    def result(case: Case, own: dict | None = None) -> dict:
-        key = (case.workload, case.size)
-        if key not in cache and own is not None:
-            cache[key] = own
-        if key not in cache:
-            workflow = get_workload(case.workload)
-            workdir = tmp_path_factory.mktemp(f"{case.workload}-reference")
-            with workflow.prepare(case.size, workflow.reference_variant, workdir) as run:
-                run()
-                cache[key] = run.result()
-            shutil.rmtree(workdir, ignore_errors=True)
-        return cache[key]
-
-    return result
 
 
 def _must_be_writable(option: str, folder: str | None) -> None:
@@ -162,42 +128,50 @@ def report_dir(config) -> Path:
 
 def pytest_collection_modifyitems(session, config, items):
     """Drop the placeholder of a bench module none of whose cases is selected (e.g. test_steps with
-    `--workloads bayes`), and remember the planned benchmarks, so a report can say which ones a run
-    is missing."""
-    placeholders = [item for item in items if _case_of(item) is None
-                    and set(CASE_PARAMETERS) & set(getattr(getattr(item, "callspec", None), "params", {}))]
-    if placeholders:
-        config.hook.pytest_deselected(items=placeholders)
-        items[:] = [item for item in items if item not in placeholders]
-    config.stash[_PLANNED] = [case.id for case in map(_case_of, items) if case]
+    `--workloads bayes`); in a worker, keep only the cases it was given. Benchmarks over several
+    devices run last (on a CPU, together in one worker). Remember the planned benchmarks, so a
+    report can say which ones a run is missing."""
+    folder = workers.worker_folder(config)
+    wanted = set(workers.read_input(folder)["cases"]) if folder else None
+    dropped = [item for item in items if is_placeholder(item)
+               or (wanted is not None and case_of(item) and case_of(item).id not in wanted)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+    items.sort(key=lambda item: bool(case_of(item) and case_of(item).wants_several_devices))
+    config.stash[_PLANNED] = [case.id for case in map(case_of, items) if case]
     config.stash[_SKIPPED] = {}
-
-
-def _case_of(item) -> Case | None:
-    """The benchmark case an item measures (a step or a workflow), or None for other items."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    # An empty parametrisation (no case selected for a module) holds a placeholder, not a Case.
-    return next((params[name] for name in CASE_PARAMETERS if isinstance(params.get(name), Case)), None)
+    config.stash[_FAILED] = {}
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices)."""
+    """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices) or
+    failed; in a worker, write each case's outcome for the parent as soon as it is known."""
     report = yield
-    if report.skipped and _case_of(item):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.config.stash[_SKIPPED][_case_of(item).id] = reason.removeprefix("Skipped: ")
+    case = case_of(item)
+    if case is None or not (report.when == "call" or report.skipped or report.failed):
+        return report
+    outcome = workers.outcome_of(item, case, report, call)
+    folder = workers.worker_folder(item.config)
+    if folder:
+        workers.write_outcome(folder, outcome)
+    elif outcome.outcome == "skipped":
+        item.config.stash[_SKIPPED][case.id] = outcome.message
+    elif outcome.outcome == "failed":
+        item.config.stash[_FAILED][case.id] = outcome.message
     return report
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Mark the JSON as this suite's, with the run's environment, plan and skips."""
+    """Mark the JSON as this suite's, with the run's environment, plan, skips and failures."""
     output_json[SUITE] = {
         "suite": SUITE,
         "schema_version": SCHEMA_VERSION,
-        **measure.environment(),
+        **measure.environment(config.getoption("cpu_devices")),
         "planned": config.stash.get(_PLANNED, []),
         "skipped": config.stash.get(_SKIPPED, {}),
+        "failed": config.stash.get(_FAILED, {}),
     }
 
 
@@ -205,7 +179,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 def pytest_runtest_teardown(item, nextitem):
     """After each benchmark, rewrite results.json with everything measured so far."""
     yield
-    if _case_of(item):
+    if case_of(item) and measured_benchmarks(item.config) and not workers.worker_folder(item.config):
         write_results(item.config, report_dir(item.config))
 
 
@@ -215,8 +189,10 @@ def pytest_sessionfinish(session, exitstatus):
     With --strict-expectations, an expectation row that is `below` fails the run.
     """
     config = session.config
-    if config.getoption("collectonly") or not config._benchmarksession.benchmarks:
+    if config.getoption("collectonly") or workers.worker_folder(config):
         return
+    if not measured_benchmarks(config):
+        return  # nothing timed (e.g. --benchmark-disable): no timing report
     from reports.build import build_report
     from reports.expectations import expectations_table
     from reports.results import load_results

@@ -48,17 +48,45 @@ def seconds_of(call) -> float:
     return time.perf_counter() - start
 
 
-def timing_plan(step_s: float, max_time_s: float, min_rounds: int) -> tuple[int, int]:
-    """(warm-up rounds, timed rounds) for a step of about `step_s` seconds.
+LONG_STEP_S = 0.5
+"""A step at least this long (an eager baseline takes seconds) is timed for at most
+`--long-step-rounds` rounds."""
+LONG_STEP_BUDGET_S = 10.0
+"""Timed seconds a long step's rounds may fill before it gets fewer rounds, never under two."""
+
+
+def warm_step_seconds(call, first_s: float) -> float:
+    """Seconds of one warm `call()`, to size the timing plan, given `first_s`, the time of the first
+    (correctness) call. A first call of twice `LONG_STEP_S` or more is taken as it is: the step is
+    long whatever its warm time, and the first call has warmed it (compiled the eager ops), so no
+    step of seconds is run only to be measured."""
+    return first_s if first_s >= 2 * LONG_STEP_S else seconds_of(call)
+
+
+def timing_plan(step_s: float, max_time_s: float, min_rounds: int, long_step_rounds: int = 3) -> tuple[int, int]:
+    """(warm-up rounds, timed rounds) for a step of about `step_s` seconds (`warm_step_seconds`).
 
     Timed rounds fill about `max_time_s` (pytest-benchmark's `--benchmark-max-time`), never
-    fewer than `min_rounds` (`--benchmark-min-rounds`); warm-up fills a tenth of that, at least
-    one round.
+    fewer than `min_rounds` (`--benchmark-min-rounds`). A step of `LONG_STEP_S` or more gets
+    `long_step_rounds`, or as many as fill `LONG_STEP_BUDGET_S` if that is fewer, never under two:
+    each round costs seconds, eager steps vary little from round to round (2-4% measured), and
+    the report gives their spread. Warm-up fills a tenth of `max_time_s`, less the warm step
+    already run to size the plan; the correctness step before it was the first warm-up.
     """
     step_s = max(step_s, 1e-7)
+    if step_s >= LONG_STEP_S:
+        return 0, max(2, min(long_step_rounds, math.ceil(LONG_STEP_BUDGET_S / step_s)))
     rounds = min(MAX_ROUNDS, max(min_rounds, math.ceil(max_time_s / step_s)))
-    warmup = min(MAX_ROUNDS, max(1, math.ceil(0.1 * max_time_s / step_s)))
+    warmup = min(MAX_ROUNDS, math.ceil(0.1 * max_time_s / step_s) - 1)
     return warmup, rounds
+
+
+def timing_plan_for(config, step_s: float) -> tuple[int, int]:
+    """`timing_plan` with this run's options (`--benchmark-max-time`, `--benchmark-min-rounds`,
+    `--long-step-rounds`)."""
+    return timing_plan(step_s, max_time_s=float(config.getoption("benchmark_max_time")),
+                       min_rounds=int(config.getoption("benchmark_min_rounds")),
+                       long_step_rounds=int(config.getoption("long_step_rounds")))
 
 
 def matmul_peak_flops(device=None, repeats: int = 5) -> float:
@@ -83,16 +111,22 @@ def _version(package: str) -> str | None:
         return None
 
 
-def environment() -> dict:
-    """Where this run measures: platform, devices, library versions, host."""
+def environment(cpu_devices: int | None = None) -> dict:
+    """Where this run measures: platform, devices, library versions, host.
+
+    `cpu_devices`: on a CPU, the virtual devices the run's multi-device benchmarks get (in a worker
+    process, `bench.workers`), which may be more than this process has (one).
+    """
     devices = jax.devices()
     platform_name = devices[0].platform
+    available = max(len(devices), cpu_devices or 0) if platform_name == "cpu" else len(devices)
     return {
         "platform": platform_name,
         "device_kind": devices[0].device_kind,
-        "n_devices_available": len(devices),
+        "n_devices_available": available,
+        "n_devices_in_process": len(devices),
         # Virtual CPU devices are partitions of one host: they share its cores.
-        "devices_share_host_cores": platform_name == "cpu" and len(devices) > 1,
+        "devices_share_host_cores": platform_name == "cpu" and available > 1,
         "host_cores": os.cpu_count(),
         "cpu_model": platform.processor() or platform.machine(),
         "jax_version": jax.__version__,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from workloads.variants import PreparedStep, footprint_bytes
 
 
-ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "host_cores", "jax_version")
+ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_devices_in_process", "host_cores",
+                    "jax_version")
 """What every benchmark row repeats from the run's environment, so a row can be read on its own."""
 
 
@@ -73,15 +74,16 @@ def workflow_extra_info(
     variant: str,
     size: str,
     run,
-    median_s: float,
+    throughput: tuple[str, str],
     environment: dict,
     checks: dict[str, float],
 ) -> dict:
     """The `extra_info` of one timed workflow run: the step rows' keys (step-only figures such as
     memory and MFU are None) plus `metrics`, the run's own figures, and `checks`, the figures of its
-    correctness check. `median_s` is the median of whole runs; `items_per_s` counts the run's items
-    (`run.items`: draws, bytes, steps) per second of it."""
-    items, item_unit = run.items
+    correctness check. `items_per_s` is the run's own throughput metric (`throughput`: (metric,
+    unit), e.g. draws per second of sampling), not items over the whole benchmark round."""
+    metrics = run.metrics()
+    metric, item_unit = throughput
     return {
         "case_id": case_id,
         "kind": "workflow",
@@ -98,11 +100,11 @@ def workflow_extra_info(
         "mem_temp_bytes": None,
         "mem_breakdown": None,
         "flops_per_step": None,
-        "items_per_s": items / median_s,
+        "items_per_s": metrics[metric],
         "item_unit": item_unit,
         "peak_flops": None,
         "mfu": None,
         "status": "pass",
-        "metrics": run.metrics(),
+        "metrics": metrics,
         "checks": checks,
     }

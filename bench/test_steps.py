@@ -9,29 +9,30 @@ from bench import measure
 from bench.correctness import check_against_baseline
 from bench.metadata import step_extra_info
 from workloads import get_workload
-from workloads.variants import prepare
+from workloads.variants import REFERENCE_VARIANT, prepare
 
 
-def test_step(case, benchmark, reference_result, peak_flops, environment, request):
+def test_step(case, benchmark, references, elsewhere, peak_flops, environment, request):
+    if elsewhere(case):  # measured in a worker process with the devices it needs
+        return
     workload = get_workload(case.workload)
     size = workload.size(case.size)
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
             step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
 
-        # Correct before fast: the first step, from the same state and batch as baseline's.
-        step()
+        # Correct before fast: the first step, from the same state and batch as the reference's.
+        # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
+        initial_state = step.state
+        first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
+        is_reference = case.variant == REFERENCE_VARIANT and not workload.couples_examples
+        reference = references.step(case, own=(step, initial_state) if is_reference else None)
         dtype = "bfloat16" if case.variant == "bf16" else "float32"
-        sharded_statistics = workload.couples_examples and case.variant == "multi_device"
-        errors = check_against_baseline(step.result(), reference_result(case), dtype,
-                                        sharded_batch_statistics=sharded_statistics)
+        errors = check_against_baseline(step.result(), reference.result, dtype, spread=reference.spread)
+        if not benchmark.enabled:
+            return  # --benchmark-disable: run once and checked, nothing timed
 
-        step_s = measure.seconds_of(step)  # a second, warm step sizes the timing plan
-        warmup, rounds = measure.timing_plan(
-            step_s,
-            max_time_s=float(request.config.getoption("benchmark_max_time")),
-            min_rounds=int(request.config.getoption("benchmark_min_rounds")),
-        )
+        warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
         benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
         benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
 

@@ -13,22 +13,22 @@ from bench.metadata import workflow_extra_info
 from workloads import get_workload
 
 
-def test_workflow(workflow_case, benchmark, workflow_reference, environment, workdir, request):
+def test_workflow(workflow_case, benchmark, references, elsewhere, environment, workdir, request):
     case = workflow_case
+    if elsewhere(case):  # measured in a worker process with the devices it needs
+        return
     workflow = get_workload(case.workload)
     with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
         with workflow.prepare(case.size, case.variant, workdir) as run:
-            run()  # correct before fast
+            # Correct before fast (with --benchmark-disable, pytest-benchmark runs it once, untimed).
+            first_s = measure.seconds_of(run) if benchmark.enabled else benchmark.pedantic(run)
             result = run.result()
             own = result if case.variant == workflow.reference_variant else None
-            checks = workflow.check(result, workflow_reference(case, own))
+            checks = workflow.check(result, references.workflow(case, own))
+            if not benchmark.enabled:
+                return  # --benchmark-disable: run once and checked, nothing timed
 
-            round_s = measure.seconds_of(run)
-            warmup, rounds = measure.timing_plan(
-                round_s,
-                max_time_s=float(request.config.getoption("benchmark_max_time")),
-                min_rounds=int(request.config.getoption("benchmark_min_rounds")),
-            )
+            warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(run, first_s))
             for _ in range(warmup):
                 run()
             run.clear_timings()  # the run's own figures cover exactly the timed runs
@@ -36,6 +36,6 @@ def test_workflow(workflow_case, benchmark, workflow_reference, environment, wor
             benchmark.pedantic(run, rounds=rounds, iterations=1)
             info = workflow_extra_info(case_id=case.id, workload=case.workload, mode=case.mode,
                                        variant=case.variant, size=case.size, run=run,
-                                       median_s=benchmark.stats.stats.median, environment=environment,
+                                       throughput=workflow.throughput, environment=environment,
                                        checks=checks)
     benchmark.extra_info.update(info)

@@ -21,7 +21,8 @@ def missing_benchmarks(data: dict) -> list[str]:
     """Benchmarks the run planned but neither measured nor skipped (an interrupted or failed run)."""
     suite = data[SUITE]
     measured = {b["extra_info"]["case_id"] for b in data["benchmarks"] if "case_id" in b.get("extra_info", {})}
-    return [case for case in suite.get("planned", []) if case not in measured and case not in suite.get("skipped", {})]
+    accounted = measured | set(suite.get("skipped", {})) | set(suite.get("failed", {}))
+    return [case for case in suite.get("planned", []) if case not in accounted]
 
 
 def environment_table(runs: list[dict]) -> pd.DataFrame:
@@ -86,6 +87,10 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     if missing:
         parts += ["## Missing\n", "The run planned these benchmarks but has no result for them "
                   "(interrupted, failed or out of memory): " + ", ".join(missing) + ".\n"]
+    failed = {case: reason for data in runs for case, reason in data[SUITE].get("failed", {}).items()}
+    if failed:
+        parts += ["## Failed\n", "These benchmarks failed, most often their check against baseline; they "
+                  "have no timing:\n\n" + "".join(f"- {case}: {reason}\n" for case, reason in failed.items())]
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
         parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]

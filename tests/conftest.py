@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
 
 
-def run_pytest(*args: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
-    """`python -m pytest ARGS` in the project root, output captured."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def run_pytest(*args: str, timeout: float = 600, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    """`python -m pytest ARGS` in the project root, output captured (`env`: its environment,
+    default this process's)."""
+    env = {**(os.environ if env is None else env), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "pytest", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **popen,
@@ -50,9 +51,9 @@ def workflow_run(tmp_path_factory) -> dict:
     return {"dir": report_dir, "results": results, "proc": proc, "checkpoint_dir": checkpoint_dir}
 
 
-def xla_forward_flops(workload, size_name: str = "tiny") -> float:
-    """XLA's `cost_analysis()` FLOPs of `workload`'s forward over its batch, stacked blocks unrolled
-    (a scan's body would be counted once)."""
+def xla_forward_flops(workload, size_name: str = "tiny", mode: str = "infer") -> float:
+    """XLA's `cost_analysis()` FLOPs of `workload`'s forward-only `mode` (`infer` or `decode`) over
+    its batch, stacked blocks and decoding loops unrolled (a scan's body would be counted once)."""
     import jax
     from flax import nnx
 
@@ -63,7 +64,8 @@ def xla_forward_flops(workload, size_name: str = "tiny") -> float:
     configure_stacks(model, scan=False, remat=False)
     inputs = workload.make_batch(size, jax.random.key(1))[0]
     graphdef, params = nnx.split(model)
-    forward = jax.jit(jax.vmap(lambda p, x: nnx.merge(graphdef, p)(x), in_axes=(None, 0)))
+    function = workload.example_function(mode)
+    forward = jax.jit(jax.vmap(lambda p, x: function(nnx.merge(graphdef, p), x), in_axes=(None, 0)))
     cost = forward.lower(params, inputs).compile().cost_analysis()
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
 

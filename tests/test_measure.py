@@ -14,9 +14,24 @@ from workloads import compat
 
 
 def test_timing_plan_fills_max_time_with_at_least_min_rounds():
-    assert measure.timing_plan(0.001, max_time_s=1.0, min_rounds=5) == (100, 1000)
-    assert measure.timing_plan(4.0, max_time_s=1.0, min_rounds=5) == (1, 5)
+    # Warm-up fills a tenth of max_time, less the warm step that sized the plan.
+    assert measure.timing_plan(0.001, max_time_s=1.0, min_rounds=5) == (99, 1000)
+    assert measure.timing_plan(0.2, max_time_s=1.0, min_rounds=5) == (0, 5)
     assert measure.timing_plan(0.0, max_time_s=1.0, min_rounds=5)[1] == measure.MAX_ROUNDS
+
+
+def test_timing_plan_gives_multi_second_steps_fewer_rounds():
+    """An eager baseline of several seconds: the two steps already run are its warm-up."""
+    assert measure.timing_plan(3.0, max_time_s=1.0, min_rounds=5) == (0, 3)
+    assert measure.timing_plan(3.0, max_time_s=1.0, min_rounds=5, long_step_rounds=7) == (0, 4)  # 10 s budget
+    assert measure.timing_plan(12.0, max_time_s=1.0, min_rounds=5) == (0, 2)  # never fewer than two
+    assert measure.timing_plan(0.4, max_time_s=1.0, min_rounds=5) == (0, 5)
+
+
+def test_a_clearly_long_first_step_needs_no_sizing_step():
+    calls = []
+    assert measure.warm_step_seconds(lambda: calls.append(1), first_s=3.0) == 3.0 and calls == []
+    assert measure.warm_step_seconds(lambda: calls.append(1), first_s=0.01) < 0.5 and calls == [1]
 
 
 def test_report_dir_is_named_by_time_and_device():
@@ -32,9 +47,16 @@ def test_write_atomically_replaces_whole_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["results.json"]
 
 
-def test_peak_flops_is_a_real_measurement():
-    flops = measure.matmul_peak_flops(repeats=2)
-    assert 1e8 < flops < 1e15
+def test_peak_flops_is_the_rate_of_the_matmul_it_times():
+    """Against an independent timing of the same 2048^2 matmul: a wrong FLOP count, a missing
+    block_until_ready (which would time only the dispatch) or a wrong size would be far off."""
+    flops = measure.matmul_peak_flops(repeats=3)
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul).lower(a, a).compile()
+    matmul(a, a).block_until_ready()
+    best_s = min(measure.seconds_of(lambda: matmul(a, a).block_until_ready()) for _ in range(3))
+    assert 0.5 < flops / (2 * n**3 / best_s) < 2, (flops, best_s)
 
 
 def test_environment_describes_the_virtual_devices():

@@ -275,9 +275,6 @@ class BayesRun(RunTimings):
     probabilities: jax.Array | None = None
     divergences: int = 0
 
-    @property
-    def items(self) -> tuple[int, str]:
-        return self.size.chains * self.size.samples, "draws"
 
     def __call__(self) -> None:
         data = (self.dataset.x, self.dataset.group, self.dataset.y)
@@ -390,4 +387,4 @@ def check(result: dict, reference: dict) -> dict[str, float]:
 
 
 WORKLOAD = Workflow(name="bayes", mode="infer", sizes=SIZES, variants=WORKFLOW_VARIANTS["bayes"],
-                    prepare=prepare, check=check)
+                    prepare=prepare, check=check, throughput=("draws_per_s", "draws"))

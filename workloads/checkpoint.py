@@ -80,9 +80,6 @@ class CheckpointRun(RunTimings):
         """Bytes of the state's arrays (global, not per device)."""
         return sum(leaf.nbytes for leaf in jax.tree.leaves(self.state))
 
-    @property
-    def items(self) -> tuple[int, str]:
-        return self.state_bytes, "bytes"
 
     def __call__(self) -> None:
         path = self.workdir / f"run-{self.runs}"
@@ -135,15 +132,18 @@ def prepare(size_name: str, variant: str, workdir: Path, *, devices=None) -> Che
 
 
 def check(result: dict, reference: dict) -> dict[str, float]:
-    """Raise `IncorrectResult` unless the restored state equals the saved one exactly (structure,
-    dtypes, values, shardings) and the saved state equals the reference variant's (values)."""
+    """Raise `IncorrectResult` unless the restored state equals the saved one exactly: structure,
+    dtypes, values and shardings. Returns the arrays compared and how many were wrong.
+
+    `reference` is unused: every variant saves the same deterministic state, so comparing it with
+    the reference variant's would compare one function with itself; what each variant must get
+    right is its own round trip through the disk."""
     saved, restored = result["saved"], result["restored"]
     if jax.tree.structure(saved) != jax.tree.structure(restored):
         raise IncorrectResult("the restored state's structure differs from the saved one's")
     problems = []
-    pairs = zip(jax.tree_util.tree_leaves_with_path(saved), jax.tree.leaves(restored),
-                jax.tree.leaves(reference["saved"]), strict=True)
-    for (path, before), after, expected in pairs:
+    for (path, before), after in zip(jax.tree_util.tree_leaves_with_path(saved), jax.tree.leaves(restored),
+                                     strict=True):
         name = jax.tree_util.keystr(path)
         if before.dtype != after.dtype:
             problems.append(f"{name}: dtype {after.dtype}, saved {before.dtype}")
@@ -151,13 +151,11 @@ def check(result: dict, reference: dict) -> dict[str, float]:
             problems.append(f"{name}: restored values differ from the saved ones")
         elif not after.sharding.is_equivalent_to(before.sharding, before.ndim):
             problems.append(f"{name}: restored with sharding {after.sharding}, saved with {before.sharding}")
-        elif not np.array_equal(np.asarray(before), np.asarray(expected)):
-            problems.append(f"{name}: the saved state differs from the reference variant's")
     if problems:
         raise IncorrectResult(f"{len(problems)} of {len(jax.tree.leaves(saved))} arrays wrong: "
                               + "; ".join(problems[:5]))
-    return {"arrays_compared": len(jax.tree.leaves(saved)), "mismatches": 0}
+    return {"arrays_compared": len(jax.tree.leaves(saved)), "mismatches": len(problems)}
 
 
 WORKLOAD = Workflow(name="checkpoint", mode="save_restore", sizes=SIZES, variants=WORKFLOW_VARIANTS["checkpoint"],
-                    prepare=prepare, check=check)
+                    prepare=prepare, check=check, throughput=("save_GB_per_s", "GB"))

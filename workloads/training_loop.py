@@ -95,7 +95,8 @@ class LoopOutcome:
     eval_s: float
     eval_examples: int
     eval_loss: float
-    checkpoints_kept: list[int]
+    checkpoints_saved: list[int]  # steps whose save Orbax made in this run
+    checkpoints_kept: list[int]  # steps whose finished checkpoint folder is on disk at the end
 
 
 class TrainingLoop:
@@ -162,7 +163,7 @@ class TrainingLoop:
         evaluation = eval_batches(size, self.seed)
         start = time.perf_counter()
         blocked = eval_s = 0.0
-        evaluations, eval_loss = 0, float("nan")
+        evaluations, eval_loss, saved = 0, float("nan"), []
         with self.manager(directory) if directory else contextlib.nullcontext() as manager:
             start_step, state = self.resume(manager) if manager else (0, self.initial_state)
             if start_step:
@@ -175,7 +176,8 @@ class TrainingLoop:
                 if manager and manager.should_save(done):
                     jax.block_until_ready(state)
                     saving = time.perf_counter()
-                    manager.save(done, args=ocp.args.StandardSave(state))
+                    if manager.save(done, args=ocp.args.StandardSave(state)):
+                        saved.append(done)
                     blocked += time.perf_counter() - saving
                 if done % size.eval_every == 0 or done == size.steps:
                     jax.block_until_ready(state)
@@ -192,9 +194,16 @@ class TrainingLoop:
             if manager:
                 manager.wait_until_finished()
             blocked += time.perf_counter() - waiting
-            kept = list(manager.all_steps()) if manager else []
-        return LoopOutcome(state, start_step, size.steps - start_step, time.perf_counter() - start, blocked,
-                           eval_s, evaluations * len(evaluation) * size.model.batch_size, eval_loss, kept)
+        wall_s = time.perf_counter() - start
+        kept = steps_on_disk(directory) if directory else []
+        return LoopOutcome(state, start_step, size.steps - start_step, wall_s, blocked, eval_s,
+                           evaluations * len(evaluation) * size.model.batch_size, eval_loss, saved, kept)
+
+
+def steps_on_disk(directory: Path) -> list[int]:
+    """The steps whose checkpoint folder in `directory` is finished: named by its step alone (Orbax
+    writes into a temporary name and renames it when the checkpoint is complete)."""
+    return sorted(int(path.name) for path in Path(directory).iterdir() if path.name.isdigit())
 
 
 def _first_line(error: Exception) -> str:
@@ -217,9 +226,6 @@ class LoopRun(RunTimings):
     def compile_s(self) -> float:
         return self.loop.compile_s
 
-    @property
-    def items(self) -> tuple[int, str]:
-        return self.loop.size.steps, "steps"
 
     def __call__(self) -> None:
         """The loop without checkpoints, then with them into a fresh folder (removed afterwards):
@@ -239,6 +245,7 @@ class LoopRun(RunTimings):
 
     def result(self) -> dict:
         return {"params": self.outcome.state[0], "kept": self.outcome.checkpoints_kept,
+                "saved": self.outcome.checkpoints_saved, "keep": self.loop.size.keep,
                 "eval_loss": self.outcome.eval_loss, "start_step": self.outcome.start_step}
 
     def metrics(self) -> dict[str, float]:
@@ -250,7 +257,7 @@ class LoopRun(RunTimings):
             "checkpoint_overhead_share": self.median("checkpoint_overhead_share"),
             "checkpoint_blocking_share": self.median("checkpoint_blocking_share"),
             "checkpoint_blocking_s": self.median("checkpoint_blocking_s"),
-            "checkpoints_saved": size.steps // size.checkpoint_every,
+            "checkpoints_saved": len(outcome.checkpoints_saved),
             "checkpoints_kept": len(outcome.checkpoints_kept),
             "eval_examples_per_s": outcome.eval_examples / self.median("eval_s"),
             "eval_loss": outcome.eval_loss,
@@ -271,26 +278,33 @@ def prepare(size_name: str, variant: str, workdir: Path) -> LoopRun:
 
 
 def check(result: dict, reference: dict) -> dict[str, float]:
-    """Raise `IncorrectResult` unless the loop kept the newest `keep` checkpoints, its evaluation loss
-    is finite, and its final parameters equal the reference variant's exactly (checkpointing must
-    not change training)."""
+    """Raise `IncorrectResult` unless the checkpoints on disk are exactly the newest `keep` of those
+    saved, the reference variant saved the same steps, the evaluation loss is finite, and the final
+    parameters equal the reference variant's exactly (checkpointing must not change training).
+
+    Returns the figures: checkpoints saved and on disk, and how many parameter arrays differ."""
     failures = []
     if not np.isfinite(result["eval_loss"]):
         failures.append(f"evaluation loss {result['eval_loss']}")
-    if result["kept"] != reference["kept"]:
-        failures.append(f"kept checkpoints {result['kept']}, the reference kept {reference['kept']}")
+    newest = result["saved"][-result["keep"]:]
+    if result["kept"] != newest:
+        failures.append(f"checkpoints on disk {result['kept']}, the newest {result['keep']} saved are {newest}")
+    if result["saved"] != reference["saved"]:
+        failures.append(f"saved checkpoints {result['saved']}, the reference saved {reference['saved']}")
     differ = [jax.tree_util.keystr(path) for (path, a), b in
               zip(jax.tree_util.tree_leaves_with_path(result["params"]), jax.tree.leaves(reference["params"]),
                   strict=True) if not np.array_equal(np.asarray(a), np.asarray(b))]
     if differ:
-        failures.append(f"final parameters differ from the reference's in {', '.join(differ[:3])}")
+        failures.append(f"final parameters differ from the reference's in {len(differ)} arrays: "
+                        f"{', '.join(differ[:3])}")
     if failures:
         raise IncorrectResult("; ".join(failures))
-    return {"eval_loss": result["eval_loss"], "parameters_differing": 0}
+    return {"eval_loss": result["eval_loss"], "checkpoints_saved": len(result["saved"]),
+            "checkpoints_on_disk": len(result["kept"]), "parameters_differing": len(differ)}
 
 
 WORKLOAD = Workflow(name="training_loop", mode="train", sizes=SIZES, variants=WORKFLOW_VARIANTS["training_loop"],
-                    prepare=prepare, check=check)
+                    prepare=prepare, check=check, throughput=("steps_per_s", "steps"))
 
 
 def save_params(state, path: Path) -> None:

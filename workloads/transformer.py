@@ -44,7 +44,7 @@ SIZES = {
                             prompt_len=4, decode_tokens=6),
     # DESIGN.md's CPU reference shape.
     "small": TransformerSize(vocab=8192, d_model=256, num_layers=4, num_heads=4, seq_len=256, batch_size=8,
-                             prompt_len=32, decode_tokens=32),
+                             prompt_len=32, decode_tokens=16),
     "medium": TransformerSize(vocab=32768, d_model=1024, num_layers=8, num_heads=16, seq_len=512,
                               batch_size=16, prompt_len=64, decode_tokens=64),
     # About 1.1 B parameters (12 * 2048^2 * 20 + 32768 * 2048): fills an 80 GB GPU in bf16 training.
@@ -220,23 +220,26 @@ def matmul_params(size: TransformerSize) -> int:
 
 
 def flops_per_step(size: TransformerSize, mode: str) -> float:
-    """Analytic FLOPs of one step (forward: 2 per weight per token + 4 S^2 d per layer for QK^T and AV).
+    """Analytic FLOPs of one step: what the step computes, 2 per weight per token in a matmul and
+    4 S^2 d per layer for QK^T and AV.
 
-    Training is 3x the forward (backward twice the forward). Decoding counts the prompt's forward,
-    then each new token's: 2 per weight + 4 d per layer per cache position (the masked cache is
-    attended in full).
+    Training is 3x the forward (backward twice the forward). Decoding counts the prompt's prefill
+    through the blocks, the d x vocab head for the last prompt position only (`generate` takes
+    the logits of `x[-1]`), then each new token's step: 2 per weight (blocks and head) + 4 d per
+    layer per cache position (the masked cache is attended in full).
     """
     if mode == "decode":
-        prompt = _forward_flops(size, size.prompt_len)
+        head = size.d_model * size.vocab
+        prefill = _forward_flops(size, size.prompt_len) - 2 * head * (size.prompt_len - 1)
         cache_length = size.prompt_len + size.decode_tokens  # each step attends over the whole cache
         steps = size.decode_tokens * (2 * matmul_params(size) + 4 * size.d_model * size.num_layers * cache_length)
-        return float(size.batch_size * (prompt + steps))
+        return float(size.batch_size * (prefill + steps))
     forward = size.batch_size * _forward_flops(size, size.seq_len)
     return float(3 * forward if mode == "train" else forward)
 
 
 def _forward_flops(size: TransformerSize, length: int) -> float:
-    """Forward FLOPs of one sequence of `length` tokens."""
+    """Forward FLOPs of one sequence of `length` tokens, logits at every position."""
     return 2 * matmul_params(size) * length + 4 * size.num_layers * length**2 * size.d_model
 
 

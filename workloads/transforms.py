@@ -230,10 +230,11 @@ def train_step_with_model_state(loss_with_state, update):
 
 
 def infer_step(predict_batch: BatchFn):
-    """(state, inputs) -> (state, predictions): a forward pass, state (parameters) unchanged."""
+    """(state, inputs) -> predictions: a forward pass. The state (parameters) is read, not
+    returned: handing it back would make a compiled step write a copy of every weight."""
 
     def step(params, inputs):
-        return params, predict_batch(params, inputs)
+        return predict_batch(params, inputs)
 
     return step
 

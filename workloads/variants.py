@@ -61,9 +61,10 @@ class PreparedStep:
     """One variant's step with its state and batch in place, ready to run one step at a time.
 
     Attributes:
-        step: (state, batch) -> (state, output); state is (params, opt_state) for `train`,
-            params for `infer`; output is the mean loss or the predictions.
-        state, batch: what the next call consumes (state is replaced by each call).
+        step: for `train`, (state, batch) -> (state, mean loss), state (params, opt_state[,
+            model_state]); for `infer` / `decode`, (state, inputs) -> predictions or tokens, the
+            state (params[, model_state]) only read.
+        state, batch: what the next call consumes (a train step replaces the state).
         compile_s: seconds spent compiling ahead of time (None for eager variants).
         memory: per-device bytes of the compiled step (`compat.memory_analysis`), None if eager;
             for `jit` the larger of its two compiled pieces.
@@ -81,16 +82,31 @@ class PreparedStep:
 
     def __call__(self):
         """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
-        self.state, self.output = self.step(self.state, self.batch)
-        return jax.block_until_ready((self.state, self.output))
+        if self.mode == "train":
+            self.state, self.output = self.step(self.state, self.batch)
+            return jax.block_until_ready((self.state, self.output))
+        self.output = self.step(self.state, self.batch)
+        return jax.block_until_ready(self.output)
 
     def result(self) -> dict[str, Any]:
         """What the last step computed, for comparison with `baseline`."""
+        return self._result(self.state, self.output)
+
+    def result_from(self, state, batch) -> dict[str, Any]:
+        """What one step from `state` on `batch` computes, this prepared step left as it is.
+
+        For a step that does not donate its state (an eager reference), `state` may be the state
+        it started from, e.g. to run it again on the batch reordered."""
         if self.mode == "train":
-            params, opt_state, *model_state = self.state
-            result = {"loss": self.output, "params": params, "opt_state": opt_state}
+            return self._result(*self.step(state, batch))
+        return self._result(state, self.step(state, batch))
+
+    def _result(self, state, output) -> dict[str, Any]:
+        if self.mode == "train":
+            params, opt_state, *model_state = state
+            result = {"loss": output, "params": params, "opt_state": opt_state}
             return result | ({"model_state": model_state[0]} if model_state else {})
-        return {"tokens" if self.mode == "decode" else "predictions": self.output}
+        return {"tokens" if self.mode == "decode" else "predictions": output}
 
 
 def compile_ahead_of_time(fn, *args, **jit_options):
@@ -176,9 +192,11 @@ def _compiled_step(mode, variant, step, state, batch, devices, layout) -> Prepar
     if variant == "multi_device":
         state, batch, mesh, batch_spec = _on_mesh(state, batch, devices, layout)
         n_devices = len(devices)
-        # The step hands back its state laid out as it came in, so the next call can take it.
-        output_spec = PartitionSpec() if mode == "train" else batch_spec
-        out_shardings = (jax.tree.map(lambda a: a.sharding, state), NamedSharding(mesh, output_spec))
+        if mode == "train":
+            # The step hands back its state laid out as it came in, so the next call can take it.
+            out_shardings = (jax.tree.map(lambda a: a.sharding, state), NamedSharding(mesh, PartitionSpec()))
+        else:
+            out_shardings = NamedSharding(mesh, batch_spec)
     donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
     compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
     return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)

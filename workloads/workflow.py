@@ -45,7 +45,6 @@ class WorkflowRun(Protocol):
 
     compile_s: float | None  # seconds compiling ahead of time, apart from the timed runs
     n_devices: int  # devices the run uses
-    items: tuple[int, str]  # (items, unit) one run processes, e.g. (4000, "draws")
 
     def __call__(self) -> None: ...
 
@@ -103,6 +102,10 @@ class Workflow:
             the run may write into (checkpoints), removed by the caller afterwards.
         check: (result, reference result) -> figures of the check (recorded with the timing);
             raises `IncorrectResult` when the result is wrong.
+        throughput: (metric, unit): the run's own figure that is its throughput, in units per
+            second (e.g. ("draws_per_s", "draws")). A benchmark round of a workflow may hold more
+            than the part its throughput is about (the predictive after sampling, the loop without
+            checkpoints before the loop with them), so it is never the round's time.
     """
 
     name: str
@@ -111,6 +114,7 @@ class Workflow:
     variants: tuple[str, ...]
     prepare: Callable[[str, str, Path], WorkflowRun]
     check: Callable[[dict, dict], dict[str, float]]
+    throughput: tuple[str, str]
 
     @property
     def reference_variant(self) -> str:

@@ -1,0 +1,79 @@
+"""The benchmark cases: which (workload, mode, variant) a command line selects, in what order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workloads import WORKFLOW_VARIANTS, get_workload
+from workloads.variants import variants_for
+
+MULTI_DEVICE_VARIANT = "multi_device"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark: a workload's step in one mode and one variant, at one size."""
+
+    workload: str
+    mode: str
+    variant: str
+    size: str
+    layout: str = "data"  # multi_device only: how the step is laid out on the mesh
+
+    @property
+    def id(self) -> str:
+        suffix = f"-{self.layout}" if self.layout != "data" else ""
+        return f"{self.workload}-{self.mode}-{self.variant}{suffix}"
+
+    @property
+    def is_workflow(self) -> bool:
+        """Whether the case is a workflow run (bayes, checkpoint, training_loop) rather than a step."""
+        return self.workload in WORKFLOW_VARIANTS
+
+    @property
+    def wants_several_devices(self) -> bool:
+        """Whether the case runs over several devices (and so, on a CPU, over virtual devices)."""
+        return self.variant == MULTI_DEVICE_VARIANT
+
+
+def selected_cases(config) -> list[Case]:
+    """The step cases the command line selects, in workload, mode, variant order."""
+    cases = []
+    for name in config.getoption("workloads"):
+        if name in WORKFLOW_VARIANTS:
+            continue
+        workload = get_workload(name)
+        for mode in config.getoption("modes"):
+            if mode not in workload.modes:
+                continue
+            for variant in variants_for(mode):
+                if variant not in config.getoption("variants"):
+                    continue
+                layouts = workload.layouts if variant == MULTI_DEVICE_VARIANT else ("data",)
+                cases += [Case(name, mode, variant, config.getoption("size"), layout) for layout in layouts]
+    return cases
+
+
+def selected_workflow_cases(config) -> list[Case]:
+    """The workflow cases the command line selects (`--modes` does not apply: a workflow has one)."""
+    size = config.getoption("size")
+    return [Case(name, get_workload(name).mode, variant, size)
+            for name in config.getoption("workloads") if name in WORKFLOW_VARIANTS
+            for variant in WORKFLOW_VARIANTS[name] if variant in config.getoption("variants")]
+
+
+CASE_PARAMETERS = {"case": selected_cases, "workflow_case": selected_workflow_cases}
+"""Fixture name -> the cases it is parametrised with (steps in test_steps.py, workflows in test_workflows.py)."""
+
+
+def case_of(item) -> Case | None:
+    """The benchmark case an item measures (a step or a workflow), or None for other items."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    # An empty parametrisation (no case selected for a module) holds a placeholder, not a Case.
+    return next((params[name] for name in CASE_PARAMETERS if isinstance(params.get(name), Case)), None)
+
+
+def is_placeholder(item) -> bool:
+    """Whether `item` is the placeholder of a bench module none of whose cases is selected."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return case_of(item) is None and bool(set(CASE_PARAMETERS) & set(params))

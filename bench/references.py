@@ -1,0 +1,125 @@
+"""The results every variant is checked against, computed once per run and kept on the host.
+
+A step's reference is `baseline`'s first step (or, for a model that couples the examples of a
+batch, the same batch step run eagerly: `workloads.variants.prepare_reference`), with its
+reordering spread (`bench.correctness.reordering_spread`) for training. A workflow's reference is
+its reference variant's run. Both are host (NumPy) copies: nothing stays on the device between
+benchmarks, and a worker process can be handed them in a file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from bench.cases import Case
+from bench.correctness import reordering_spread
+from workloads import get_workload
+from workloads.variants import PreparedStep, prepare_reference
+
+
+@dataclass(frozen=True)
+class StepReference:
+    """What a step variant is checked against.
+
+    Attributes:
+        result: the reference step's result (`PreparedStep.result`), on the host.
+        spread: how far that result moves when the batch's examples are reversed (`train` only:
+            in the other modes no example sees another, so the order changes nothing).
+    """
+
+    result: dict
+    spread: dict[str, float]
+
+
+def to_host(tree):
+    """`tree` with every array copied to the host as NumPy (sharded arrays gathered)."""
+    return jax.device_get(tree)
+
+
+def _reversed_examples(batch):
+    return jax.tree.map(lambda leaf: leaf[::-1], batch)
+
+
+def _spread(case: Case, step: PreparedStep, initial_state, result: dict) -> dict[str, float]:
+    """The reference step's reordering spread: `step` run again from `initial_state` (not donated:
+    the reference is eager) on its batch reversed.
+
+    Measured only where it can matter: in `train`, for a model whose layers couple the examples.
+    Elsewhere it is empty: outside `train` no example sees another, so their order changes
+    nothing; and a per-example model's batch gradient is one mean of per-example gradients, whose
+    order moves it by a few float32 roundings (measured <= 5e-7 on mlp, cnn and transformer,
+    20x under `FLOAT32_RTOL`), at the price of one more eager step of seconds."""
+    if case.mode != "train" or not get_workload(case.workload).couples_examples:
+        return {}
+    reordered = step.result_from(initial_state, _reversed_examples(step.batch))
+    return reordering_spread(result, to_host(reordered))
+
+
+@dataclass
+class References:
+    """The run's reference results, computed on first use (or handed over by a parent process)."""
+
+    steps: dict[tuple, StepReference] = field(default_factory=dict)
+    workflows: dict[tuple, dict] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+
+    @staticmethod
+    def _step_key(case: Case) -> tuple:
+        return case.workload, case.mode, case.size
+
+    @staticmethod
+    def _workflow_key(case: Case) -> tuple:
+        return case.workload, case.size
+
+    def step(self, case: Case, own: tuple[PreparedStep, Any] | None = None) -> StepReference:
+        """The reference for `case`'s workload, mode and size. `own`: the reference variant's own
+        prepared step after its first call, and the state it started from; that first step is
+        then the reference (no step of seconds run twice)."""
+        key = self._step_key(case)
+        if key not in self.steps:
+            if own is None:
+                step = prepare_reference(get_workload(case.workload), case.size, case.mode)
+                own = step, step.state
+                step()
+            step, initial_state = own
+            result = to_host(step.result())
+            self.steps[key] = StepReference(result, _spread(case, step, initial_state, result))
+        return self.steps[key]
+
+    def workflow(self, case: Case, own_result: dict | None = None) -> dict:
+        """The result of `case`'s workflow's reference variant at the same size. `own_result`: that
+        variant's own result, when `case` is the reference variant."""
+        key = self._workflow_key(case)
+        if key not in self.workflows and own_result is not None:
+            self.workflows[key] = to_host(own_result)
+        if key not in self.workflows:
+            workflow = get_workload(case.workload)
+            workdir = Path(tempfile.mkdtemp(prefix=f"jaxbench-{case.workload}-reference-", dir=self.checkpoint_dir))
+            try:
+                with workflow.prepare(case.size, workflow.reference_variant, workdir) as run:
+                    run()
+                    self.workflows[key] = to_host(run.result())
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return self.workflows[key]
+
+    def save(self, path: Path, cases: list[Case]) -> None:
+        """Write the references `cases` need to `path` (for a worker process), computing missing ones."""
+        for case in cases:
+            self.workflow(case) if case.is_workflow else self.step(case)
+        steps = {k: v for k, v in self.steps.items() if k in {self._step_key(c) for c in cases}}
+        workflows = {k: v for k, v in self.workflows.items() if k in {self._workflow_key(c) for c in cases}}
+        path.write_bytes(pickle.dumps({"steps": steps, "workflows": workflows}))
+
+    @classmethod
+    def load(cls, path: Path, checkpoint_dir: str | None = None) -> References:
+        """References written by `save`."""
+        data = pickle.loads(Path(path).read_bytes())
+        return cls(data["steps"], data["workflows"], checkpoint_dir)

@@ -1,0 +1,231 @@
+"""Benchmarks run in a fresh worker process with a configuration of their own, their results
+brought back into this run.
+
+Why: on a CPU the number of (virtual) devices is fixed when JAX starts, and their presence alone
+slows every single-device step (measured on a 2-core host: the MLP `small` train step 5.3 ms with
+8 devices against 4.0 ms with 1, the transformer's 653 against 578 ms). So `pytest bench` runs
+with one device, and the benchmarks that want several run in a worker started with
+`--cpu-devices N`. The same mechanism serves whatever needs a fresh process per configuration
+(a device-count sweep, a benchmark per process, base against head).
+
+How: a worker is `python -m pytest bench --jaxbench-worker DIR ...`. It reads `DIR/input.pkl`
+(the case ids to run, their reference results, the run's matmul peak), runs exactly those cases
+the way every benchmark runs (checked against its reference, then timed), and after each one
+rewrites `DIR/outcomes.json`: per case its outcome (`passed`, `failed`, `skipped`), the message,
+the raw timed rounds, the group and the `extra_info`. The parent replays each outcome into its
+own benchmark fixture (`replay`), so pytest-benchmark's table, `results.json` and the report hold
+it like any other benchmark. A worker that crashes or runs past its timeout fails the cases it
+did not finish, with the reason; what it finished is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.cases import Case
+from bench.references import References
+from bench.results import write_atomically
+
+WORKER_OPTION = "--jaxbench-worker"
+INPUT_FILE = "input.pkl"
+OUTCOMES_FILE = "outcomes.json"
+WORKER_TIMEOUT_S = 3 * 3600
+"""How long one worker may run before it is stopped and its unfinished cases fail."""
+FORWARDED_OPTIONS = {
+    "size": "--size",
+    "checkpoint_dir": "--checkpoint-dir",
+    "benchmark_max_time": "--benchmark-max-time",
+    "benchmark_min_rounds": "--benchmark-min-rounds",
+    "long_step_rounds": "--long-step-rounds",
+}
+"""Options of this run a worker gets too (option dest -> flag); `--benchmark-disable` as well."""
+
+
+def add_worker_option(parser) -> None:
+    """The hidden option that makes a `pytest bench` process a worker (`DIR`: its input and output)."""
+    parser.addoption(WORKER_OPTION, dest="jaxbench_worker", default=None, help=argparse.SUPPRESS)
+
+
+def worker_folder(config) -> Path | None:
+    """This process's worker folder, or None when it is not a worker."""
+    folder = config.getoption("jaxbench_worker", None)
+    return Path(folder) if folder else None
+
+
+def process_cpu_devices(config) -> int:
+    """The CPU devices this process makes: `--cpu-devices` in a worker, one otherwise."""
+    return config.getoption("cpu_devices") if worker_folder(config) else 1
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process is started with."""
+
+    cpu_devices: int
+
+    def arguments(self) -> list[str]:
+        return ["--cpu-devices", str(self.cpu_devices)]
+
+    def __str__(self) -> str:
+        return f"{self.cpu_devices} CPU devices"
+
+
+def worker_config_for(case: Case, config) -> WorkerConfig | None:
+    """Where `case` runs: None for this process, or the configuration of the worker it needs.
+
+    Only a case that wants several devices, on a CPU whose process has fewer than `--cpu-devices`
+    of them, goes to a worker. Real accelerators are all visible to this process already.
+    """
+    if worker_folder(config) or not case.wants_several_devices:
+        return None
+    import jax
+
+    devices, wanted = jax.devices(), config.getoption("cpu_devices")
+    if devices[0].platform != "cpu" or wanted < 2 or len(devices) >= wanted:
+        return None
+    return WorkerConfig(cpu_devices=wanted)
+
+
+@dataclass
+class Outcome:
+    """What a worker measured for one case."""
+
+    case_id: str
+    outcome: str  # "passed", "failed" or "skipped"
+    message: str = ""
+    rounds: list[float] = field(default_factory=list)
+    group: str | None = None
+    extra_info: dict = field(default_factory=dict)
+
+
+def _forwarded(config) -> list[str]:
+    args = []
+    for dest, flag in FORWARDED_OPTIONS.items():
+        value = config.getoption(dest)
+        if value is not None:
+            args += [flag, str(value)]
+    if config.getoption("benchmark_disable"):
+        args.append("--benchmark-disable")
+    return args
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-lines:])
+
+
+def run_worker(config, cases: list[Case], worker: WorkerConfig, references: References,
+               peak_flops: float | None, timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Outcome]:
+    """Run `cases` in one fresh worker process; case id -> its outcome (a failure for each case the
+    worker did not finish)."""
+    with tempfile.TemporaryDirectory(prefix="jaxbench-worker-") as folder:
+        folder = Path(folder)
+        references.save(folder / "references.pkl", cases)
+        (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
+                                                        "peak_flops": peak_flops}))
+        command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
+                   f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
+        try:
+            proc = subprocess.run(command, cwd=config.rootpath, capture_output=True, text=True, timeout=timeout_s)
+            ended = f"the worker ({worker}) exited with status {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
+        except subprocess.TimeoutExpired:
+            ended = f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
+        outcomes = read_outcomes(folder)
+    unfinished = f"not measured: {ended}"
+    return {case.id: outcomes.get(case.id) or Outcome(case.id, "failed", unfinished) for case in cases}
+
+
+def read_outcomes(folder: Path) -> dict[str, Outcome]:
+    """The outcomes a worker wrote into `folder` (none if it wrote none)."""
+    path = folder / OUTCOMES_FILE
+    if not path.exists():
+        return {}
+    return {case_id: Outcome(**outcome) for case_id, outcome in json.loads(path.read_text()).items()}
+
+
+def write_outcome(folder: Path, outcome: Outcome) -> None:
+    """Add `outcome` to the worker's outcomes file (rewritten atomically after each case)."""
+    outcomes = {case_id: asdict(o) for case_id, o in read_outcomes(folder).items()}
+    outcomes[outcome.case_id] = asdict(outcome)
+    write_atomically(folder / OUTCOMES_FILE, json.dumps(outcomes, default=str))
+
+
+def read_input(folder: Path) -> dict:
+    """A worker's input: the case ids to run and the run's matmul peak."""
+    return pickle.loads((folder / INPUT_FILE).read_bytes())
+
+
+class WorkerPool:
+    """Runs the cases that need a worker, one worker per configuration, all of that configuration's
+    planned cases at once (the first time one of them comes up), and keeps their outcomes."""
+
+    def __init__(self, config, references: References, planned: list[Case], peak_flops):
+        self.config, self.references, self.planned, self.peak_flops = config, references, planned, peak_flops
+        self.outcomes: dict[str, Outcome] = {}
+
+    def outcome(self, case: Case, worker: WorkerConfig) -> Outcome:
+        """`case`'s outcome from its worker (started now if it has not run yet)."""
+        if case.id not in self.outcomes:
+            batch = [c for c in self.planned if c.id not in self.outcomes
+                     and worker_config_for(c, self.config) == worker]
+            batch = batch if case in batch else [case, *batch]
+            self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.peak_flops()))
+        return self.outcomes[case.id]
+
+
+def _record_rounds(benchmark, rounds: list[float]) -> None:
+    """Record `rounds` (seconds each, timed in a worker) as `benchmark`'s timed rounds, in
+    pytest-benchmark's session like rounds it timed itself.
+
+    pytest-benchmark has no public way to record rounds timed elsewhere. `_make_stats` is what
+    `benchmark.pedantic` itself calls before it times its rounds, and `_mode` is what it sets to
+    say the fixture was used (otherwise it warns that it was not). This is the one place the suite
+    reaches into the fixture."""
+    benchmark._mode = "rounds timed in a worker process (jaxbench)"
+    stats = benchmark._make_stats(1)
+    for seconds in rounds:
+        stats.update(seconds)
+
+
+def replay(outcome: Outcome, benchmark) -> None:
+    """Bring a worker's outcome into this process's `benchmark`: its timed rounds and `extra_info`,
+    or its skip or failure with the worker's message."""
+    if outcome.outcome == "skipped":
+        pytest.skip(outcome.message)
+    if outcome.outcome != "passed":
+        pytest.fail(outcome.message, pytrace=False)
+    if not benchmark.enabled:
+        benchmark.pedantic(lambda: None)  # --benchmark-disable: the worker ran and checked it once
+    elif outcome.rounds:
+        benchmark.group = outcome.group  # before the record is made, which copies it
+        benchmark.extra_info.update(outcome.extra_info)
+        _record_rounds(benchmark, outcome.rounds)
+
+
+def outcome_of(item, case: Case, report, call) -> Outcome:
+    """The record of `case` from pytest's report of its item (and its benchmark fixture): what a
+    worker hands back, and what a run keeps of its skips and failures."""
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return Outcome(case.id, "skipped", reason.removeprefix("Skipped: "))
+    if report.failed:
+        if call.excinfo is None:
+            return Outcome(case.id, "failed", _tail(report.longreprtext, 3))
+        if call.excinfo.errisinstance(pytest.fail.Exception):
+            return Outcome(case.id, "failed", str(call.excinfo.value))  # already a worker's message
+        where = "in a worker: " if worker_folder(item.config) else ""
+        return Outcome(case.id, "failed", where + call.excinfo.exconly())
+    benchmark = item.funcargs.get("benchmark")
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return Outcome(case.id, "passed")
+    return Outcome(case.id, "passed", rounds=list(stats.stats.data), group=benchmark.group,
+                   extra_info=dict(benchmark.extra_info))

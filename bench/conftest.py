@@ -52,9 +52,8 @@ def peak_flops(request) -> float:
     """The matmul FLOP/s of the default device, measured once per run (a worker is handed its
     parent's, so every row of a run is divided by the same peak)."""
     folder = workers.worker_folder(request.config)
-    if folder and workers.read_input(folder)["peak_flops"]:
-        return workers.read_input(folder)["peak_flops"]
-    return measure.matmul_peak_flops()
+    handed_over = workers.read_input(folder)["peak_flops"] if folder else None
+    return handed_over or measure.matmul_peak_flops()
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +62,7 @@ def references(request) -> References:
     checkpoint_dir = request.config.getoption("checkpoint_dir")
     folder = workers.worker_folder(request.config)
     if folder:
-        return References.load(folder / "references.pkl", checkpoint_dir)
+        return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir)
     return References(checkpoint_dir=checkpoint_dir)
 
 

@@ -37,6 +37,7 @@ from bench.results import write_atomically
 
 WORKER_OPTION = "--jaxbench-worker"
 INPUT_FILE = "input.pkl"
+REFERENCES_FILE = "references.pkl"
 OUTCOMES_FILE = "outcomes.json"
 WORKER_TIMEOUT_S = 3 * 3600
 """How long one worker may run before it is stopped and its unfinished cases fail."""
@@ -128,7 +129,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
     worker did not finish)."""
     with tempfile.TemporaryDirectory(prefix="jaxbench-worker-") as folder:
         folder = Path(folder)
-        references.save(folder / "references.pkl", cases)
+        references.save(folder / REFERENCES_FILE, cases)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
                                                         "peak_flops": peak_flops}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",

@@ -148,11 +148,13 @@ def pytest_runtest_makereport(item, call):
     """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices) or
     failed; in a worker, write each case's outcome for the parent as soon as it is known."""
     report = yield
-    case = case_of(item)
-    if case is None or not (report.when == "call" or report.skipped or report.failed):
+    case, folder = case_of(item), workers.worker_folder(item.config)
+    # A worker hands back every case's outcome once its call is done; this process keeps only
+    # skips and failures (its timings are pytest-benchmark's).
+    wanted = report.skipped or report.failed or (folder is not None and report.when == "call")
+    if case is None or not wanted:
         return report
     outcome = workers.outcome_of(item, case, report, call)
-    folder = workers.worker_folder(item.config)
     if folder:
         workers.write_outcome(folder, outcome)
     elif outcome.outcome == "skipped":

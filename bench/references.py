@@ -113,7 +113,10 @@ class References:
     def save(self, path: Path, cases: list[Case]) -> None:
         """Write the references `cases` need to `path` (for a worker process), computing missing ones."""
         for case in cases:
-            self.workflow(case) if case.is_workflow else self.step(case)
+            if case.is_workflow:
+                self.workflow(case)
+            else:
+                self.step(case)
         steps = {k: v for k, v in self.steps.items() if k in {self._step_key(c) for c in cases}}
         workflows = {k: v for k, v in self.workflows.items() if k in {self._workflow_key(c) for c in cases}}
         path.write_bytes(pickle.dumps({"steps": steps, "workflows": workflows}))

@@ -275,7 +275,6 @@ class BayesRun(RunTimings):
     probabilities: jax.Array | None = None
     divergences: int = 0
 
-
     def __call__(self) -> None:
         data = (self.dataset.x, self.dataset.group, self.dataset.y)
         start = time.perf_counter()

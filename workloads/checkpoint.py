@@ -80,7 +80,6 @@ class CheckpointRun(RunTimings):
         """Bytes of the state's arrays (global, not per device)."""
         return sum(leaf.nbytes for leaf in jax.tree.leaves(self.state))
 
-
     def __call__(self) -> None:
         path = self.workdir / f"run-{self.runs}"
         self.runs += 1

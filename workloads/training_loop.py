@@ -226,7 +226,6 @@ class LoopRun(RunTimings):
     def compile_s(self) -> float:
         return self.loop.compile_s
 
-
     def __call__(self) -> None:
         """The loop without checkpoints, then with them into a fresh folder (removed afterwards):
         paired, so the share lost to checkpointing compares runs made moments apart."""

@@ -52,6 +52,11 @@ def test_jit_vmap_step_is_within_1_5x_of_a_hand_written_step():
         jax.block_until_ready((state, loss))
 
     ours(), run_pure()
-    ours_s = min(timeit.repeat(ours, number=100, repeat=7)) / 100
-    pure_s = min(timeit.repeat(run_pure, number=100, repeat=7)) / 100
+    # Alternate the two, so that a slow stretch of a shared machine falls on both alike; the
+    # fastest of many short repeats is each step's own cost.
+    ours_runs, pure_runs = [], []
+    for _ in range(15):
+        ours_runs.append(timeit.timeit(ours, number=50) / 50)
+        pure_runs.append(timeit.timeit(run_pure, number=50) / 50)
+    ours_s, pure_s = min(ours_runs), min(pure_runs)
     assert ours_s < 1.5 * pure_s, f"jaxbench {ours_s * 1e6:.1f} us vs hand-written {pure_s * 1e6:.1f} us"

@@ -31,6 +31,11 @@ class Case:
         return self.workload in WORKFLOW_VARIANTS
 
     @property
+    def compute_dtype(self) -> str:
+        """The dtype the step computes in: `bfloat16` for the bf16 variant, else `float32`."""
+        return "bfloat16" if self.variant == "bf16" else "float32"
+
+    @property
     def wants_several_devices(self) -> bool:
         """Whether the case runs over several devices (and so, on a CPU, over virtual devices)."""
         return self.variant == MULTI_DEVICE_VARIANT

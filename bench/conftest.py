@@ -21,6 +21,7 @@ _PLANNED = pytest.StashKey[list]()
 _SKIPPED = pytest.StashKey[dict]()
 _FAILED = pytest.StashKey[dict]()
 _BELOW = pytest.StashKey[list]()
+_MATMUL_RATES = pytest.StashKey[dict]()
 
 
 @pytest.hookimpl(trylast=True)  # after the root conftest's, which sets `--cpu-devices` for `pytest tests`
@@ -48,22 +49,29 @@ def environment(request) -> dict:
 
 
 @pytest.fixture(scope="session")
-def peak_flops(request) -> float:
-    """The matmul FLOP/s of the default device, measured once per run (a worker is handed its
-    parent's, so every row of a run is divided by the same peak)."""
+def matmul_rates(request) -> dict[str, float]:
+    """The in-run matmul FLOP/s of each compute dtype the selected steps use (`float32`, and
+    `bfloat16` with the bf16 variant), measured once per run; a worker is handed its parent's, so
+    every row of a run is divided by the same rate of its dtype."""
     folder = workers.worker_folder(request.config)
-    handed_over = workers.read_input(folder)["peak_flops"] if folder else None
-    return handed_over or measure.matmul_peak_flops()
+    if folder:
+        rates = workers.read_input(folder)["matmul_rates"]
+    else:
+        dtypes = sorted({case.compute_dtype for case in selected_cases(request.config)})
+        rates = {dtype: measure.matmul_rate(dtype) for dtype in dtypes}
+    request.config.stash[_MATMUL_RATES] = rates
+    return rates
 
 
 @pytest.fixture(scope="session")
-def references(request) -> References:
+def references(request, environment) -> References:
     """The run's reference results (`bench.references`), on the host."""
     checkpoint_dir = request.config.getoption("checkpoint_dir")
+    arithmetic = environment["float32_matmul_arithmetic"]
     folder = workers.worker_folder(request.config)
     if folder:
-        return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir)
-    return References(checkpoint_dir=checkpoint_dir)
+        return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir, arithmetic)
+    return References(checkpoint_dir=checkpoint_dir, float32_arithmetic=arithmetic)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +80,7 @@ def worker_pool(request, references) -> workers.WorkerPool:
     config = request.config
     planned = selected_cases(config) + selected_workflow_cases(config)
     planned = [case for case in planned if case.id in config.stash.get(_PLANNED, [])]
-    return workers.WorkerPool(config, references, planned, lambda: request.getfixturevalue("peak_flops"))
+    return workers.WorkerPool(config, references, planned, lambda: request.getfixturevalue("matmul_rates"))
 
 
 @pytest.fixture
@@ -170,6 +178,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "suite": SUITE,
         "schema_version": SCHEMA_VERSION,
         **measure.environment(config.getoption("cpu_devices")),
+        "matmul_rates": config.stash.get(_MATMUL_RATES, {}),
         "planned": config.stash.get(_PLANNED, []),
         "skipped": config.stash.get(_SKIPPED, {}),
         "failed": config.stash.get(_FAILED, {}),

@@ -1,4 +1,4 @@
-"""Measuring helpers: how many rounds to time, the device's matmul peak, the run's environment."""
+"""Measuring helpers: how many rounds to time, the device's matmul rates, the run's environment."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from bench import hardware
 from workloads.compat import is_out_of_memory
 from workloads.variants import NotApplicable
 
@@ -89,15 +90,16 @@ def timing_plan_for(config, step_s: float) -> tuple[int, int]:
                        long_step_rounds=int(config.getoption("long_step_rounds")))
 
 
-def matmul_peak_flops(device=None, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` float32 matmuls on `device` (a stand-in for its peak).
+def matmul_rate(dtype: str = "float32", device=None, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` `dtype` matmuls on `device` at JAX's default precision: the
+    in-run rate a step computing in `dtype` is measured against (its MFU's denominator).
 
-    2048 x 2048 on a CPU (about 0.1 s on two cores), 8192 x 8192 on an accelerator.
+    2048 x 2048 on a CPU (about 0.1 s on two cores in float32), 8192 x 8192 on an accelerator.
     """
     device = device or jax.devices()[0]
     n = 2048 if device.platform == "cpu" else 8192
     keys = jax.random.split(jax.random.key(0))
-    a, b = (jax.device_put(jax.random.normal(k, (n, n), jnp.float32), device) for k in keys)
+    a, b = (jax.device_put(jax.random.normal(k, (n, n), jnp.dtype(dtype)), device) for k in keys)
     matmul = jax.jit(jnp.matmul).lower(a, b).compile()
     matmul(a, b).block_until_ready()
     best = min(seconds_of(lambda: matmul(a, b).block_until_ready()) for _ in range(repeats))
@@ -135,4 +137,6 @@ def environment(cpu_devices: int | None = None) -> dict:
         "optax_version": _version("optax"),
         "python_version": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "matmul_precision": jax.config.jax_default_matmul_precision,
+        "float32_matmul_arithmetic": hardware.device_float32_arithmetic(devices[0]),
     }

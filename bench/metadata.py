@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from bench import hardware
 from workloads.variants import PreparedStep, footprint_bytes
 
 
 ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_devices_in_process", "host_cores",
-                    "jax_version")
+                    "jax_version", "float32_matmul_arithmetic")
 """What every benchmark row repeats from the run's environment, so a row can be read on its own."""
 
 
@@ -27,19 +28,29 @@ def step_extra_info(
     prepared: PreparedStep,
     median_s: float,
     flops_per_step: float,
-    peak_flops: float,
+    compute_dtype: str,
+    matmul_rate: float,
     environment: dict,
     errors: dict[str, float],
 ) -> dict:
     """The `extra_info` of one timed step (times in seconds, memory in bytes per device).
 
     `items_per_s` counts the workload's items (`items_per_step`: examples, or tokens for a
-    language model). `mfu` is `flops_per_step / median_s` over the peak of the devices the step runs on: the
-    single-device matmul peak times the device count, except for virtual CPU devices, which
-    share one host's cores and so one peak.
+    language model). Two utilisations, each `flops_per_step / median_s` over the FLOP/s of the
+    devices the step runs on, in the arithmetic its matmuls run in (`compute_dtype` on this
+    platform, `bench.hardware`):
+
+    - `mfu`: against `matmul_rate`, the in-run matmul rate in `compute_dtype` (`peak_flops`),
+      times the device count, except for virtual CPU devices, which share one host's cores and
+      so one rate;
+    - `mfu_datasheet`: against the datasheet peak (`peak_flops_datasheet`) times the device
+      count, None where the device is not in `bench.hardware.DATASHEET_PEAKS`.
     """
     memory = prepared.memory
     peak_devices = 1 if environment["devices_share_host_cores"] else prepared.n_devices
+    arithmetic = hardware.compute_arithmetic(compute_dtype, environment["float32_matmul_arithmetic"])
+    datasheet = hardware.datasheet_peak(environment["device_kind"], arithmetic)
+    achieved = flops_per_step / median_s
     items, item_unit = items_per_step
     return {
         "case_id": case_id,
@@ -58,8 +69,12 @@ def step_extra_info(
         "flops_per_step": flops_per_step,
         "items_per_s": items / median_s,
         "item_unit": item_unit,
-        "peak_flops": peak_flops,
-        "mfu": flops_per_step / median_s / (peak_flops * peak_devices),
+        "compute_dtype": compute_dtype,
+        "matmul_arithmetic": arithmetic,
+        "peak_flops": matmul_rate,
+        "mfu": achieved / (matmul_rate * peak_devices),
+        "peak_flops_datasheet": datasheet,
+        "mfu_datasheet": achieved / (datasheet * prepared.n_devices) if datasheet else None,
         "status": "pass",
         "max_rel_error": max(errors.values(), default=0.0),
         "rel_errors": errors,
@@ -102,8 +117,12 @@ def workflow_extra_info(
         "flops_per_step": None,
         "items_per_s": metrics[metric],
         "item_unit": item_unit,
+        "compute_dtype": None,
+        "matmul_arithmetic": None,
         "peak_flops": None,
         "mfu": None,
+        "peak_flops_datasheet": None,
+        "mfu_datasheet": None,
         "status": "pass",
         "metrics": metrics,
         "checks": checks,

@@ -18,10 +18,11 @@ from typing import Any
 
 import jax
 
+from bench import hardware
 from bench.cases import Case
-from bench.correctness import reordering_spread
+from bench.correctness import check_against_baseline, reordering_spread
 from workloads import get_workload
-from workloads.variants import PreparedStep, prepare_reference
+from workloads.variants import REFERENCE_VARIANT, PreparedStep, prepare, prepare_reference
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,17 @@ def _spread(case: Case, step: PreparedStep, initial_state, result: dict) -> dict
 
 @dataclass
 class References:
-    """The run's reference results, computed on first use (or handed over by a parent process)."""
+    """The run's reference results, computed on first use (or handed over by a parent process).
+
+    `float32_arithmetic`: what the platform's float32 matmuls run in (`bench.hardware`). Where
+    that rounds (TF32 on GPUs, bf16 passes on TPUs), references and checks run at full float32
+    precision (`hardware.check_precision`), so the float32 tolerances measured on a CPU hold.
+    """
 
     steps: dict[tuple, StepReference] = field(default_factory=dict)
     workflows: dict[tuple, dict] = field(default_factory=dict)
     checkpoint_dir: str | None = None
+    float32_arithmetic: str = "fp32"
 
     @staticmethod
     def _step_key(case: Case) -> tuple:
@@ -83,20 +90,64 @@ class References:
         prepared step after its first call, and the state it started from; that first step is
         then the reference (no step of seconds run twice)."""
         key = self._step_key(case)
-        if key not in self.steps:
-            if own is None:
-                step = prepare_reference(get_workload(case.workload), case.size, case.mode)
-                own = step, step.state
-                step()
-            step, initial_state = own
-            result = to_host(step.result())
-            self.steps[key] = StepReference(result, _spread(case, step, initial_state, result))
+        with hardware.check_precision(self.float32_arithmetic):
+            if key not in self.steps:
+                self.steps[key] = self._computed_step(case, own)
         return self.steps[key]
+
+    def _computed_step(self, case: Case, own: tuple[PreparedStep, Any] | None) -> StepReference:
+        if own is None:
+            step = prepare_reference(get_workload(case.workload), case.size, case.mode)
+            own = step, step.state
+            step()
+        step, initial_state = own
+        result = to_host(step.result())
+        return StepReference(result, _spread(case, step, initial_state, result))
+
+    def check_step(self, case: Case, step: PreparedStep, initial_state) -> dict[str, float]:
+        """Check `case`'s prepared `step`, after its first call from `initial_state`, against its
+        reference (`bench.correctness.check_against_baseline`); returns the errors.
+
+        Where float32 matmuls round by default, the check is made on the same variant prepared
+        and run again at full float32 precision (the timed step keeps the platform's default), so
+        that the check's float32 tolerance means the same on a GPU or a TPU as on a CPU."""
+        is_reference = case.variant == REFERENCE_VARIANT and not get_workload(case.workload).couples_examples
+        subject = step
+        with hardware.check_precision(self.float32_arithmetic):
+            if hardware.rounds_float32_matmuls(self.float32_arithmetic):
+                subject = prepare(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+                initial_state = subject.state
+                subject()
+            try:
+                reference = self.step(case, own=(subject, initial_state) if is_reference else None)
+                return check_against_baseline(subject.result(), reference.result, case.compute_dtype,
+                                              spread=reference.spread)
+            finally:
+                if subject is not step:
+                    subject.free()
+
+    def check_workflow(self, case: Case, result: dict, workdir: Path) -> dict[str, float]:
+        """Check the `result` of `case`'s workflow run against its reference variant's (the
+        workflow's own `check`); returns the check's figures. Where float32 matmuls round by
+        default, the check is made on a run of its own at full float32 precision, in a folder
+        under `workdir` (as `check_step` does)."""
+        workflow = get_workload(case.workload)
+        with hardware.check_precision(self.float32_arithmetic):
+            if hardware.rounds_float32_matmuls(self.float32_arithmetic):
+                with workflow.prepare(case.size, case.variant, Path(workdir) / "full-precision-check") as run:
+                    run()
+                    result = to_host(run.result())
+            own = result if case.variant == workflow.reference_variant else None
+            return workflow.check(result, self.workflow(case, own))
 
     def workflow(self, case: Case, own_result: dict | None = None) -> dict:
         """The result of `case`'s workflow's reference variant at the same size. `own_result`: that
         variant's own result, when `case` is the reference variant."""
         key = self._workflow_key(case)
+        with hardware.check_precision(self.float32_arithmetic):
+            return self._workflow(case, key, own_result)
+
+    def _workflow(self, case: Case, key: tuple, own_result: dict | None) -> dict:
         if key not in self.workflows and own_result is not None:
             self.workflows[key] = to_host(own_result)
         if key not in self.workflows:
@@ -122,7 +173,7 @@ class References:
         path.write_bytes(pickle.dumps({"steps": steps, "workflows": workflows}))
 
     @classmethod
-    def load(cls, path: Path, checkpoint_dir: str | None = None) -> References:
+    def load(cls, path: Path, checkpoint_dir: str | None = None, float32_arithmetic: str = "fp32") -> References:
         """References written by `save`."""
         data = pickle.loads(Path(path).read_bytes())
-        return cls(data["steps"], data["workflows"], checkpoint_dir)
+        return cls(data["steps"], data["workflows"], checkpoint_dir, float32_arithmetic)

@@ -6,13 +6,12 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 from __future__ import annotations
 
 from bench import measure
-from bench.correctness import check_against_baseline
 from bench.metadata import step_extra_info
 from workloads import get_workload
-from workloads.variants import REFERENCE_VARIANT, prepare
+from workloads.variants import prepare
 
 
-def test_step(case, benchmark, references, elsewhere, peak_flops, environment, request):
+def test_step(case, benchmark, references, elsewhere, matmul_rates, environment, request):
     if elsewhere(case):  # measured in a worker process with the devices it needs
         return
     workload = get_workload(case.workload)
@@ -20,21 +19,20 @@ def test_step(case, benchmark, references, elsewhere, peak_flops, environment, r
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
             step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
+        try:
+            # Correct before fast: the first step, from the same state and batch as the reference's.
+            # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
+            initial_state = step.state
+            first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
+            errors = references.check_step(case, step, initial_state)
+            if not benchmark.enabled:
+                return  # --benchmark-disable: run once and checked, nothing timed
 
-        # Correct before fast: the first step, from the same state and batch as the reference's.
-        # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
-        initial_state = step.state
-        first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
-        is_reference = case.variant == REFERENCE_VARIANT and not workload.couples_examples
-        reference = references.step(case, own=(step, initial_state) if is_reference else None)
-        dtype = "bfloat16" if case.variant == "bf16" else "float32"
-        errors = check_against_baseline(step.result(), reference.result, dtype, spread=reference.spread)
-        if not benchmark.enabled:
-            return  # --benchmark-disable: run once and checked, nothing timed
-
-        warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
-        benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-        benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
+            warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
+            benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
+            benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        finally:
+            step.free()  # nothing of this benchmark stays on the device for the next one
 
     benchmark.extra_info.update(
         step_extra_info(
@@ -49,7 +47,8 @@ def test_step(case, benchmark, references, elsewhere, peak_flops, environment, r
             prepared=step,
             median_s=benchmark.stats.stats.median,
             flops_per_step=workload.flops_per_step(size, case.mode),
-            peak_flops=peak_flops,
+            compute_dtype=case.compute_dtype,
+            matmul_rate=matmul_rates[case.compute_dtype],
             environment=environment,
             errors=errors,
         )

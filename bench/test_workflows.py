@@ -22,9 +22,7 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
         with workflow.prepare(case.size, case.variant, workdir) as run:
             # Correct before fast (with --benchmark-disable, pytest-benchmark runs it once, untimed).
             first_s = measure.seconds_of(run) if benchmark.enabled else benchmark.pedantic(run)
-            result = run.result()
-            own = result if case.variant == workflow.reference_variant else None
-            checks = workflow.check(result, references.workflow(case, own))
+            checks = references.check_workflow(case, run.result(), workdir)
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 

@@ -9,7 +9,7 @@ with one device, and the benchmarks that want several run in a worker started wi
 (a device-count sweep, a benchmark per process, base against head).
 
 How: a worker is `python -m pytest bench --jaxbench-worker DIR ...`. It reads `DIR/input.pkl`
-(the case ids to run, their reference results, the run's matmul peak), runs exactly those cases
+(the case ids to run, their reference results, the run's matmul rates), runs exactly those cases
 the way every benchmark runs (checked against its reference, then timed), and after each one
 rewrites `DIR/outcomes.json`: per case its outcome (`passed`, `failed`, `skipped`), the message,
 the raw timed rounds, the group and the `extra_info`. The parent replays each outcome into its
@@ -124,14 +124,14 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 def run_worker(config, cases: list[Case], worker: WorkerConfig, references: References,
-               peak_flops: float | None, timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Outcome]:
+               matmul_rates: dict[str, float] | None, timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Outcome]:
     """Run `cases` in one fresh worker process; case id -> its outcome (a failure for each case the
     worker did not finish)."""
     with tempfile.TemporaryDirectory(prefix="jaxbench-worker-") as folder:
         folder = Path(folder)
         references.save(folder / REFERENCES_FILE, cases)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
-                                                        "peak_flops": peak_flops}))
+                                                        "matmul_rates": matmul_rates}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
         try:
@@ -160,7 +160,7 @@ def write_outcome(folder: Path, outcome: Outcome) -> None:
 
 
 def read_input(folder: Path) -> dict:
-    """A worker's input: the case ids to run and the run's matmul peak."""
+    """A worker's input: the case ids to run and the run's in-run matmul rate of each compute dtype."""
     return pickle.loads((folder / INPUT_FILE).read_bytes())
 
 
@@ -168,8 +168,8 @@ class WorkerPool:
     """Runs the cases that need a worker, one worker per configuration, all of that configuration's
     planned cases at once (the first time one of them comes up), and keeps their outcomes."""
 
-    def __init__(self, config, references: References, planned: list[Case], peak_flops):
-        self.config, self.references, self.planned, self.peak_flops = config, references, planned, peak_flops
+    def __init__(self, config, references: References, planned: list[Case], matmul_rates):
+        self.config, self.references, self.planned, self.matmul_rates = config, references, planned, matmul_rates
         self.outcomes: dict[str, Outcome] = {}
 
     def outcome(self, case: Case, worker: WorkerConfig) -> Outcome:
@@ -178,7 +178,7 @@ class WorkerPool:
             batch = [c for c in self.planned if c.id not in self.outcomes
                      and worker_config_for(c, self.config) == worker]
             batch = batch if case in batch else [case, *batch]
-            self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.peak_flops()))
+            self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.matmul_rates()))
         return self.outcomes[case.id]
 
 

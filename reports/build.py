@@ -25,12 +25,23 @@ def missing_benchmarks(data: dict) -> list[str]:
     return [case for case in suite.get("planned", []) if case not in accounted]
 
 
+def run_labels(runs: list[dict]) -> list[str]:
+    """Each run's label in a report: `run 1`, `run 2`, ... (the environment table's columns)."""
+    return [f"run {index}" for index, _ in enumerate(runs, 1)]
+
+
+def _shown(table: pd.DataFrame, n_runs: int) -> pd.DataFrame:
+    """`table` for reading: without its `run` column when it holds one run only."""
+    return table.drop(columns="run") if n_runs == 1 else table
+
+
 def environment_table(runs: list[dict]) -> pd.DataFrame:
-    """One column per run: versions, platform, devices, CPU, XLA flags, commit, date."""
+    """One column per run: versions, platform, devices, CPU, XLA flags, matmul rates, commit, date."""
     columns = {}
-    for index, data in enumerate(runs, 1):
+    for label, data in zip(run_labels(runs), runs):
         env, machine, commit = data[SUITE], data.get("machine_info", {}), data.get("commit_info", {})
-        columns[f"run {index}"] = {
+        rates = env.get("matmul_rates") or {}
+        columns[label] = {
             "JAX / jaxlib": f"{env.get('jax_version')} / {env.get('jaxlib_version')}",
             "Flax / Optax": f"{env.get('flax_version')} / {env.get('optax_version')}",
             "Python": env.get("python_version"),
@@ -38,6 +49,8 @@ def environment_table(runs: list[dict]) -> pd.DataFrame:
             "CPU": machine.get("cpu", {}).get("brand_raw") or env.get("cpu_model"),
             "host": machine.get("node"),
             "XLA flags": env.get("xla_flags") or "(none)",
+            "float32 matmuls run in": env.get("float32_matmul_arithmetic"),
+            "in-run matmul rate": ", ".join(f"{dtype} {rate / 1e9:.4g} GFLOP/s" for dtype, rate in rates.items()),
             "git commit": (commit.get("id") or "?")[:12] + (" (dirty)" if commit.get("dirty") else ""),
             "date": data.get("datetime"),
         }
@@ -48,12 +61,16 @@ def headline_findings(summary: pd.DataFrame, expectations: pd.DataFrame) -> list
     """A few sentences a reader wants first: the production step's speedup, and every claim not met."""
     lines = []
     production = summary[summary["variant"] == "jit_vmap"].dropna(subset=["speedup vs baseline", "MFU"])
+    several_runs = summary["run"].nunique() > 1
     for _, row in production.iterrows():
-        lines.append(f"{row['workload']} {row['mode']} ({row['size']}, {row['device set']}): jit_vmap is "
+        run = f"{row['run']}, " if several_runs else ""
+        lines.append(f"{row['workload']} {row['mode']} ({run}{row['size']}, {row['device set']}): jit_vmap is "
                      f"{row['speedup vs baseline']:.3g}x faster than the eager baseline "
-                     f"({row['median step (ms)']:.3g} ms per step, MFU {row['MFU']:.2g}).")
-    if len(expectations):
-        counts = expectations["verdict"].value_counts()
+                     f"({row['median step (ms)']:.3g} ms per step, MFU {row['MFU']:.2g} vs the in-run "
+                     f"{row['compute dtype']} matmul rate).")
+    claims = expectations[expectations["verdict"] != "reference"] if len(expectations) else expectations
+    if len(claims):
+        counts = claims["verdict"].value_counts()
         lines.append("Expectations: " + ", ".join(f"{counts[v]} {v}" for v in counts.index) + ".")
         for _, row in expectations[expectations["verdict"].isin(["below", "above"])].iterrows():
             unit = "x" if row["table"] == "speedup" else "x less memory"
@@ -68,14 +85,18 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     Raises `reports.results.ResultsError` (naming the file) for a file that is not this suite's.
     """
     runs = [load_results(path) for path in results]
+    labels = run_labels(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = pd.concat([summary_table(data) for data in runs], ignore_index=True)
-    expectations = pd.concat([expectations_table(data) for data in runs], ignore_index=True)
+    summary = pd.concat([summary_table(data, label) for data, label in zip(runs, labels)], ignore_index=True)
+    expectations = pd.concat([expectations_table(data, label) for data, label in zip(runs, labels)],
+                             ignore_index=True)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(to_markdown(summary))
+    summary_md = to_markdown(_shown(summary.drop(columns="kind"), len(runs)))
+    (out / "summary.md").write_text(summary_md)
     expectations.to_csv(out / "expectations.csv", index=False)
-    expectations_md = expectations_markdown(expectations) if len(expectations) else "No expectation has data.\n"
+    expectations_md = (expectations_markdown(_shown(expectations, len(runs))) if len(expectations)
+                       else "No expectation has data.\n")
     (out / "expectations.md").write_text(expectations_md)
     charts = draw_all(summary, out)
 
@@ -94,8 +115,11 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
         parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]
-    parts += ["## Summary\n", to_markdown(summary), "## Expectations\n", expectations_md]
-    tables = [(name, table) for data in runs for name, table in workflow_tables(data).items()]
+    parts += ["## Summary\n", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
+              "against the device's datasheet peak, where the device is known.\n", summary_md,
+              "## Expectations\n", expectations_md]
+    tables = [(name if len(runs) == 1 else f"{name} ({label})", table)
+              for data, label in zip(runs, labels) for name, table in workflow_tables(data).items()]
     if tables:
         parts += ["## Workflows\n", "Each workflow's own figures, medians over its timed runs "
                   "(`check:` columns: the worst figure of its correctness check).\n"]

@@ -13,14 +13,43 @@ import pandas as pd  # noqa: E402
 VARIANT_ORDER = ["baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat", "bf16", "accumulation"]
 
 
+RUN_KEYS = ["run", "size", "device set"]
+"""What tells one run's rows from another's: a chart names those of them that vary in its data."""
+MEMORY_TECHNIQUES = ["jit_vmap", "multi_device", "remat", "bf16", "accumulation"]
+
+
+def _rank(variant: str) -> tuple[int, str]:
+    name = variant.split("[")[0]
+    return (VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER)), variant
+
+
 def _ordered(frame: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
     """Rows in the variants' canonical order (a layout such as `multi_device[model]` after its variant,
     a workflow's own variants such as `async` last)."""
-    def rank(variant: str) -> tuple[int, str]:
-        name = variant.split("[")[0]
-        return VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER), variant
+    return frame.assign(_order=frame[column].map(_rank)).sort_values("_order")
 
-    return frame.assign(_order=frame[column].map(rank)).sort_values("_order")
+
+def _steps(summary: pd.DataFrame) -> pd.DataFrame:
+    """The step rows: workflow figures (draws/s, GB/s) answer other questions than the step charts'."""
+    return summary[summary["kind"] != "workflow"]
+
+
+def _with_series(frame: pd.DataFrame, base: list[str]) -> pd.DataFrame:
+    """`frame` with a `series` label per row: the `base` columns (e.g. workload and mode), then, in
+    brackets, whichever of run, size and device set differ between the rows, so that two runs
+    never share a bar or a line."""
+    varying = [key for key in RUN_KEYS if key in frame and frame[key].nunique() > 1]
+    label = frame[base].astype(str).agg(" ".join, axis=1)
+    if varying:
+        label += " (" + frame[varying].astype(str).agg(", ".join, axis=1) + ")"
+    return frame.assign(series=label)
+
+
+def _by_variant(frame: pd.DataFrame, values: str) -> pd.DataFrame:
+    """variant x series table of `values`; one value per cell (`pivot` refuses duplicates, where a
+    `pivot_table` would average two runs into one bar)."""
+    table = frame.pivot(index="variant", columns="series", values=values)
+    return table.reindex(sorted(table.index, key=_rank))
 
 
 def _save(fig, path: Path) -> Path:
@@ -48,11 +77,10 @@ def _grouped_bars(pivot: pd.DataFrame, ax, log: bool = False) -> None:
 
 def speedup_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     """How much faster is each variant than `baseline`? (log axis, one group per workload/mode)."""
-    data = summary.dropna(subset=["speedup vs baseline"])
+    data = _steps(summary).dropna(subset=["speedup vs baseline"])
     if data.empty:
         return None
-    data = _ordered(data).assign(step=data["workload"] + " " + data["mode"])
-    pivot = data.pivot_table(index="variant", columns="step", values="speedup vs baseline", sort=False)
+    pivot = _by_variant(_with_series(data, ["workload", "mode"]), "speedup vs baseline")
     fig, ax = plt.subplots(figsize=(9, 4.5))
     _grouped_bars(pivot, ax, log=True)
     ax.axhline(1, color="black", lw=0.8)
@@ -62,28 +90,42 @@ def speedup_chart(summary: pd.DataFrame, path: Path) -> Path | None:
 
 
 def memory_chart(summary: pd.DataFrame, path: Path) -> Path | None:
-    """How much memory per device does each technique's compiled train step need?"""
-    data = summary[(summary["mode"] == "train")].dropna(subset=["memory/device (MiB)"])
-    data = data[data["variant"].isin(["jit_vmap", "multi_device", "remat", "bf16", "accumulation"])]
+    """How much memory per device does each technique's compiled train step need, and of what?
+
+    One panel per workload: what the step holds across calls (parameters, optimizer state, batch)
+    stacked under its temporaries (activations and workspace), which are all a technique such as
+    remat can shrink."""
+    data = _steps(summary)
+    data = data[(data["mode"] == "train") & data["variant"].str.split("[").str[0].isin(MEMORY_TECHNIQUES)]
+    data = data.dropna(subset=["held (MiB)", "temporaries (MiB)"])
     if data.empty:
         return None
-    data = _ordered(data)
-    pivot = data.pivot_table(index="variant", columns="workload", values="memory/device (MiB)", sort=False)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    _grouped_bars(pivot, ax)
-    ax.set(title="Per-device memory of the compiled train step (lower is better)", xlabel="technique",
-           ylabel="argument + output - alias + temp (MiB)")
+    data = _with_series(data, ["workload"])
+    panels = list(dict.fromkeys(data["series"]))
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, series in zip(axes.flat, panels):
+        panel = _ordered(data[data["series"] == series]).set_index("variant")
+        panel[["held (MiB)", "temporaries (MiB)"]].rename(
+            columns={"held (MiB)": "held: parameters, optimizer state, batch", "temporaries (MiB)": "temporaries"}
+        ).plot.bar(ax=ax, stacked=True, rot=25, legend=ax is axes.flat[0], width=0.7)
+        ax.set(title=series, xlabel="", ylabel="MiB per device")
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("Per-device memory of the compiled train step (lower is better)")
     return _save(fig, path)
 
 
 def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     """Is compilation worth it? Compile time against one step's time, per compiled variant."""
-    data = summary.dropna(subset=["compile (s)"])
+    data = _steps(summary).dropna(subset=["compile (s)"])
     if data.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 5))
-    for (workload, mode), group in data.groupby(["workload", "mode"]):
-        ax.scatter(group["median step (ms)"] / 1e3, group["compile (s)"], label=f"{workload} {mode}")
+    for series, group in _with_series(data, ["workload", "mode"]).groupby("series"):
+        ax.scatter(group["median step (ms)"] / 1e3, group["compile (s)"], label=series)
         for _, row in group.iterrows():
             ax.annotate(row["variant"], (row["median step (ms)"] / 1e3, row["compile (s)"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
@@ -92,31 +134,31 @@ def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
 
 
 def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Does throughput grow with devices? `jit_vmap` (1 device) against `multi_device` (N)."""
-    data = summary[summary["variant"].isin(["jit_vmap", "multi_device"])].dropna(subset=["items/s"])
+    """Does a step's throughput grow with devices? `jit_vmap` (1 device) against `multi_device` (N)."""
+    data = _steps(summary)
+    data = data[data["variant"].isin(["jit_vmap", "multi_device"])].dropna(subset=["items/s"])
     if data["devices"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (workload, mode), group in data.groupby(["workload", "mode"]):
+    for series, group in _with_series(data, ["workload", "mode"]).groupby("series"):
         group = group.sort_values("devices")
-        ax.plot(group["devices"], group["items/s"], marker="o", label=f"{workload} {mode}")
+        ax.plot(group["devices"], group["items/s"], marker="o", label=series)
         ideal = group["items/s"].iloc[0] * group["devices"] / group["devices"].iloc[0]
         ax.plot(group["devices"], ideal, ls=":", color="grey")
     return _save_log_log(fig, ax, path, title="Throughput vs devices (dotted: linear scaling)",
-                         xlabel="devices (log)", ylabel="items per second (examples, tokens, draws; log)")
+                         xlabel="devices (log)", ylabel="items per second (examples or tokens; log)")
 
 
 def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:
-    """How much of the measured matmul peak does each step use?"""
-    data = _ordered(summary.dropna(subset=["MFU"]))
+    """How much of the in-run matmul rate of its compute dtype does each step use?"""
+    data = _steps(summary).dropna(subset=["MFU"])
     if data.empty:
         return None
-    data = data.assign(step=data["workload"] + " " + data["mode"])
-    pivot = data.pivot_table(index="variant", columns="step", values="MFU", sort=False) * 100
+    pivot = _by_variant(_with_series(data, ["workload", "mode"]), "MFU") * 100
     fig, ax = plt.subplots(figsize=(9, 4.5))
     _grouped_bars(pivot, ax, log=True)
-    ax.set(title="Model FLOPs utilisation against the in-run matmul peak", xlabel="variant",
-           ylabel="MFU (% of peak, log)")
+    ax.set(title="MFU vs the in-run matmul rate of each step's compute dtype", xlabel="variant",
+           ylabel="MFU (% of that rate, log)")
     return _save(fig, path)
 
 

@@ -54,17 +54,16 @@ def run_label(data: dict) -> str:
 def is_workflow(frame: pd.DataFrame) -> pd.Series:
     """Per row of `benchmarks_frame`: whether it is a workflow run (bayes, checkpoint, training_loop)
     rather than a step."""
-    if "kind" not in frame:
-        return pd.Series(False, index=frame.index)
     return frame["kind"] == "workflow"
 
 
-def benchmarks_frame(data: dict) -> pd.DataFrame:
-    """One row per benchmark: its `extra_info`, the timing statistics (seconds) and the device set."""
+def benchmarks_frame(data: dict, run: str = "run 1") -> pd.DataFrame:
+    """One row per benchmark: its `extra_info`, the timing statistics (seconds), the device set and
+    `run`, the label that keeps this run's rows apart from another's in a report over several."""
     rows = []
     for bench in data["benchmarks"]:
         stats = bench["stats"]
-        row = dict(bench.get("extra_info", {}))
+        row = {"kind": "step", **bench.get("extra_info", {})}
         if row.get("layout") not in (None, "data"):
             # Each multi_device layout is its own row; `multi_device` alone is the data layout.
             row["variant"] = f"{row['variant']}[{row['layout']}]"
@@ -75,6 +74,7 @@ def benchmarks_frame(data: dict) -> pd.DataFrame:
             min_s=stats["min"],
             rounds=stats["rounds"],
             device_set=device_set(data),
+            run=run,
         )
         rows.append(row)
     return pd.DataFrame(rows)

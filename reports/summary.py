@@ -6,20 +6,38 @@ import pandas as pd
 
 from reports.results import benchmarks_frame
 
-KEYS = ["workload", "mode", "size", "device_set"]
+KEYS = ["run", "workload", "mode", "size", "device_set"]
+"""What one step's rows share: a speedup compares rows with the same keys only."""
 
 
-def summary_table(data: dict) -> pd.DataFrame:
-    """One row per (workload, mode, variant, size, device set) with its measured figures.
+def _mib(nbytes: pd.Series) -> pd.Series:
+    return nbytes / 2**20
 
-    The speedup is baseline's median step time divided by the variant's, within the same
+
+def _held_bytes(breakdown) -> float | None:
+    """What a compiled step holds across calls: argument + output - alias (parameters, optimizer
+    state, batch, result)."""
+    if not isinstance(breakdown, dict):
+        return None
+    return breakdown["argument"] + breakdown["output"] - breakdown["alias"]
+
+
+def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
+    """One row per (run, workload, mode, variant, size, device set) with its measured figures.
+
+    The speedup is baseline's median step time divided by the variant's, within the same run,
     workload, mode, size and device set; it is empty where the run has no baseline for them.
+    `MFU` is against the in-run matmul rate of the row's compute dtype, `MFU (datasheet)` against
+    the device's datasheet peak where it is known. `run` labels the rows of one results file.
     """
-    frame = benchmarks_frame(data)
+    frame = benchmarks_frame(data, run)
     baseline = frame[frame["variant"] == "baseline"].set_index(KEYS)["median_s"].rename("baseline_median_s")
     frame = frame.join(baseline, on=KEYS)
+    column = frame.get
     return pd.DataFrame(
         {
+            "run": frame["run"],
+            "kind": frame["kind"],
             "workload": frame["workload"],
             "mode": frame["mode"],
             "variant": frame["variant"],
@@ -31,9 +49,13 @@ def summary_table(data: dict) -> pd.DataFrame:
             "rounds": frame["rounds"],
             "speedup vs baseline": frame["baseline_median_s"] / frame["median_s"],
             "items/s": frame["items_per_s"],
-            "memory/device (MiB)": frame["mem_bytes"] / 2**20,
+            "memory/device (MiB)": _mib(frame["mem_bytes"]),
+            "held (MiB)": _mib(column("mem_breakdown", pd.Series(None, index=frame.index)).map(_held_bytes).astype(float)),
+            "temporaries (MiB)": _mib(frame["mem_temp_bytes"]),
             "compile (s)": frame["compile_s"],
+            "compute dtype": column("compute_dtype"),
             "MFU": frame["mfu"],
+            "MFU (datasheet)": column("mfu_datasheet"),
         }
     ).reset_index(drop=True)
 
@@ -43,8 +65,3 @@ def to_markdown(table: pd.DataFrame) -> str:
     shown = table.astype(object)
     shown = shown.where(shown.notna(), None)  # tabulate shows None (not NaN) as missingval
     return shown.to_markdown(index=False, floatfmt=".4g", missingval="-") + "\n"
-
-
-def summary_markdown(data: dict) -> str:
-    """`summary_table` as a Markdown table (the JSON and CSV keep the numbers whole)."""
-    return to_markdown(summary_table(data))

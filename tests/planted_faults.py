@@ -6,8 +6,13 @@ it too), with the fault named by `JAXBENCH_PLANTED_FAULT`:
 - `flip_sign`: compiled steps flip the sign of one element of the first weight matrix (`kernel`) as they
   update it (eager steps, the reference among them, stay correct).
 - `scale_gradient`: bf16 steps scale the gradient of the output layer by 1.5, its value unchanged.
+- `tf32_gpu`: not a fault but a platform: the suite is told float32 matmuls run in TF32 (as on an
+  NVIDIA GPU from Ampere on), and compiled train steps traced at JAX's default matmul precision
+  round their gradients to TF32's 10-bit mantissa, as such a GPU's products would; at `highest`
+  they stay exact, as they would there.
 
-Also usable directly: `flip_sign_under_jit(update)`, `scale_gradient_of(fn, name, factor)`.
+Several can be named, comma-separated (e.g. `tf32_gpu,flip_sign`). Also usable directly:
+`flip_sign_under_jit(update)`, `scale_gradient_of(fn, name, factor)`, `tf32_under_default_precision(update)`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import jax
 import jax.numpy as jnp
 
+from bench import hardware
 from workloads import transforms
 
 FAULT_VARIABLE = "JAXBENCH_PLANTED_FAULT"
@@ -60,6 +66,32 @@ def scale_gradient_of(fn, name: str, factor: float):
     return planted
 
 
+def round_to_tf32(tree):
+    """Every float32 leaf of `tree` rounded to the nearest TensorFloat-32 value (10-bit mantissa)."""
+
+    def round_leaf(leaf):
+        if leaf.dtype != jnp.float32:
+            return leaf
+        bits = jax.lax.bitcast_convert_type(leaf, jnp.uint32)
+        bits = (bits + jnp.uint32(0x1000)) & jnp.uint32(0xFFFFE000)
+        return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+    return jax.tree.map(round_leaf, tree)
+
+
+def tf32_under_default_precision(update):
+    """`update` that, when traced at a matmul precision other than full float32, rounds the
+    gradients it applies to TF32."""
+
+    def rounded(params, opt_state, grads):
+        traced = isinstance(jax.tree.leaves(grads)[0], jax.core.Tracer)
+        if traced and jax.config.jax_default_matmul_precision not in hardware.FULL_PRECISION:
+            grads = round_to_tf32(grads)
+        return update(params, opt_state, grads)
+
+    return rounded
+
+
 def _plant(fault: str) -> None:
     if fault == "flip_sign":
         original = transforms.optimizer_update
@@ -68,9 +100,13 @@ def _plant(fault: str) -> None:
         original = transforms.mixed_precision
         transforms.mixed_precision = lambda fn, compute_dtype=jnp.bfloat16: original(
             scale_gradient_of(fn, "output_layer", 1.5), compute_dtype)
+    elif fault == "tf32_gpu":
+        hardware.device_float32_arithmetic = lambda device=None: "tf32"
+        original = transforms.optimizer_update
+        transforms.optimizer_update = lambda tx: tf32_under_default_precision(original(tx))
     else:
-        raise ValueError(f"unknown planted fault {fault!r}; valid: flip_sign, scale_gradient")
+        raise ValueError(f"unknown planted fault {fault!r}; valid: flip_sign, scale_gradient, tf32_gpu")
 
 
-if os.environ.get(FAULT_VARIABLE):
-    _plant(os.environ[FAULT_VARIABLE])
+for planted_fault in filter(None, os.environ.get(FAULT_VARIABLE, "").split(",")):
+    _plant(planted_fault)

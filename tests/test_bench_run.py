@@ -15,7 +15,7 @@ from tests.conftest import FAST_TIMING, ROOT, run_pytest
 REQUIRED_KEYS = {
     "workload", "mode", "variant", "size", "batch_size", "n_devices", "platform", "device_kind",
     "compile_s", "mem_bytes", "mem_temp_bytes", "flops_per_step", "items_per_s", "peak_flops", "mfu",
-    "jax_version",
+    "jax_version", "compute_dtype", "matmul_arithmetic", "peak_flops_datasheet", "mfu_datasheet",
 }
 
 
@@ -28,8 +28,13 @@ def test_every_benchmark_has_the_contract_keys(tiny_run):
         assert REQUIRED_KEYS <= info.keys(), REQUIRED_KEYS - info.keys()
         assert info["workload"] == "mlp" and info["size"] == "tiny" and info["platform"] == "cpu"
         assert info["items_per_s"] == info["batch_size"] / bench["stats"]["median"]
-        assert 0 < info["mfu"] < 1
+        assert 0 < info["mfu"] <= 1
         assert info["peak_flops"] > 1e8
+        # Each row against the in-run rate of its own compute dtype; no datasheet figure for a CPU.
+        assert info["compute_dtype"] == ("bfloat16" if info["variant"] == "bf16" else "float32")
+        assert info["peak_flops"] == tiny_run["results"]["jaxbench"]["matmul_rates"][info["compute_dtype"]]
+        assert info["matmul_arithmetic"] == ("bf16" if info["variant"] == "bf16" else "fp32")
+        assert info["peak_flops_datasheet"] is None and info["mfu_datasheet"] is None
         if info["variant"] in ("baseline", "vmap"):
             assert info["mem_bytes"] is None and info["compile_s"] is None
         else:
@@ -45,7 +50,7 @@ def test_single_device_rows_are_measured_in_a_one_device_process(tiny_run):
         assert info["n_devices_in_process"] == (8 if info["variant"] == "multi_device" else 1), case_id
     assert tiny_run["results"]["jaxbench"]["n_devices_in_process"] == 1
     assert list(rows)[-2:] == ["mlp-train-multi_device", "mlp-infer-multi_device"]  # run last, together
-    assert rows["mlp-train-multi_device"]["peak_flops"] == rows["mlp-train-jit_vmap"]["peak_flops"]
+    assert rows["mlp-train-multi_device"]["peak_flops"] == rows["mlp-train-jit_vmap"]["peak_flops"]  # handed over
 
 
 def test_results_keep_every_round_and_say_devices_share_cores(tiny_run):
@@ -106,24 +111,29 @@ def test_a_failure_in_the_check_is_caught_under_benchmark_disable(tmp_path):
     assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
 
 
-def _median_s(tmp_path, name: str, *args: str) -> float:
-    """Median step time of the one benchmark a `pytest bench ARGS` run measures."""
+def _fastest_s(tmp_path, name: str, *args: str) -> float:
+    """Fastest round of the one benchmark a `pytest bench ARGS` run measures (the least disturbed
+    by whatever else the shared machine runs meanwhile)."""
     proc = run_pytest("bench", "--report-dir", str(tmp_path / name), "-q", *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (bench,) = json.loads((tmp_path / name / "results.json").read_text())["benchmarks"]
-    return bench["stats"]["median"]
+    return bench["stats"]["min"]
 
 
 def test_a_single_device_step_does_not_pay_for_virtual_devices(tmp_path):
     """With 8 virtual devices in its process the MLP `small` train step ran 30-45% slower than
     with one (measured in this very test, with the parent given `--cpu-devices` devices: 9.7-10.4
     against 6.9-7.0 ms); now it runs in a one-device process whatever --cpu-devices says.
-    Processes differ by up to about 12% on a shared machine, so the runs come in pairs of
-    alternating order and the mean ratio of the pairs is what is held."""
-    selection = ("--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap", "--size", "small")
+    On a shared machine the medians of two processes differed by up to 40% with nothing but the
+    process changed (pairs read 0.82, 0.78, then 1.42, 1.12, 1.29), so each run's fastest of 2 s
+    of rounds is compared (the tax slows every round; a neighbour's burst only some), the runs
+    come in three pairs of alternating order, and the median ratio is held under 1.2, which the
+    old tax fails. The lower bound only says the ratio is a time ratio at all."""
+    selection = ("--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap", "--size", "small",
+                 "--benchmark-max-time", "2")
     ratios = []
-    for pair, order in enumerate(((1, 8), (8, 1))):
-        medians = {devices: _median_s(tmp_path, f"pair{pair}-{devices}", *selection, "--cpu-devices", str(devices))
+    for pair, order in enumerate(((1, 8), (8, 1), (1, 8))):
+        fastest = {devices: _fastest_s(tmp_path, f"pair{pair}-{devices}", *selection, "--cpu-devices", str(devices))
                    for devices in order}
-        ratios.append(medians[8] / medians[1])
-    assert 0.83 < statistics.mean(ratios) < 1.2, ratios
+        ratios.append(fastest[8] / fastest[1])
+    assert 0.67 < statistics.median(ratios) < 1.2, ratios

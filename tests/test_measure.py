@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from bench import measure
 from bench.results import default_report_dir, write_atomically
@@ -47,12 +48,13 @@ def test_write_atomically_replaces_whole_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["results.json"]
 
 
-def test_peak_flops_is_the_rate_of_the_matmul_it_times():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matmul_rate_is_the_rate_of_the_matmul_it_times(dtype):
     """Against an independent timing of the same 2048^2 matmul: a wrong FLOP count, a missing
-    block_until_ready (which would time only the dispatch) or a wrong size would be far off."""
-    flops = measure.matmul_peak_flops(repeats=3)
+    block_until_ready (which would time only the dispatch), a wrong size or dtype would be far off."""
+    flops = measure.matmul_rate(dtype, repeats=3)
     n = 2048
-    a = jnp.ones((n, n), jnp.float32)
+    a = jnp.ones((n, n), dtype)
     matmul = jax.jit(jnp.matmul).lower(a, a).compile()
     matmul(a, a).block_until_ready()
     best_s = min(measure.seconds_of(lambda: matmul(a, a).block_until_ready()) for _ in range(3))

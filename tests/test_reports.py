@@ -12,7 +12,8 @@ from reports.__main__ import main
 from reports.build import build_report, missing_benchmarks
 from reports.expectations import expectations_table, verdict
 from reports.summary import summary_table
-from tests.conftest import FAST_TIMING, run_pytest
+from reports.results import ResultsError
+from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 
 def _by_variant(results, mode):
@@ -51,8 +52,9 @@ def test_expectations_have_every_line_with_measured_values(tiny_run):
     assert remat_row["measured"] == pytest.approx(
         runs["jit_vmap"]["extra_info"]["mem_bytes"] / runs["remat"]["extra_info"]["mem_bytes"])
     for _, row in table.iterrows():
-        assert row["verdict"] in ("met", "below", "above", "n/a")
+        assert row["verdict"] in ("met", "below", "above", "n/a", "reference")
         assert (row["verdict"] == "met") == (row["reason"] == "")
+    assert table.query("claim == 'baseline'")["verdict"].tolist() == ["reference", "reference"]
     # On CPU bf16 saves no memory, and virtual devices share the cores: both say so.
     bf16 = train[train["variant"] == "bf16"].iloc[0]
     assert bf16["verdict"] == "below" and "XLA:CPU computes bf16 dots in float32" in bf16["reason"]
@@ -164,3 +166,110 @@ def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
     assert "## Skipped" in (tmp_path / "report.md").read_text()
     row = expectations_table(results).query("claim == 'multi-device'").iloc[0]
     assert row["verdict"] == "n/a" and row["reason"] == "n/a: multi_device skipped: only one device: nothing to shard over"
+
+
+def test_the_baseline_line_is_not_counted_as_met(tiny_run):
+    from reports.build import headline_findings
+
+    results = tiny_run["results"]
+    expectations = expectations_table(results)
+    claims = expectations[expectations["verdict"] != "reference"]
+    (line,) = [line for line in headline_findings(summary_table(results), expectations)
+               if line.startswith("Expectations:")]
+    counted = sum(int(part.split()[0]) for part in line.removeprefix("Expectations: ").rstrip(".").split(", "))
+    assert counted == len(claims) == len(expectations) - 2 and "reference" not in line
+
+
+def _second_run(results, n_devices: int, jit_vmap_factor: float) -> dict:
+    """A copy of `results` as another machine's run: its multi-device rows on `n_devices`, its
+    jit_vmap steps `jit_vmap_factor` times as long."""
+    other = copy.deepcopy(results)
+    other["jaxbench"]["n_devices_available"] = n_devices
+    for bench in other["benchmarks"]:
+        info = bench["extra_info"]
+        if info["variant"] == "multi_device":
+            info["n_devices"] = n_devices
+        if info["variant"] == "jit_vmap":
+            bench["stats"]["median"] *= jit_vmap_factor
+    return other
+
+
+def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
+    """Two runs with the same benchmark names on different device sets: every row, speedup and
+    verdict stays with its run, where a pivot_table would have averaged them into one bar."""
+    first = tiny_run["results"]
+    second = _second_run(first, n_devices=4, jit_vmap_factor=4.0)
+    paths = [_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)]
+    report = build_report(paths, tmp_path / "out")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(summary) == 28 and summary.groupby("run").size().to_dict() == {"run 1": 14, "run 2": 14}
+    assert not summary.duplicated(["run", "workload", "mode", "variant", "size"]).any()
+    speedup = summary.query("variant == 'jit_vmap'").set_index(["run", "mode"])["speedup vs baseline"]
+    for mode in ("train", "infer"):
+        assert speedup[("run 2", mode)] == pytest.approx(speedup[("run 1", mode)] / 4)
+    devices = summary.query("variant == 'multi_device'").groupby("run")["devices"].unique()
+    assert devices.to_dict() == {"run 1": [8], "run 2": [4]}
+    expectations = pd.read_csv(tmp_path / "out" / "expectations.csv")
+    assert expectations.groupby("run").size().to_dict() == {"run 1": 14, "run 2": 14}
+    text = report.read_text()
+    assert "| run 1 " in text and "| run 2 " in text
+    for chart in ("speedup.png", "memory.png", "compile_vs_step.png", "scaling.png", "mfu.png"):
+        assert (tmp_path / "out" / chart).stat().st_size > 0
+
+
+def test_chart_series_name_the_run_where_runs_differ(tiny_run):
+    from reports.charts import _by_variant, _with_series
+
+    two = pd.concat([summary_table(tiny_run["results"], "run 1"), summary_table(tiny_run["results"], "run 2")])
+    series = _with_series(two, ["workload", "mode"])
+    assert set(series["series"]) == {"mlp train (run 1)", "mlp infer (run 1)", "mlp train (run 2)", "mlp infer (run 2)"}
+    assert set(_with_series(summary_table(tiny_run["results"]), ["workload", "mode"])["series"]) == {
+        "mlp train", "mlp infer"}
+    with pytest.raises(ValueError):  # a bar of two runs is refused, never averaged
+        _by_variant(two.assign(series="mlp train"), "MFU")
+
+
+def test_compare_keys_on_layout_and_device_count(tiny_run, tmp_path):
+    from reports.compare import comparison_table
+
+    first = tiny_run["results"]
+    second = _second_run(first, n_devices=4, jit_vmap_factor=1.0)
+    table = comparison_table([_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)])
+    assert len(table) == 12 and "multi_device" not in set(table["variant"])  # 8 devices against 4: not one
+    assert not table.duplicated(["workload", "mode", "variant", "size", "n_devices"]).any()
+    twice = copy.deepcopy(first)
+    twice["benchmarks"].append(copy.deepcopy(twice["benchmarks"][0]))
+    with pytest.raises(ResultsError, match="appears more than once"):
+        comparison_table([_write(tmp_path, "twice.json", twice), _write(tmp_path, "b2.json", second)])
+
+
+def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(tiny_run):
+    compiled = summary_table(tiny_run["results"]).dropna(subset=["memory/device (MiB)"])
+    assert len(compiled) == 10
+    total = compiled["held (MiB)"] + compiled["temporaries (MiB)"]
+    assert total.tolist() == pytest.approx(compiled["memory/device (MiB)"].tolist())
+
+
+def test_workflow_rows_stay_out_of_the_step_charts(workflow_run, tmp_path):
+    from reports import charts
+
+    summary = summary_table(workflow_run["results"])
+    assert set(summary["kind"]) == {"workflow"}
+    for chart in (charts.speedup_chart, charts.scaling_chart, charts.mfu_chart, charts.compile_vs_step_chart,
+                  charts.memory_chart):
+        assert chart(summary, tmp_path / "chart.png") is None, chart.__name__
+
+
+def _readme_table(heading_row: str) -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    lines = text[text.index(heading_row):].splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[:lines.index("")]]
+
+
+def test_the_readme_quotes_every_claim_the_verdicts_use():
+    from reports.expectations import CLAIMS
+
+    speedup = [[c.name, c.expected] for c in CLAIMS if c.table == "speedup"]
+    memory = [[c.name, c.expected, c.expected_time] for c in CLAIMS if c.table == "memory"]
+    assert _readme_table("| claim | expected |\n") == speedup
+    assert _readme_table("| claim | expected | expected step time |") == memory

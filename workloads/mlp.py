@@ -31,7 +31,7 @@ class MLPSize:
 
 SIZES = {
     "tiny": MLPSize(features=16, hidden=32, num_blocks=2, classes=10, batch_size=8),
-    # DESIGN.md's CPU reference: 784 -> 512 x 3 -> 10, batch 128.
+    # The CPU reference shape (see the README's workloads table): 784 -> 512 x 3 -> 10, batch 128.
     "small": MLPSize(features=784, hidden=512, num_blocks=2, classes=10, batch_size=128),
     "medium": MLPSize(features=784, hidden=2048, num_blocks=3, classes=10, batch_size=1024),
     # About 0.5 B parameters: keeps one GPU's matmul units busy.

@@ -42,7 +42,7 @@ class TransformerSize:
 SIZES = {
     "tiny": TransformerSize(vocab=64, d_model=32, num_layers=2, num_heads=2, seq_len=16, batch_size=8,
                             prompt_len=4, decode_tokens=6),
-    # DESIGN.md's CPU reference shape.
+    # The CPU reference shape: a 4-layer, d=256 LM over 256 tokens of an 8192-token vocabulary.
     "small": TransformerSize(vocab=8192, d_model=256, num_layers=4, num_heads=4, seq_len=256, batch_size=8,
                              prompt_len=32, decode_tokens=16),
     "medium": TransformerSize(vocab=32768, d_model=1024, num_layers=8, num_heads=16, seq_len=512,

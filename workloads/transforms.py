@@ -54,7 +54,7 @@ def pure_batch_loss(workload, graphdef):
     def loss(params, model_state, batch):
         # copy=True: fresh variables of this trace, which BatchNorm may update.
         model = nnx.merge(graphdef, params, model_state, copy=True)
-        return workload.batch_loss(model, *batch), nnx.state(model, nnx.BatchStat)
+        return workload.batch_loss(model, *batch), nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     return loss
 

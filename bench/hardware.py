@@ -1,0 +1,99 @@
+"""What the suite knows of the hardware without measuring it: the arithmetic a float32 matmul runs
+in on each platform, and the datasheet peaks of the accelerators our users run on most.
+
+Arithmetic names: `fp32` (true float32 products), `tf32` (inputs rounded to TensorFloat-32's 10-bit
+mantissa, NVIDIA tensor cores from Ampere on), `bf16` (inputs rounded to bfloat16's 7-bit
+mantissa, one MXU pass on TPU), `bf16_3x` / `bf16_6x` (TPU's multi-pass float32 emulations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import jax
+
+FULL_PRECISION = ("highest", "float32", "F32_F32_F32")
+"""`jax_default_matmul_precision` settings that ask for true float32 products."""
+MEDIUM_PRECISION = ("high", "tensorfloat32", "bfloat16_3x")
+"""Settings that ask for TPU's three-pass (or a GPU's TF32) products."""
+CHECK_PRECISION = "highest"
+"""The matmul precision the correctness checks run at where the default is not true float32."""
+TF32_MIN_COMPUTE_CAPABILITY = 8.0
+"""NVIDIA GPUs compute float32 matmuls in TF32 by default from Ampere (compute capability 8.0) on."""
+
+
+def float32_matmul_arithmetic(platform: str, compute_capability: str | None = None,
+                              precision: str | None = None) -> str:
+    """The arithmetic a float32 matmul runs in on `platform` (`cpu`, `gpu`/`cuda`/`rocm`, `tpu`)
+    at the `jax_default_matmul_precision` setting `precision` (None: JAX's default).
+
+    JAX's default leans to speed: TF32 on NVIDIA GPUs from Ampere on (`compute_capability`
+    "8.0" or more), one bfloat16 pass on TPUs; XLA:CPU always computes true float32 products
+    (it accepts the setting and ignores it: measured on JAX 0.10 and 0.12).
+    """
+    setting = None if precision in (None, "default", "fastest", "bfloat16") else precision
+    if platform == "cpu":
+        return "fp32"
+    if platform == "tpu":
+        return "bf16_6x" if setting in FULL_PRECISION else "bf16_3x" if setting in MEDIUM_PRECISION else "bf16"
+    if setting in FULL_PRECISION:
+        return "fp32"
+    if platform in ("gpu", "cuda") and compute_capability is not None:
+        return "tf32" if float(compute_capability) >= TF32_MIN_COMPUTE_CAPABILITY else "fp32"
+    return "tf32"  # an accelerator we cannot read: assume reduced products, never exact ones
+
+
+def device_float32_arithmetic(device=None) -> str:
+    """`float32_matmul_arithmetic` for `device` (default: the first) at this process's setting."""
+    device = device or jax.devices()[0]
+    return float32_matmul_arithmetic(device.platform, getattr(device, "compute_capability", None),
+                                     jax.config.jax_default_matmul_precision)
+
+
+def rounds_float32_matmuls(arithmetic: str) -> bool:
+    """Whether float32 matmuls in `arithmetic` keep fewer bits than true float32 (`tf32`, `bf16`,
+    `bf16_3x`): then a batched step and the eager per-example baseline differ by far more than
+    float32 reordering, and the checks run at `CHECK_PRECISION` instead (`check_precision`)."""
+    return arithmetic not in ("fp32", "bf16_6x")
+
+
+def check_precision(arithmetic: str):
+    """The context the correctness checks run in: `jax.default_matmul_precision(CHECK_PRECISION)`
+    where float32 matmuls are rounded by default (`arithmetic`), nothing where they are exact."""
+    if rounds_float32_matmuls(arithmetic):
+        return jax.default_matmul_precision(CHECK_PRECISION)
+    return contextlib.nullcontext()
+
+
+TFLOPS = 1e12
+DATASHEET_PEAKS = (
+    # (device_kind pattern, {arithmetic: dense FLOP/s per device as JAX sees it}), first match wins.
+    # NVIDIA datasheets (dense, i.e. without 2:4 sparsity); float32 at JAX's default runs as TF32.
+    (r"^NVIDIA H100 PCIe", {"bf16": 756 * TFLOPS, "tf32": 378 * TFLOPS, "fp32": 51.2 * TFLOPS}),
+    (r"^NVIDIA H100 NVL", {"bf16": 835.5 * TFLOPS, "tf32": 417.5 * TFLOPS, "fp32": 60 * TFLOPS}),
+    (r"^NVIDIA H100", {"bf16": 989.4 * TFLOPS, "tf32": 494.7 * TFLOPS, "fp32": 66.9 * TFLOPS}),  # SXM5 ("80GB HBM3")
+    (r"^NVIDIA H200 NVL", {"bf16": 835.5 * TFLOPS, "tf32": 417.5 * TFLOPS, "fp32": 60 * TFLOPS}),
+    (r"^NVIDIA H200", {"bf16": 989.4 * TFLOPS, "tf32": 494.7 * TFLOPS, "fp32": 66.9 * TFLOPS}),  # SXM
+    (r"^NVIDIA A100", {"bf16": 312 * TFLOPS, "tf32": 156 * TFLOPS, "fp32": 19.5 * TFLOPS}),  # SXM4 and PCIe alike
+    # Google Cloud TPU pages, bf16 per chip (one JAX device per chip from v4 on).
+    (r"^TPU v4$", {"bf16": 275 * TFLOPS}),
+    (r"^TPU v5( lite|e)$", {"bf16": 197 * TFLOPS}),
+    (r"^TPU v5p?$", {"bf16": 459 * TFLOPS}),
+    (r"^TPU v6( lite|e)$", {"bf16": 918 * TFLOPS}),
+)
+
+
+def datasheet_peak(device_kind: str, arithmetic: str) -> float | None:
+    """The datasheet's dense FLOP/s of one `device_kind` device in `arithmetic`, or None where we
+    do not know the device or its figure for that arithmetic (never a guess)."""
+    for pattern, peaks in DATASHEET_PEAKS:
+        if re.search(pattern, device_kind):
+            return peaks.get(arithmetic)
+    return None
+
+
+def compute_arithmetic(compute_dtype: str, float32_arithmetic: str) -> str:
+    """The matmul arithmetic of a step computing in `compute_dtype` (`float32` or `bfloat16`) on a
+    device whose float32 matmuls run in `float32_arithmetic`."""
+    return "bf16" if compute_dtype == "bfloat16" else float32_arithmetic

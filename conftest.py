@@ -85,8 +85,9 @@ def pytest_addoption(parser):
                          "made in a worker process of their own so that single-device steps run in a "
                          "one-device process; they share the host's cores")
     group.addoption("--long-step-rounds", type=_whole_number("rounds"), default=3, metavar="N",
-                    help="timed rounds of a step that takes a second or more, such as an eager baseline "
-                         "(default 3; the report gives their spread); faster steps fill --benchmark-max-time")
+                    help="timed rounds of a step that takes half a second or more, such as an eager baseline "
+                         "(default 3, fewer where they would fill more than 6 s, never under 2; the report "
+                         "gives their spread); faster steps fill --benchmark-max-time")
     add_worker_option(group)
 
 

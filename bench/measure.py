@@ -52,7 +52,7 @@ def seconds_of(call) -> float:
 LONG_STEP_S = 0.5
 """A step at least this long (an eager baseline takes seconds) is timed for at most
 `--long-step-rounds` rounds."""
-LONG_STEP_BUDGET_S = 10.0
+LONG_STEP_BUDGET_S = 6.0
 """Timed seconds a long step's rounds may fill before it gets fewer rounds, never under two."""
 
 

@@ -23,8 +23,9 @@ def test_timing_plan_fills_max_time_with_at_least_min_rounds():
 
 def test_timing_plan_gives_multi_second_steps_fewer_rounds():
     """An eager baseline of several seconds: the two steps already run are its warm-up."""
-    assert measure.timing_plan(3.0, max_time_s=1.0, min_rounds=5) == (0, 3)
-    assert measure.timing_plan(3.0, max_time_s=1.0, min_rounds=5, long_step_rounds=7) == (0, 4)  # 10 s budget
+    assert measure.timing_plan(1.5, max_time_s=1.0, min_rounds=5) == (0, 3)
+    assert measure.timing_plan(1.5, max_time_s=1.0, min_rounds=5, long_step_rounds=7) == (0, 4)  # 6 s budget
+    assert measure.timing_plan(3.0, max_time_s=1.0, min_rounds=5) == (0, 2)
     assert measure.timing_plan(12.0, max_time_s=1.0, min_rounds=5) == (0, 2)  # never fewer than two
     assert measure.timing_plan(0.4, max_time_s=1.0, min_rounds=5) == (0, 5)
 

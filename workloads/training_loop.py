@@ -65,7 +65,7 @@ SIZES = {
     "tiny": _loop_size(_MODELS["tiny"], steps=12, checkpoint_every=4, keep=2, eval_every=4, eval_batches=2),
     # A step of about 20 ms on a 2-core CPU: checkpoints every 10 steps are a visible share.
     "small": _loop_size(replace(_MODELS["small"], vocab=2048, d_model=128, num_layers=2, seq_len=64),
-                        steps=60, checkpoint_every=10, keep=2, eval_every=20, eval_batches=4),
+                        steps=40, checkpoint_every=10, keep=2, eval_every=20, eval_batches=4),
     "medium": _loop_size(_MODELS["small"], steps=100, checkpoint_every=20, keep=3, eval_every=50, eval_batches=4),
     "large": _loop_size(_MODELS["medium"], steps=200, checkpoint_every=50, keep=3, eval_every=100, eval_batches=8),
 }

@@ -39,9 +39,17 @@ def float32_matmul_arithmetic(platform: str, compute_capability: str | None = No
         return "bf16_6x" if setting in FULL_PRECISION else "bf16_3x" if setting in MEDIUM_PRECISION else "bf16"
     if setting in FULL_PRECISION:
         return "fp32"
-    if platform in ("gpu", "cuda") and compute_capability is not None:
-        return "tf32" if float(compute_capability) >= TF32_MIN_COMPUTE_CAPABILITY else "fp32"
-    return "tf32"  # an accelerator we cannot read: assume reduced products, never exact ones
+    capability = _number(compute_capability)
+    if platform in ("gpu", "cuda") and capability is not None:
+        return "tf32" if capability >= TF32_MIN_COMPUTE_CAPABILITY else "fp32"
+    return "tf32"  # an accelerator we cannot read (e.g. ROCm's "gfx90a"): assume rounded products
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def device_float32_arithmetic(device=None) -> str:

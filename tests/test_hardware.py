@@ -32,6 +32,7 @@ H100 = "NVIDIA H100 80GB HBM3"
     ("gpu", "7.0", None, "fp32"),  # Volta has no TF32
     ("gpu", "9.0", "highest", "fp32"),
     ("gpu", None, None, "tf32"),  # unreadable: assume rounded, never exact
+    ("gpu", "gfx90a", None, "tf32"),  # ROCm names its architectures
     ("tpu", None, None, "bf16"),
     ("tpu", None, "high", "bf16_3x"),
     ("tpu", None, "highest", "bf16_6x"),

@@ -54,6 +54,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from workloads.contract import IncorrectResult
+
 FLOAT32_RTOL = 1e-5
 """Floor of the float32 relative tolerance (correct variants measured at <= 1.4e-6, table above)."""
 BF16_RTOL = 1e-2
@@ -66,10 +68,6 @@ BF16_MAX_NORM_RATIO = 1.25
 """A bf16 gradient-carrying leaf's norm may differ from baseline's by at most this factor either way."""
 BF16_MAX_TOKEN_MISMATCH = 0.5
 """Largest fraction of bf16 tokens that may differ from baseline's."""
-
-
-class IncorrectResult(AssertionError):
-    """A variant's result disagrees with `baseline`'s, or is not finite; the message has the numbers."""
 
 
 def _rel_err(value, reference) -> float:

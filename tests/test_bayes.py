@@ -11,7 +11,7 @@ import pytest
 
 from workloads import bayes
 from workloads.variants import NotApplicable
-from workloads.workflow import IncorrectResult
+from workloads.contract import IncorrectResult
 
 TINY = bayes.SIZES["tiny"]
 

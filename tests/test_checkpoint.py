@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from workloads import checkpoint
-from workloads.workflow import IncorrectResult
+from workloads.contract import IncorrectResult
 
 
 @pytest.fixture(scope="module")

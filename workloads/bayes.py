@@ -36,8 +36,9 @@ from numpyro.infer import NUTS, Predictive
 from scipy import stats
 
 from workloads import WORKFLOW_VARIANTS, compat
+from workloads.contract import IncorrectResult
 from workloads.variants import NotApplicable, compile_ahead_of_time
-from workloads.workflow import IncorrectResult, RunTimings, Workflow
+from workloads.workflow import RunTimings, Workflow
 
 LATENT_SITES = ("mu", "tau", "z")
 """The sites NUTS samples."""

@@ -28,8 +28,9 @@ import orbax.checkpoint as ocp
 
 from workloads import WORKFLOW_VARIANTS, compat, transformer
 from workloads import transforms as T
+from workloads.contract import IncorrectResult
 from workloads.variants import NotApplicable, prepare as prepare_step
-from workloads.workflow import IncorrectResult, RunTimings, Workflow
+from workloads.workflow import RunTimings, Workflow
 
 SIZES = transformer.SIZES
 """The transformer's presets: the checkpoint holds its training state at that size."""

@@ -25,6 +25,12 @@ LAYOUTS = ("data", "model", "data_model")
 (`P('data', None)`), weights over `model` (`P(None, 'model')`), or both (`P('data', 'model')`)."""
 
 
+class IncorrectResult(AssertionError):
+    """A result is wrong: a step variant disagrees with `baseline`'s or is not finite, or a workflow
+    run fails its own checks; the message has the numbers. (One class for both, raised by
+    `bench.correctness` and by each workflow's `check`.)"""
+
+
 @dataclass(frozen=True)
 class Workload:
     """One model family with its data and steps.

@@ -39,7 +39,8 @@ from flax import nnx
 from workloads import WORKFLOW_VARIANTS, transformer
 from workloads import transforms as T
 from workloads.contract import SIZES as SIZE_NAMES
-from workloads.workflow import IncorrectResult, RunTimings, Workflow, cannot_write
+from workloads.contract import IncorrectResult
+from workloads.workflow import RunTimings, Workflow, cannot_write
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,6 @@ def cannot_write(option: str, folder: str | Path) -> str | None:
     return None
 
 
-class IncorrectResult(AssertionError):
-    """A run's result is wrong (disagrees with its reference, or fails its own checks); the message
-    has the numbers."""
-
-
 class WorkflowRun(Protocol):
     """One variant of a workflow, prepared (data made, functions compiled) and ready to run.
 

@@ -22,6 +22,8 @@ class Case:
 
     @property
     def id(self) -> str:
+        """`workload-mode-variant`, and `-layout` for a multi_device layout other than `data` (the
+        reports spell a layout's row the same way: `reports/results.py`)."""
         suffix = f"-{self.layout}" if self.layout != "data" else ""
         return f"{self.workload}-{self.mode}-{self.variant}{suffix}"
 

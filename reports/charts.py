@@ -19,12 +19,12 @@ MEMORY_TECHNIQUES = ["jit_vmap", "multi_device", "remat", "bf16", "accumulation"
 
 
 def _rank(variant: str) -> tuple[int, str]:
-    name = variant.split("[")[0]
+    name = variant.split("-")[0]
     return (VARIANT_ORDER.index(name) if name in VARIANT_ORDER else len(VARIANT_ORDER)), variant
 
 
 def _ordered(frame: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
-    """Rows in the variants' canonical order (a layout such as `multi_device[model]` after its variant,
+    """Rows in the variants' canonical order (a layout such as `multi_device-model` after its variant,
     a workflow's own variants such as `async` last)."""
     return frame.assign(_order=frame[column].map(_rank)).sort_values("_order")
 
@@ -96,7 +96,7 @@ def memory_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     stacked under its temporaries (activations and workspace), which are all a technique such as
     remat can shrink."""
     data = _steps(summary)
-    data = data[(data["mode"] == "train") & data["variant"].str.split("[").str[0].isin(MEMORY_TECHNIQUES)]
+    data = data[(data["mode"] == "train") & data["variant"].str.split("-").str[0].isin(MEMORY_TECHNIQUES)]
     data = data.dropna(subset=["held (MiB)", "temporaries (MiB)"])
     if data.empty:
         return None
@@ -109,12 +109,15 @@ def memory_chart(summary: pd.DataFrame, path: Path) -> Path | None:
         panel = _ordered(data[data["series"] == series]).set_index("variant")
         panel[["held (MiB)", "temporaries (MiB)"]].rename(
             columns={"held (MiB)": "held: parameters, optimizer state, batch", "temporaries (MiB)": "temporaries"}
-        ).plot.bar(ax=ax, stacked=True, rot=25, legend=ax is axes.flat[0], width=0.7)
+        ).plot.bar(ax=ax, stacked=True, rot=30, legend=False, width=0.7)
+        for label in ax.get_xticklabels():
+            label.set(horizontalalignment="right", fontsize=8)
         ax.set(title=series, xlabel="", ylabel="MiB per device")
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("Per-device memory of the compiled train step (lower is better)")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", fontsize=8)
+    fig.suptitle("Per-device memory of the compiled train step (lower is better)", x=0.02, ha="left")
     return _save(fig, path)
 
 

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from reports.results import ResultsError, benchmarks_frame, load_results, run_label  # noqa: E402
 
 BENCHMARK = ["workload", "mode", "variant", "size", "n_devices"]
-"""What names one benchmark across runs: the variant carries its layout (`multi_device[model]`),
+"""What names one benchmark across runs: the variant carries its layout (`multi_device-model`),
 and `n_devices` the device set it ran on, so that 2 and 8 devices are never compared as one."""
 
 

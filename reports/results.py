@@ -65,8 +65,9 @@ def benchmarks_frame(data: dict, run: str = "run 1") -> pd.DataFrame:
         stats = bench["stats"]
         row = {"kind": "step", **bench.get("extra_info", {})}
         if row.get("layout") not in (None, "data"):
-            # Each multi_device layout is its own row; `multi_device` alone is the data layout.
-            row["variant"] = f"{row['variant']}[{row['layout']}]"
+            # Each multi_device layout is its own row, spelled as in its case id (bench/cases.py,
+            # `Case.id`): `multi_device-model`; `multi_device` alone is the data layout.
+            row["variant"] = f"{row['variant']}-{row['layout']}"
         row.update(
             name=bench["name"],
             median_s=stats["median"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import measure, workers
+from bench import interrupt, measure, workers
 from bench.cases import CASE_PARAMETERS, case_of, is_placeholder, selected_cases, selected_workflow_cases
 from bench.references import References
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
@@ -114,7 +114,9 @@ def _must_be_writable(option: str, folder: str | None) -> None:
 
 
 def pytest_sessionstart(session):
-    """Fail fast, before measuring anything, when --report-dir or --checkpoint-dir cannot be written."""
+    """Fail fast, before measuring anything, when --report-dir or --checkpoint-dir cannot be
+    written; make Ctrl-C stop the run wherever it lands (`bench.interrupt`)."""
+    interrupt.install(session)
     if not session.config.getoption("collectonly"):
         _must_be_writable("--report-dir", session.config.getoption("report_dir"))
         _must_be_writable("--checkpoint-dir", session.config.getoption("checkpoint_dir"))
@@ -194,10 +196,21 @@ def pytest_runtest_teardown(item, nextitem):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write the final results and the report, also after a failure or a Ctrl-C.
+    """Write the final results and the report, also after a failure or a Ctrl-C (a Ctrl-C while
+    they are written is held until they are whole, then ends the run as interrupted).
 
     With --strict-expectations, an expectation row that is `below` fails the run.
     """
+    interrupt.finishing(session)
+    try:
+        _write_results_and_report(session)
+    finally:
+        interrupt.uninstall(session)
+    if interrupt.requested() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def _write_results_and_report(session) -> None:
     config = session.config
     if config.getoption("collectonly") or workers.worker_folder(config):
         return

@@ -5,7 +5,7 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from bench import measure
+from bench import interrupt, measure
 from bench.metadata import step_extra_info
 from workloads import get_workload
 from workloads.variants import prepare
@@ -30,7 +30,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
 
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-            benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
+            benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
+                               iterations=1)
         finally:
             step.free()  # nothing of this benchmark stays on the device for the next one
 

@@ -8,7 +8,7 @@ state equal to the saved one, ...). See `workloads/workflow.py`.
 
 from __future__ import annotations
 
-from bench import measure
+from bench import interrupt, measure
 from bench.metadata import workflow_extra_info
 from workloads import get_workload
 
@@ -28,10 +28,11 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
 
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(run, first_s))
             for _ in range(warmup):
+                interrupt.stop_if_requested()
                 run()
             run.clear_timings()  # the run's own figures cover exactly the timed runs
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-            benchmark.pedantic(run, rounds=rounds, iterations=1)
+            benchmark.pedantic(run, setup=interrupt.stop_if_requested, rounds=rounds, iterations=1)
             info = workflow_extra_info(case_id=case.id, workload=case.workload, mode=case.mode,
                                        variant=case.variant, size=case.size, run=run,
                                        throughput=workflow.throughput, environment=environment,

@@ -1,0 +1,73 @@
+"""Ctrl-C stops a run even where Python swallows the KeyboardInterrupt (bench/interrupt.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import weakref
+from types import SimpleNamespace
+
+import pytest
+
+from bench import interrupt
+
+
+def fake_session():
+    return SimpleNamespace(config=SimpleNamespace(stash=pytest.Stash()), shouldstop=False)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_by_a_weakref_callback_still_stops_the_run():
+    """The way CI lost a Ctrl-C: the signal lands while a freed object's weakref callback runs,
+    Python ignores the KeyboardInterrupt raised there, and the run went on to the end."""
+    before = signal.getsignal(signal.SIGINT)
+    session = fake_session()
+    interrupt.install(session)
+    try:
+        interrupt.stop_if_requested()  # nothing requested yet: no raise
+
+        class Freed:
+            pass
+
+        thing = Freed()
+        ref = weakref.ref(thing, lambda _: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.05)))
+        del thing  # the callback runs, the handler raises inside it, and Python swallows that
+        assert ref() is None
+        assert session.shouldstop == "interrupted (Ctrl-C)"  # pytest stops after this benchmark
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.stop_if_requested()  # and the next timed round raises it where it counts
+    finally:
+        interrupt.uninstall(session)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_plain_ctrl_c_raises_at_once():
+    session = fake_session()
+    interrupt.install(session)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        interrupt.uninstall(session)
+    assert session.shouldstop
+
+
+def test_a_new_session_starts_without_a_request():
+    session = fake_session()
+    interrupt.install(session)
+    interrupt.uninstall(session)
+    interrupt.stop_if_requested()  # a request of an earlier session does not carry over
+
+
+def test_a_ctrl_c_while_the_report_is_written_waits_for_it():
+    session = fake_session()
+    interrupt.install(session)
+    interrupt.finishing(session)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # no KeyboardInterrupt: the report is written whole
+        assert interrupt.requested()
+    finally:
+        interrupt.uninstall(session)

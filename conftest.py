@@ -58,7 +58,7 @@ def pytest_addoption(parser):
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.variants import VARIANTS
 
-    variants = tuple(dict.fromkeys(VARIANTS + sum(WORKFLOW_VARIANTS.values(), ())))
+    variants = tuple(dict.fromkeys((*VARIANTS, *sum(WORKFLOW_VARIANTS.values(), ()))))
 
     group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
     group.addoption("--workloads", type=_names("workload", tuple(REGISTRY)), default=tuple(REGISTRY),

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workloads import WORKFLOW_VARIANTS, get_workload
-from workloads.variants import variants_for
-
-MULTI_DEVICE_VARIANT = "multi_device"
+from workloads.variants import VARIANTS, variants_for
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,14 @@ class Case:
 
     @property
     def compute_dtype(self) -> str:
-        """The dtype the step computes in: `bfloat16` for the bf16 variant, else `float32`."""
-        return "bfloat16" if self.variant == "bf16" else "float32"
+        """The dtype the step computes in (its variant's record; a workflow's: `float32`)."""
+        return VARIANTS[self.variant].compute_dtype if self.variant in VARIANTS else "float32"
 
     @property
     def wants_several_devices(self) -> bool:
-        """Whether the case runs over several devices (and so, on a CPU, over virtual devices)."""
-        return self.variant == MULTI_DEVICE_VARIANT
+        """Whether the case runs over several devices (and so, on a CPU, over virtual devices): a
+        variant on a mesh (a workflow's `multi_device` means the same)."""
+        return self.variant in VARIANTS and VARIANTS[self.variant].on_mesh
 
 
 def selected_cases(config) -> list[Case]:
@@ -56,7 +55,7 @@ def selected_cases(config) -> list[Case]:
             for variant in variants_for(mode):
                 if variant not in config.getoption("variants"):
                     continue
-                layouts = workload.layouts if variant == MULTI_DEVICE_VARIANT else ("data",)
+                layouts = workload.layouts if VARIANTS[variant].on_mesh else ("data",)
                 cases += [Case(name, mode, variant, config.getoption("size"), layout) for layout in layouts]
     return cases
 
@@ -64,7 +63,7 @@ def selected_cases(config) -> list[Case]:
 def selected_workflow_cases(config) -> list[Case]:
     """The workflow cases the command line selects (`--modes` does not apply: a workflow has one)."""
     size = config.getoption("size")
-    return [Case(name, get_workload(name).mode, variant, size)
+    return [Case(name, get_workload(name).mode_label, variant, size)
             for name in config.getoption("workloads") if name in WORKFLOW_VARIANTS
             for variant in WORKFLOW_VARIANTS[name] if variant in config.getoption("variants")]
 

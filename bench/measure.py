@@ -15,7 +15,7 @@ import pytest
 
 from bench import hardware
 from workloads.compat import is_out_of_memory
-from workloads.variants import NotApplicable
+from workloads.contract import NotApplicable
 
 MAX_ROUNDS = 10_000
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bench import hardware
-from workloads.variants import PreparedStep, footprint_bytes
+from workloads.steps import PreparedStep, footprint_bytes
+from workloads.variants import VARIANTS
 
 
 ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_devices_in_process", "host_cores",
@@ -59,7 +60,7 @@ def step_extra_info(
         "variant": variant,
         "size": size,
         "batch_size": batch_size,
-        "layout": layout if variant == "multi_device" else None,
+        "layout": layout if variant in VARIANTS and VARIANTS[variant].on_mesh else None,
         "n_devices": prepared.n_devices,
         **_environment_keys(environment),
         "compile_s": prepared.compile_s,

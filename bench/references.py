@@ -1,7 +1,7 @@
 """The results every variant is checked against, computed once per run and kept on the host.
 
 A step's reference is `baseline`'s first step (or, for a model that couples the examples of a
-batch, the same batch step run eagerly: `workloads.variants.prepare_reference`), with its
+batch, the same batch step run eagerly: `workloads.steps.build_reference_step`), with its
 reordering spread (`bench.correctness.reordering_spread`) for training. A workflow's reference is
 its reference variant's run. Both are host (NumPy) copies: nothing stays on the device between
 benchmarks, and a worker process can be handed them in a file.
@@ -22,7 +22,8 @@ from bench import hardware
 from bench.cases import Case
 from bench.correctness import check_against_baseline, reordering_spread
 from workloads import get_workload
-from workloads.variants import REFERENCE_VARIANT, PreparedStep, prepare, prepare_reference
+from workloads.steps import PreparedStep, build_reference_step, build_step
+from workloads.variants import REFERENCE
 
 
 @dataclass(frozen=True)
@@ -85,22 +86,22 @@ class References:
     def _workflow_key(case: Case) -> tuple:
         return case.workload, case.size
 
-    def step(self, case: Case, own: tuple[PreparedStep, Any] | None = None) -> StepReference:
-        """The reference for `case`'s workload, mode and size. `own`: the reference variant's own
-        prepared step after its first call, and the state it started from; that first step is
-        then the reference (no step of seconds run twice)."""
+    def step(self, case: Case, reference_step: tuple[PreparedStep, Any] | None = None) -> StepReference:
+        """The reference for `case`'s workload, mode and size. `reference_step`: when `case` is the
+        reference variant itself, its prepared step after its first call and the state it started
+        from; that first step is then the reference (no step of seconds run twice)."""
         key = self._step_key(case)
         with hardware.check_precision(self.float32_arithmetic):
             if key not in self.steps:
-                self.steps[key] = self._computed_step(case, own)
+                self.steps[key] = self._computed_step(case, reference_step)
         return self.steps[key]
 
-    def _computed_step(self, case: Case, own: tuple[PreparedStep, Any] | None) -> StepReference:
-        if own is None:
-            step = prepare_reference(get_workload(case.workload), case.size, case.mode)
-            own = step, step.state
+    def _computed_step(self, case: Case, reference_step: tuple[PreparedStep, Any] | None) -> StepReference:
+        if reference_step is None:
+            step = build_reference_step(get_workload(case.workload), case.size, case.mode)
+            reference_step = step, step.state
             step()
-        step, initial_state = own
+        step, initial_state = reference_step
         result = to_host(step.result())
         return StepReference(result, _spread(case, step, initial_state, result))
 
@@ -111,15 +112,15 @@ class References:
         Where float32 matmuls round by default, the check is made on the same variant prepared
         and run again at full float32 precision (the timed step keeps the platform's default), so
         that the check's float32 tolerance means the same on a GPU or a TPU as on a CPU."""
-        is_reference = case.variant == REFERENCE_VARIANT and not get_workload(case.workload).couples_examples
+        is_reference = case.variant == REFERENCE.name and not get_workload(case.workload).couples_examples
         subject = step
         with hardware.check_precision(self.float32_arithmetic):
             if hardware.rounds_float32_matmuls(self.float32_arithmetic):
-                subject = prepare(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+                subject = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
                 initial_state = subject.state
                 subject()
             try:
-                reference = self.step(case, own=(subject, initial_state) if is_reference else None)
+                reference = self.step(case, reference_step=(subject, initial_state) if is_reference else None)
                 return check_against_baseline(subject.result(), reference.result, case.compute_dtype,
                                               spread=reference.spread)
             finally:
@@ -134,27 +135,27 @@ class References:
         workflow = get_workload(case.workload)
         with hardware.check_precision(self.float32_arithmetic):
             if hardware.rounds_float32_matmuls(self.float32_arithmetic):
-                with workflow.prepare(case.size, case.variant, Path(workdir) / "full-precision-check") as run:
+                with workflow.start_run(case.size, case.variant, Path(workdir) / "full-precision-check") as run:
                     run()
                     result = to_host(run.result())
-            own = result if case.variant == workflow.reference_variant else None
-            return workflow.check(result, self.workflow(case, own))
+            reference_result = result if case.variant == workflow.reference_variant else None
+            return workflow.check(result, self.workflow(case, reference_result))
 
-    def workflow(self, case: Case, own_result: dict | None = None) -> dict:
-        """The result of `case`'s workflow's reference variant at the same size. `own_result`: that
-        variant's own result, when `case` is the reference variant."""
+    def workflow(self, case: Case, reference_result: dict | None = None) -> dict:
+        """The result of `case`'s workflow's reference variant at the same size. `reference_result`:
+        that variant's own result, when `case` is the reference variant."""
         key = self._workflow_key(case)
         with hardware.check_precision(self.float32_arithmetic):
-            return self._workflow(case, key, own_result)
+            return self._workflow(case, key, reference_result)
 
-    def _workflow(self, case: Case, key: tuple, own_result: dict | None) -> dict:
-        if key not in self.workflows and own_result is not None:
-            self.workflows[key] = to_host(own_result)
+    def _workflow(self, case: Case, key: tuple, reference_result: dict | None) -> dict:
+        if key not in self.workflows and reference_result is not None:
+            self.workflows[key] = to_host(reference_result)
         if key not in self.workflows:
             workflow = get_workload(case.workload)
             workdir = Path(tempfile.mkdtemp(prefix=f"jaxbench-{case.workload}-reference-", dir=self.checkpoint_dir))
             try:
-                with workflow.prepare(case.size, workflow.reference_variant, workdir) as run:
+                with workflow.start_run(case.size, workflow.reference_variant, workdir) as run:
                     run()
                     self.workflows[key] = to_host(run.result())
             finally:

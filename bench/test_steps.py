@@ -8,7 +8,7 @@ from __future__ import annotations
 from bench import interrupt, measure
 from bench.metadata import step_extra_info
 from workloads import get_workload
-from workloads.variants import prepare
+from workloads.steps import build_step
 
 
 def test_step(case, benchmark, references, elsewhere, matmul_rates, environment, request):
@@ -18,7 +18,7 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
     size = workload.size(case.size)
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
-            step = prepare(workload, case.size, case.mode, case.variant, layout=case.layout)
+            step = build_step(workload, case.size, case.mode, case.variant, layout=case.layout)
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)

@@ -19,7 +19,7 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
         return
     workflow = get_workload(case.workload)
     with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
-        with workflow.prepare(case.size, case.variant, workdir) as run:
+        with workflow.start_run(case.size, case.variant, workdir) as run:
             # Correct before fast (with --benchmark-disable, pytest-benchmark runs it once, untimed).
             first_s = measure.seconds_of(run) if benchmark.enabled else benchmark.pedantic(run)
             checks = references.check_workflow(case, run.result(), workdir)

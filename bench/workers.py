@@ -9,7 +9,8 @@ with one device, and the benchmarks that want several run in a worker started wi
 (a device-count sweep, a benchmark per process, base against head).
 
 How: a worker is `python -m pytest bench --jaxbench-worker DIR ...`. It reads `DIR/input.pkl`
-(the case ids to run, their reference results, the run's matmul rates), runs exactly those cases
+(the case ids to run, their reference results, the run's matmul rates, and the initial state of
+each model they build, which spares the worker initialising it again), runs exactly those cases
 the way every benchmark runs (checked against its reference, then timed), and after each one
 rewrites `DIR/outcomes.json`: per case its outcome (`passed`, `failed`, `skipped`), the message,
 the raw timed rounds, the group and the `extra_info`. The parent replays each outcome into its
@@ -34,11 +35,15 @@ import pytest
 from bench.cases import Case
 from bench.references import References
 from bench.results import write_atomically
+from workloads import get_workload
+from workloads.steps import initial_state, take_initial_states
 
 WORKER_OPTION = "--jaxbench-worker"
 INPUT_FILE = "input.pkl"
 REFERENCES_FILE = "references.pkl"
 OUTCOMES_FILE = "outcomes.json"
+HAND_OVER_MAX_BYTES = 512 * 2**20
+"""A model's initial state is handed to a worker up to this size (larger: the worker builds it)."""
 WORKER_TIMEOUT_S = 3 * 3600
 """How long one worker may run before it is stopped and its unfinished cases fail."""
 FORWARDED_OPTIONS = {
@@ -131,7 +136,8 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
         folder = Path(folder)
         references.save(folder / REFERENCES_FILE, cases)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
-                                                        "matmul_rates": matmul_rates}))
+                                                        "matmul_rates": matmul_rates,
+                                                        "initial_states": _initial_states(cases)}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
         try:
@@ -142,6 +148,23 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
         outcomes = read_outcomes(folder)
     unfinished = f"not measured: {ended}"
     return {case.id: outcomes.get(case.id) or Outcome(case.id, "failed", unfinished) for case in cases}
+
+
+def _initial_states(cases: list[Case]) -> dict[tuple, dict]:
+    """The initial model state of each step workload and size among `cases`, for the worker
+    (`workloads.steps.take_initial_states`): this process has initialised these models already,
+    so it builds them again in a fraction of the time the worker would take the first time."""
+    keys = sorted({(case.workload, case.size) for case in cases if not case.is_workflow})
+    states = {(name, size, 0): initial_state(get_workload(name), size, max_bytes=HAND_OVER_MAX_BYTES)
+              for name, size in keys}
+    return {key: state for key, state in states.items() if state is not None}
+
+
+def start(config) -> None:
+    """In a worker: build the models from the states the parent handed over."""
+    folder = worker_folder(config)
+    if folder:
+        take_initial_states(read_input(folder).get("initial_states", {}))
 
 
 def read_outcomes(folder: Path) -> dict[str, Outcome]:

@@ -10,12 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-VARIANT_ORDER = ["baseline", "jit", "vmap", "jit_vmap", "multi_device", "remat", "bf16", "accumulation"]
+from workloads.variants import PRODUCTION, VARIANTS  # noqa: E402
+
+VARIANT_ORDER = list(VARIANTS)
+"""The step variants in the registry's order; a workflow's own variants come after."""
 
 
 RUN_KEYS = ["run", "size", "device set"]
 """What tells one run's rows from another's: a chart names those of them that vary in its data."""
-MEMORY_TECHNIQUES = ["jit_vmap", "multi_device", "remat", "bf16", "accumulation"]
+MEMORY_TECHNIQUES = [name for name, variant in VARIANTS.items() if variant.compiled and variant.batching == "vectorised"]
+"""The variants whose one compiled step has a memory analysis to compare (not `jit`'s two pieces)."""
 
 
 def _rank(variant: str) -> tuple[int, str]:
@@ -139,7 +143,8 @@ def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
 def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     """Does a step's throughput grow with devices? `jit_vmap` (1 device) against `multi_device` (N)."""
     data = _steps(summary)
-    data = data[data["variant"].isin(["jit_vmap", "multi_device"])].dropna(subset=["items/s"])
+    on_mesh = [name for name, variant in VARIANTS.items() if variant.on_mesh]
+    data = data[data["variant"].isin([PRODUCTION.name, *on_mesh])].dropna(subset=["items/s"])
     if data["devices"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))

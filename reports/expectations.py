@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.results import SUITE, benchmarks_frame, is_workflow
+from workloads.variants import PRODUCTION, REFERENCE, VARIANTS
 
 GROUP = ["run", "workload", "mode", "size", "device_set"]
 ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)
@@ -64,14 +65,14 @@ def _mib(nbytes: float) -> str:
 
 def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
     variant = rows[claim.variant]
-    if claim.variant == "multi_device":
+    if VARIANTS[claim.variant].on_mesh:
         if variant["devices_share_host_cores"]:
             return (f"{n} virtual CPU devices share {variant['host_cores']} cores: sharding adds "
                     "partitioning and copies but no compute")
         return (f"{n} devices, {variant['batch_size'] // n} examples each: per-device work too small "
                 "or communication-bound" if outcome == "below" else
                 "super-linear: each device's share of the batch fits its caches better")
-    per_example_ms = rows["baseline"]["median_s"] / rows["baseline"]["batch_size"] * 1e3
+    per_example_ms = rows[REFERENCE.name]["median_s"] / rows[REFERENCE.name]["batch_size"] * 1e3
     if outcome == "above":
         return (f"eager dispatch dominates this small step: baseline spends {per_example_ms:.3g} ms "
                 f"per example, {claim.variant} {variant['median_s'] * 1e3:.3g} ms per batch")
@@ -80,7 +81,7 @@ def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
 
 
 def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
-    variant, reference = rows[claim.variant], rows["jit_vmap"]
+    variant, reference = rows[claim.variant], rows[PRODUCTION.name]
     breakdown = reference["mem_breakdown"]
     held = breakdown["argument"] + breakdown["output"] - breakdown["alias"]
     share = held / reference["mem_bytes"]
@@ -88,7 +89,7 @@ def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
         return (f"bf16 keeps float32 master parameters and optimizer state ({share:.0%} of jit_vmap's "
                 f"{_mib(reference['mem_bytes'])} per device, with the batch), and its temporaries are "
                 f"{_mib(variant['mem_breakdown']['temp'])} against jit_vmap's {_mib(breakdown['temp'])}")
-    if claim.variant == "multi_device":
+    if VARIANTS[claim.variant].on_mesh:
         return (f"data parallel: parameters and optimizer state ({share:.0%} of {_mib(reference['mem_bytes'])}) "
                 f"are replicated on each of the {n} devices; only the batch is split")
     if outcome == "below":
@@ -102,7 +103,8 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
     row = dict(zip(GROUP, key), table=claim.table, claim=claim.name, variant=claim.variant,
                expected=claim.expected, lo=claim.lo, hi=claim.hi, measured=None, verdict="n/a", reason="",
                expected_time=claim.expected_time, time_ratio=None, time_verdict="")
-    reference = "baseline" if claim.table == "speedup" and claim.variant != "multi_device" else "jit_vmap"
+    on_mesh = VARIANTS[claim.variant].on_mesh
+    reference = REFERENCE.name if claim.table == "speedup" and not on_mesh else PRODUCTION.name
     missing = [v for v in dict.fromkeys((reference, claim.variant)) if v not in rows]
     if missing:
         variant = missing[0]
@@ -113,7 +115,7 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
     variant, base = rows[claim.variant], rows[reference]
     n = int(variant["n_devices"])
     lo, hi = claim.lo, claim.hi
-    if claim.variant == "multi_device":
+    if on_mesh:
         if n < 2:
             row["reason"] = "n/a: one device"
             return row

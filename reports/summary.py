@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.results import benchmarks_frame
+from workloads.variants import REFERENCE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""
@@ -31,7 +32,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     the device's datasheet peak where it is known. `run` labels the rows of one results file.
     """
     frame = benchmarks_frame(data, run)
-    baseline = frame[frame["variant"] == "baseline"].set_index(KEYS)["median_s"].rename("baseline_median_s")
+    baseline = frame[frame["variant"] == REFERENCE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
     frame = frame.join(baseline, on=KEYS)
     column = frame.get
     return pd.DataFrame(

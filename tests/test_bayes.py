@@ -9,9 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from workloads import bayes
-from workloads.variants import NotApplicable
-from workloads.contract import IncorrectResult
+from workloads import WORKFLOW_VARIANTS, bayes
+from workloads.contract import IncorrectResult, NotApplicable
 
 TINY = bayes.SIZES["tiny"]
 
@@ -19,7 +18,7 @@ TINY = bayes.SIZES["tiny"]
 @pytest.fixture(scope="module")
 def converged():
     """A tiny vectorised run: its result, and the run."""
-    with bayes.prepare("tiny", "jit_vmap") as run:
+    with bayes.start_run("tiny", "jit_vmap") as run:
         run()
         return run.result(), run
 
@@ -40,8 +39,8 @@ def test_predictive_variants_compute_the_same_probabilities():
     draws = {k: jnp.stack([data.truth[k] * (1 + 0.1 * i) for i in range(TINY.predictive_draws)])
              for k in bayes.LATENT_SITES}
     outputs = {}
-    for variant in bayes.WORKFLOW_VARIANTS["bayes"]:
-        predict, _ = bayes._predictive(model, variant, draws, data.x_test, data.group_test, jax.devices())
+    for variant in WORKFLOW_VARIANTS["bayes"]:
+        predict, _ = bayes.predictive(model, variant, draws, data.x_test, data.group_test, jax.devices())
         outputs[variant] = np.asarray(predict(draws))
     for variant, probabilities in outputs.items():
         np.testing.assert_allclose(probabilities, outputs["baseline"], rtol=1e-5, err_msg=variant)
@@ -85,4 +84,4 @@ def test_check_fails_a_posterior_unlike_the_reference(converged):
 
 def test_multi_device_needs_chains_that_split_over_devices():
     with pytest.raises(NotApplicable, match="2 chains do not split over 1 device"):
-        bayes.prepare("tiny", "multi_device", devices=jax.devices()[:1])
+        bayes.start_run("tiny", "multi_device", devices=jax.devices()[:1])

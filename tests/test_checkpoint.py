@@ -16,7 +16,7 @@ def saved_and_restored(tmp_path_factory):
     out = {}
     for variant in ("sync", "multi_device"):
         workdir = tmp_path_factory.mktemp(variant)
-        with checkpoint.prepare("tiny", variant, workdir) as run:
+        with checkpoint.start_run("tiny", variant, workdir) as run:
             run()
             out[variant] = run.result(), run.metrics()
         assert list(workdir.iterdir()) == []  # the run removed its checkpoints

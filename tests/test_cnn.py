@@ -11,7 +11,9 @@ from bench.correctness import relative_errors
 from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import get_workload
 from workloads.cnn import conv_flops_per_example
-from workloads.variants import NotApplicable, prepare, prepare_reference, variants_for
+from workloads.contract import NotApplicable
+from workloads.steps import build_reference_step, build_step
+from workloads.variants import variants_for
 
 CNN = get_workload("cnn")
 
@@ -20,7 +22,7 @@ CNN = get_workload("cnn")
 def baseline_results():
     results = {}
     for mode in CNN.modes:
-        step = prepare(CNN, "tiny", mode, "baseline")
+        step = build_step(CNN, "tiny", mode, "baseline")
         step()
         results[mode] = step.result()
     return results
@@ -28,7 +30,7 @@ def baseline_results():
 
 @pytest.mark.parametrize("mode,variant", [(m, v) for m in CNN.modes for v in variants_for(m) if v != "baseline"])
 def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    assert_step_agrees(prepare(CNN, "tiny", mode, variant), baseline_results[mode], variant)
+    assert_step_agrees(build_step(CNN, "tiny", mode, variant), baseline_results[mode], variant)
 
 
 def test_each_image_is_normalised_on_its_own():
@@ -58,12 +60,12 @@ BATCHNORM = get_workload("cnn_batchnorm")
 
 @pytest.mark.parametrize("mode", BATCHNORM.modes)
 def test_batchnorm_variants_agree_with_the_eager_step(mode):
-    reference = prepare_reference(BATCHNORM, "tiny", mode)
+    reference = build_reference_step(BATCHNORM, "tiny", mode)
     reference()
     for variant in ("jit_vmap", "multi_device", "remat", "bf16"):
         if variant not in variants_for(mode):
             continue
-        errors = assert_step_agrees(prepare(BATCHNORM, "tiny", mode, variant), reference.result(), variant)
+        errors = assert_step_agrees(build_step(BATCHNORM, "tiny", mode, variant), reference.result(), variant)
         if mode == "train":
             assert any(name.startswith("model_state") for name in errors)  # the statistics are checked
 
@@ -75,11 +77,11 @@ def test_batchnorm_variants_agree_with_the_eager_step(mode):
 ])
 def test_batchnorm_has_no_per_example_or_micro_batch_variants(variant, reason):
     with pytest.raises(NotApplicable, match=reason):
-        prepare(BATCHNORM, "tiny", "train", variant)
+        build_step(BATCHNORM, "tiny", "train", variant)
 
 
 def test_batchnorm_statistics_are_carried_and_updated_in_every_block():
-    step = prepare(BATCHNORM, "tiny", "train", "remat")  # scanned blocks: updates come out of the scan
+    step = build_step(BATCHNORM, "tiny", "train", "remat")  # scanned blocks: updates come out of the scan
     before = jax.tree_util.tree_leaves_with_path(jax.tree.map(np.asarray, step.state[2]))
     step()
     after = jax.tree.leaves(step.state[2])
@@ -90,9 +92,9 @@ def test_batchnorm_statistics_are_carried_and_updated_in_every_block():
 
 def test_batchnorm_inference_uses_running_averages():
     """In infer mode an image's logits do not depend on the rest of the batch."""
-    step = prepare(BATCHNORM, "tiny", "infer", "jit_vmap")
+    step = build_step(BATCHNORM, "tiny", "infer", "jit_vmap")
     logits = step()
-    alone = prepare_reference(BATCHNORM, "tiny", "infer")
+    alone = build_reference_step(BATCHNORM, "tiny", "infer")
     alone.batch = step.batch[:1]
     alone()
     np.testing.assert_allclose(alone.output[0], logits[0], rtol=1e-5, atol=1e-6)
@@ -123,9 +125,9 @@ def test_sharded_batchnorm_computes_the_same_function_in_float64():
     float64 the two agree to the last digits, which shows they are the same function."""
     with jax.enable_x64(True):
         workload = _in_float64(BATCHNORM)
-        reference = prepare_reference(workload, "tiny", "train")
+        reference = build_reference_step(workload, "tiny", "train")
         reference()
-        sharded = prepare(workload, "tiny", "train", "multi_device")
+        sharded = build_step(workload, "tiny", "train", "multi_device")
         sharded()
         errors = relative_errors(sharded.result(), reference.result())
     assert max(v for k, v in errors.items() if k != "loss") < 1e-12

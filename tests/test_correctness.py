@@ -19,33 +19,33 @@ from bench.correctness import (
 from tests.conftest import FAST_TIMING, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, first_kernel_path, flip_sign_under_jit, scale_gradient_of
 from workloads import get_workload
-from workloads import transforms as T
-from workloads.variants import prepare, prepare_reference
+from workloads import transforms
+from workloads.steps import build_reference_step, build_step
 
 MLP = get_workload("mlp")
 
 
 @pytest.fixture(scope="module")
 def mlp_train_reference() -> dict:
-    step = prepare(MLP, "tiny", "train", "baseline")
+    step = build_step(MLP, "tiny", "train", "baseline")
     step()
     return step.result()
 
 
 @pytest.fixture(scope="module")
 def decode_reference() -> dict:
-    step = prepare(get_workload("transformer"), "tiny", "decode", "jit_vmap")
+    step = build_step(get_workload("transformer"), "tiny", "decode", "jit_vmap")
     step()
     return jax.device_get(step.result())
 
 
 def _with_planted_mixed_precision(monkeypatch, name: str, factor: float) -> None:
-    original = T.mixed_precision
-    monkeypatch.setattr(T, "mixed_precision", lambda fn, *args: original(scale_gradient_of(fn, name, factor), *args))
+    original = transforms.mixed_precision
+    monkeypatch.setattr(transforms, "mixed_precision", lambda fn, *args: original(scale_gradient_of(fn, name, factor), *args))
 
 
 def test_correct_bf16_training_passes(mlp_train_reference):
-    step = prepare(MLP, "tiny", "train", "bf16")
+    step = build_step(MLP, "tiny", "train", "bf16")
     step()
     check_against_baseline(step.result(), mlp_train_reference, "bfloat16")
     figures = gradient_agreement(step.result()["opt_state"], mlp_train_reference["opt_state"])
@@ -59,7 +59,7 @@ def test_bf16_gradient_wrong_in_one_layer_fails(monkeypatch, mlp_train_reference
     """The parameters alone cannot see it: Adam's first step moves each by about the learning rate
     whatever the gradient's scale."""
     _with_planted_mixed_precision(monkeypatch, layer, factor)
-    step = prepare(MLP, "tiny", "train", "bf16")
+    step = build_step(MLP, "tiny", "train", "bf16")
     step()
     with pytest.raises(IncorrectResult, match=rf"bfloat16.*opt_state.*{layer}.*(cosine|norm ratio)"):
         check_against_baseline(step.result(), mlp_train_reference, "bfloat16")
@@ -68,22 +68,22 @@ def test_bf16_gradient_wrong_in_one_layer_fails(monkeypatch, mlp_train_reference
 def test_bf16_gradient_scaled_in_one_layer_of_a_batchnorm_model_fails(monkeypatch):
     """cnn_batchnorm has the noisiest correct bf16 gradient (measured relative error up to 0.49)."""
     workload = get_workload("cnn_batchnorm")
-    reference = prepare_reference(workload, "tiny", "train")
+    reference = build_reference_step(workload, "tiny", "train")
     reference()
-    correct = prepare(workload, "tiny", "train", "bf16")
+    correct = build_step(workload, "tiny", "train", "bf16")
     correct()
     check_against_baseline(correct.result(), reference.result(), "bfloat16")
     _with_planted_mixed_precision(monkeypatch, "head", 1.5)
-    planted = prepare(workload, "tiny", "train", "bf16")
+    planted = build_step(workload, "tiny", "train", "bf16")
     planted()
     with pytest.raises(IncorrectResult, match="head"):
         check_against_baseline(planted.result(), reference.result(), "bfloat16")
 
 
 def test_a_sign_flipped_in_one_parameter_fails(monkeypatch, mlp_train_reference):
-    original = T.optimizer_update
-    monkeypatch.setattr(T, "optimizer_update", lambda tx: flip_sign_under_jit(original(tx)))
-    step = prepare(MLP, "tiny", "train", "jit_vmap")
+    original = transforms.optimizer_update
+    monkeypatch.setattr(transforms, "optimizer_update", lambda tx: flip_sign_under_jit(original(tx)))
+    step = build_step(MLP, "tiny", "train", "jit_vmap")
     step()
     with pytest.raises(IncorrectResult, match="params"):
         check_against_baseline(step.result(), mlp_train_reference)

@@ -19,7 +19,7 @@ from tests.conftest import FAST_TIMING, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, flip_sign_under_jit, tf32_under_default_precision
 from workloads import get_workload
 from workloads import transforms
-from workloads.variants import prepare, prepare_reference
+from workloads.steps import build_reference_step, build_step
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -93,10 +93,10 @@ def _simulate_tf32(monkeypatch):
 
 def test_tf32_rounding_would_fail_a_direct_float32_check(monkeypatch):
     """The simulation is TF32-sized: checked as it runs, a correct step fails the float32 check."""
-    reference = prepare_reference(MLP, "tiny", "train")
+    reference = build_reference_step(MLP, "tiny", "train")
     reference()
     _simulate_tf32(monkeypatch)
-    step = prepare(MLP, "tiny", "train", "jit_vmap")
+    step = build_step(MLP, "tiny", "train", "jit_vmap")
     step()
     with pytest.raises(IncorrectResult, match="opt_state"):
         check_against_baseline(step.result(), reference.result())
@@ -105,13 +105,13 @@ def test_tf32_rounding_would_fail_a_direct_float32_check(monkeypatch):
 def test_under_tf32_a_correct_step_passes_and_a_planted_fault_fails(monkeypatch):
     _simulate_tf32(monkeypatch)
     references = References(float32_arithmetic="tf32")
-    step = prepare(MLP, "tiny", "train", "jit_vmap")
+    step = build_step(MLP, "tiny", "train", "jit_vmap")
     initial_state = step.state
     step()
     assert max(references.check_step(CASE, step, initial_state).values()) < 1e-5
     flipped = transforms.optimizer_update
     monkeypatch.setattr(transforms, "optimizer_update", lambda tx: flip_sign_under_jit(flipped(tx)))
-    planted = prepare(MLP, "tiny", "train", "jit_vmap")
+    planted = build_step(MLP, "tiny", "train", "jit_vmap")
     initial_state = planted.state
     planted()
     with pytest.raises(IncorrectResult, match="params"):

@@ -81,19 +81,6 @@ def test_memory_analysis_on_cpu():
     assert memory["argument"] == memory["output"] == 64 * 64 * 4
 
 
-class _FakeDevice:
-    def __init__(self, stats):
-        self._stats = stats
-
-    def memory_stats(self):
-        return self._stats
-
-
-def test_peak_bytes_in_use_where_the_backend_keeps_stats():
-    assert compat.peak_bytes_in_use(jax.devices()[0]) is None  # CPU keeps none
-    assert compat.peak_bytes_in_use(_FakeDevice({"peak_bytes_in_use": 123})) == 123
-
-
 def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
     import pytest
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from workloads import get_workload
-from workloads.variants import prepare
+from workloads.steps import build_step
 
 
 def _hand_written_mlp_step(size):
@@ -42,7 +42,7 @@ def _hand_written_mlp_step(size):
 
 def test_jit_vmap_step_is_within_1_5x_of_a_hand_written_step():
     mlp = get_workload("mlp")
-    ours = prepare(mlp, "tiny", "train", "jit_vmap")
+    ours = build_step(mlp, "tiny", "train", "jit_vmap")
     pure_step, params, opt_state = _hand_written_mlp_step(mlp.sizes["tiny"])
     x, y = ours.batch
     state = [params, opt_state]

@@ -11,7 +11,8 @@ from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import LAYOUTS, get_workload
 from workloads.layers import configure_stacks
 from workloads.transformer import generate
-from workloads.variants import footprint_bytes, prepare, variants_for
+from workloads.steps import build_step, footprint_bytes
+from workloads.variants import variants_for
 
 LM = get_workload("transformer")
 MODES = ("train", "infer", "decode")
@@ -21,7 +22,7 @@ MODES = ("train", "infer", "decode")
 def baseline_results():
     results = {}
     for mode in MODES:
-        step = prepare(LM, "tiny", mode, "baseline")
+        step = build_step(LM, "tiny", mode, "baseline")
         step()
         results[mode] = step.result()
     return results
@@ -33,14 +34,14 @@ CASES += [(m, "multi_device", layout) for m in MODES for layout in LAYOUTS if la
 
 @pytest.mark.parametrize("mode,variant,layout", CASES)
 def test_variant_agrees_with_baseline(mode, variant, layout, baseline_results):
-    step = prepare(LM, "tiny", mode, variant, layout=layout)
+    step = build_step(LM, "tiny", mode, variant, layout=layout)
     assert_step_agrees(step, baseline_results[mode], variant)
     step()  # the state comes back laid out as it went in, so the next step takes it
 
 
 def test_model_layout_shards_the_weights():
-    step = prepare(LM, "tiny", "train", "multi_device", layout="model")
-    params, _ = step.state
+    step = build_step(LM, "tiny", "train", "multi_device", layout="model")
+    params, _, _ = step.state  # (params, opt_state, model_state)
     (kernel,) = jax.tree.leaves(params["blocks"]["blocks"]["mlp_in"]["kernel"])
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, "model")
     assert kernel.addressable_shards[0].data.shape[-1] == kernel.shape[-1] // 8
@@ -79,9 +80,9 @@ def test_decode_flops_match_xla_cost_analysis():
 
 
 def test_remat_and_accumulation_save_memory():
-    plain = footprint_bytes(prepare(LM, "tiny", "train", "jit_vmap").memory)
-    remat = footprint_bytes(prepare(LM, "tiny", "train", "remat").memory)
-    accumulation = footprint_bytes(prepare(LM, "tiny", "train", "accumulation").memory)
+    plain = footprint_bytes(build_step(LM, "tiny", "train", "jit_vmap").memory)
+    remat = footprint_bytes(build_step(LM, "tiny", "train", "remat").memory)
+    accumulation = footprint_bytes(build_step(LM, "tiny", "train", "accumulation").memory)
     assert plain / remat > 1.5 and plain / accumulation > 1.5
 
 
@@ -94,9 +95,9 @@ def test_tokens_per_second_counts_tokens():
 def test_a_model_layout_that_divides_no_weight_is_skipped_with_the_reason():
     import dataclasses
 
-    from workloads.variants import NotApplicable
+    from workloads.contract import NotApplicable
 
     odd = dataclasses.replace(LM.sizes["tiny"], vocab=63, d_model=15, num_heads=3)  # no width divides by 8
     workload = dataclasses.replace(LM, sizes={**LM.sizes, "odd": odd})
     with pytest.raises(NotApplicable, match="no weight's last dimension divides over a model axis of 8"):
-        prepare(workload, "odd", "train", "multi_device", layout="model")
+        build_step(workload, "odd", "train", "multi_device", layout="model")

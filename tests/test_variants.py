@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.correctness import IncorrectResult, check_against_baseline, relative_errors
-from tests.conftest import assert_step_agrees
+from tests.conftest import FAST_TIMING, ROOT, assert_step_agrees, run_pytest
 from workloads import get_workload
-from workloads.variants import NotApplicable, footprint_bytes, prepare, variants_for
+from workloads.contract import NotApplicable
+from workloads.steps import build_step, footprint_bytes
+from workloads.variants import readme_table, variants_for
 
 MLP = get_workload("mlp")
 
@@ -21,7 +25,7 @@ MLP = get_workload("mlp")
 def baseline_results():
     results = {}
     for mode in ("train", "infer"):
-        step = prepare(MLP, "tiny", mode, "baseline")
+        step = build_step(MLP, "tiny", mode, "baseline")
         step()
         results[mode] = step.result()
     return results
@@ -31,7 +35,7 @@ def baseline_results():
     "mode,variant", [(m, v) for m in ("train", "infer") for v in variants_for(m) if v != "baseline"]
 )
 def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    errors = assert_step_agrees(prepare(MLP, "tiny", mode, variant), baseline_results[mode], variant)
+    errors = assert_step_agrees(build_step(MLP, "tiny", mode, variant), baseline_results[mode], variant)
     if variant == "bf16":
         # bf16 really computes in bf16: it agrees to about 1e-2 but not to float32 precision.
         key = "loss" if mode == "train" else "predictions"
@@ -44,10 +48,29 @@ def test_variant_lists():
     assert variants_for("infer") == ("baseline", "jit", "vmap", "jit_vmap", "multi_device", "bf16")
 
 
+def test_the_readme_table_of_variants_is_the_registry():
+    assert readme_table() in (ROOT / "README.md").read_text()
+
+
+def test_a_ninth_variant_is_one_record(tmp_path):
+    """The record in tests/ninth_variant.py is all it takes: the option accepts it, cases select
+    it, its step is composed (bf16 and remat), checked against baseline and run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_PLUGINS": "tests.ninth_variant"}
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "train",
+                      "--variants", "baseline,bf16_remat", "--report-dir", str(tmp_path), "-v",
+                      *FAST_TIMING, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "test_step[mlp-train-bf16_remat] PASSED" in proc.stdout
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("variant")
+    assert list(summary.index) == ["baseline", "bf16_remat"]  # in the registry's order, after the eight
+    assert summary.loc["bf16_remat", "compute dtype"] == "bfloat16"  # from its record
+    assert summary.loc["bf16_remat", "speedup vs baseline"] > 1
+
+
 def test_compiled_variants_report_memory_and_eager_ones_do_not():
-    eager = prepare(MLP, "tiny", "train", "vmap")
+    eager = build_step(MLP, "tiny", "train", "vmap")
     assert eager.memory is None and eager.compile_s is None
-    compiled = prepare(MLP, "tiny", "train", "jit_vmap")
+    compiled = build_step(MLP, "tiny", "train", "jit_vmap")
     assert compiled.compile_s > 0
     memory = compiled.memory
     assert footprint_bytes(memory) == memory["argument"] + memory["output"] - memory["alias"] + memory["temp"]
@@ -56,7 +79,7 @@ def test_compiled_variants_report_memory_and_eager_ones_do_not():
 
 
 def test_multi_device_shards_the_batch_over_all_devices():
-    step = prepare(MLP, "tiny", "train", "multi_device")
+    step = build_step(MLP, "tiny", "train", "multi_device")
     assert step.n_devices == len(jax.devices()) == 8  # root conftest's default --cpu-devices
     inputs, _ = step.batch
     assert len(inputs.sharding.device_set) == 8
@@ -65,28 +88,28 @@ def test_multi_device_shards_the_batch_over_all_devices():
 
 def test_multi_device_on_one_device_is_not_applicable():
     with pytest.raises(NotApplicable, match="only one device"):
-        prepare(MLP, "tiny", "train", "multi_device", devices=jax.devices()[:1])
+        build_step(MLP, "tiny", "train", "multi_device", devices=jax.devices()[:1])
 
 
 def test_batch_that_does_not_divide_is_not_applicable(monkeypatch):
     odd = dataclasses.replace(MLP.sizes["tiny"], batch_size=6)
     workload = dataclasses.replace(MLP, sizes={**MLP.sizes, "odd": odd})
     with pytest.raises(NotApplicable, match="does not divide over 8 devices"):
-        prepare(workload, "odd", "train", "multi_device")
+        build_step(workload, "odd", "train", "multi_device")
     with pytest.raises(NotApplicable, match="does not split into 4 micro-batches"):
-        prepare(workload, "odd", "train", "accumulation")
+        build_step(workload, "odd", "train", "accumulation")
 
 
 def test_train_only_variants_have_no_infer_step():
     with pytest.raises(NotApplicable, match="no infer step"):
-        prepare(MLP, "tiny", "infer", "remat")
+        build_step(MLP, "tiny", "infer", "remat")
 
 
 def test_remat_saves_memory_on_a_deep_stack():
     deep = dataclasses.replace(MLP.sizes["tiny"], hidden=256, num_blocks=8, batch_size=64)
     workload = dataclasses.replace(MLP, sizes={**MLP.sizes, "deep": deep})
-    plain = prepare(workload, "deep", "train", "jit_vmap").memory
-    remat = prepare(workload, "deep", "train", "remat").memory
+    plain = build_step(workload, "deep", "train", "jit_vmap").memory
+    remat = build_step(workload, "deep", "train", "remat").memory
     assert remat["temp"] < plain["temp"]
 
 
@@ -135,7 +158,7 @@ def test_reordering_spread_widens_only_its_own_quantity(baseline_results):
 def test_compiled_inference_outputs_only_its_predictions(workload, mode, variant):
     """A forward step that handed its parameters back would write a copy of every weight per call
     and count them twice in `mem_bytes`."""
-    step = prepare(get_workload(workload), "tiny", mode, variant)
+    step = build_step(get_workload(workload), "tiny", mode, variant)
     step()
     predictions = step.result()["tokens" if mode == "decode" else "predictions"]
     per_device = predictions.nbytes // step.n_devices
@@ -149,7 +172,7 @@ def test_a_freed_step_holds_nothing_on_the_device(variant):
     step leaves no array alive at all. (After an eager step, JAX's eager machinery was seen to keep
     one block's slice of a stacked weight alive inside a long test session: not the step's.)"""
     before = {id(a) for a in jax.live_arrays()}
-    step = prepare(get_workload("mlp"), "tiny", "train", variant)
+    step = build_step(get_workload("mlp"), "tiny", "train", variant)
     initial_state = step.state
     step()
     held = jax.tree.leaves((step.state, step.batch, step.output))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
 import pytest
 
 from bench import workers
@@ -30,3 +32,31 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
     workers.write_outcome(tmp_path, first)
     workers.write_outcome(tmp_path, workers.Outcome("b", "skipped", "why"))
     assert workers.read_outcomes(tmp_path) == {"a": first, "b": workers.Outcome("b", "skipped", "why")}
+
+
+def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
+    """The parent hands each step workload's initial model state to the worker (which then skips
+    initialising the model); the steps are built from exactly that state."""
+    from workloads import get_workload
+    from workloads import steps
+
+    monkeypatch.setattr(steps, "_HANDED_OVER", {})
+    cases = [Case("mlp", "train", "multi_device", "tiny"), Case("mlp", "infer", "multi_device", "tiny"),
+             Case("checkpoint", "save_restore", "multi_device", "tiny")]
+    handed = workers._initial_states(cases)
+    assert list(handed) == [("mlp", "tiny", 0)]  # one per step workload and size; none for a workflow
+    built = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
+    assert np.array_equal(built.state[0]["output_layer"]["kernel"], handed["mlp", "tiny", 0]["output_layer"]["kernel"])
+
+    planted = jax.tree.map(np.zeros_like, handed[("mlp", "tiny", 0)])
+    steps.take_initial_states({("mlp", "tiny", 0): planted})
+    step = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
+    assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(step.state[0]))
+
+
+def test_a_state_over_the_limit_is_not_handed_over():
+    from workloads import get_workload
+    from workloads.steps import initial_state
+
+    assert initial_state(get_workload("mlp"), "tiny", max_bytes=100) is None
+    assert initial_state(get_workload("mlp"), "tiny", max_bytes=10**9) is not None

@@ -27,9 +27,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from workloads import WORKFLOW_VARIANTS, compat, transformer
-from workloads import transforms as T
+from workloads import transforms
 from workloads.contract import IncorrectResult
-from workloads.variants import NotApplicable, prepare as prepare_step
+from workloads.contract import NotApplicable
+from workloads.steps import build_step
 from workloads.workflow import RunTimings, Workflow
 
 SIZES = transformer.SIZES
@@ -38,9 +39,10 @@ SIZES = transformer.SIZES
 
 def training_state(size_name: str):
     """(params, opt_state) of the transformer at `size_name` after one `jit_vmap` train step (seeded)."""
-    step = prepare_step(transformer.WORKLOAD, size_name, "train", "jit_vmap")
+    step = build_step(transformer.WORKLOAD, size_name, "train", "jit_vmap")
     step()
-    return step.state
+    params, opt_state, _ = step.state  # the transformer has no model state
+    return params, opt_state
 
 
 def sharded(state, devices):
@@ -49,7 +51,7 @@ def sharded(state, devices):
     if len(devices) < 2:
         raise NotApplicable("only one device: nothing to shard over")
     mesh = compat.make_mesh((1, len(devices)), ("data", "model"), devices=devices)
-    return T.place(state, mesh, lambda array: T.model_axis_spec(array, len(devices)))
+    return transforms.place(state, mesh, lambda array: transforms.model_axis_spec(array, len(devices)))
 
 
 def abstract(state):
@@ -119,7 +121,7 @@ class CheckpointRun(RunTimings):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def prepare(size_name: str, variant: str, workdir: Path, *, devices=None) -> CheckpointRun:
+def start_run(size_name: str, variant: str, workdir: Path, *, devices=None) -> CheckpointRun:
     """The transformer's training state at `size_name` and the checkpointer of `variant`, writing under `workdir`."""
     devices = devices or jax.devices()
     state = training_state(size_name)
@@ -157,5 +159,5 @@ def check(result: dict, reference: dict) -> dict[str, float]:
     return {"arrays_compared": len(jax.tree.leaves(saved)), "mismatches": len(problems)}
 
 
-WORKLOAD = Workflow(name="checkpoint", mode="save_restore", sizes=SIZES, variants=WORKFLOW_VARIANTS["checkpoint"],
-                    prepare=prepare, check=check, throughput=("save_GB_per_s", "GB"))
+WORKLOAD = Workflow(name="checkpoint", mode_label="save_restore", sizes=SIZES, variants=WORKFLOW_VARIANTS["checkpoint"],
+                    start_run=start_run, check=check, throughput=("save_GB_per_s", "GB"))

@@ -44,14 +44,6 @@ def memory_analysis(compiled) -> dict[str, int] | None:
     }
 
 
-def peak_bytes_in_use(device) -> int | None:
-    """`device.memory_stats()['peak_bytes_in_use']`, or None where the backend keeps no stats (CPU)."""
-    stats = device.memory_stats()
-    if not stats:
-        return None
-    return stats.get("peak_bytes_in_use")
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` is a device running out of memory (XLA's RESOURCE_EXHAUSTED)."""
     return isinstance(error, jax.errors.JaxRuntimeError) and (

@@ -25,6 +25,10 @@ LAYOUTS = ("data", "model", "data_model")
 (`P('data', None)`), weights over `model` (`P(None, 'model')`), or both (`P('data', 'model')`)."""
 
 
+class NotApplicable(Exception):
+    """This variant cannot run for this workload, size or device set; the message says why."""
+
+
 class IncorrectResult(AssertionError):
     """A result is wrong: a step variant disagrees with `baseline`'s or is not finite, or a workflow
     run fails its own checks; the message has the numbers. (One class for both, raised by
@@ -88,14 +92,12 @@ class Workload:
 
     def size(self, name: str):
         """The size preset `name`; ValueError naming the valid presets otherwise."""
-        return size_preset(self, name)
+        return size_preset(self.name, self.sizes, name)
 
 
-def size_preset(workload, name: str):
-    """`workload.sizes[name]`; ValueError naming the workload and its valid presets otherwise."""
+def size_preset(workload: str, sizes: dict, name: str):
+    """`sizes[name]`, a preset of `workload`; ValueError naming the workload and its valid presets otherwise."""
     try:
-        return workload.sizes[name]
+        return sizes[name]
     except KeyError:
-        raise ValueError(
-            f"workload {workload.name!r} has no size {name!r}; valid: {', '.join(workload.sizes)}"
-        ) from None
+        raise ValueError(f"workload {workload!r} has no size {name!r}; valid: {', '.join(sizes)}") from None

@@ -3,8 +3,13 @@
 Read top to bottom, this is the seed's stack `jit(vmap(grad(f)))` taken apart: a per-example
 function `f(params, example)`, batched by a Python loop or by `vmap`, differentiated, optionally
 run in bf16 or over micro-batches, wrapped into a step with an Optax update. `jax.jit` and the
-placement on a device mesh are applied by `workloads/variants.py`, which composes these.
-Nothing here knows which model it runs.
+placement on a device mesh are applied by `workloads/steps.py`, which composes these as each
+variant's record (`workloads/variants.py`) says. Nothing here knows which model it runs.
+
+A batch function takes the model state (AlgoPerf's `model_state`, e.g. BatchNorm's running
+statistics; {} for most models) next to the parameters: `(params, model_state, batch)`. A
+model that couples its examples writes its batch functions that way; a per-example function
+batched by a loop or `vmap` is given the model state it does not use (`ignoring_model_state`).
 """
 
 from __future__ import annotations
@@ -105,6 +110,26 @@ def vmap_mean(example_fn: ExampleFn) -> BatchFn:
     return mean
 
 
+def ignoring_model_state(batch_fn: BatchFn):
+    """`batch_fn(params, batch)` as `(params, model_state, batch) -> value`: the form of a batch
+    function, for a model without model state (the state passes by unused)."""
+
+    def with_state(params, model_state, batch):
+        return batch_fn(params, batch)
+
+    return with_state
+
+
+def passing_model_state_through(batch_loss: BatchFn):
+    """`batch_loss(params, batch)` as `(params, model_state, batch) -> (loss, model_state)`: the
+    form `train_step` differentiates (`has_aux`), the model state handed back unchanged."""
+
+    def with_state(params, model_state, batch):
+        return batch_loss(params, batch), model_state
+
+    return with_state
+
+
 # --- gradients: summed and averaged -----------------------------------------------------------
 
 
@@ -134,33 +159,39 @@ def add_example_gradient(example_loss: ExampleFn):
     return add_example
 
 
-def loop_mean_gradient(add_example) -> BatchFn:
-    """(params, batch) -> (mean loss, mean gradient), one `add_example` call per example."""
+def loop_mean_gradient(add_example):
+    """(params, model_state, batch) -> ((mean loss, model_state), mean gradient), one
+    `add_example` call per example (a per-example model: the model state passes through)."""
 
-    def value_and_grad(params, batch):
+    def value_and_grad(params, model_state, batch):
         count = batch_length(batch)
         sums = zero_sums(params)
         for i in range(count):
             sums = add_example(params, sums, example_at(batch, i))
-        return _scale(sums, 1.0 / count)
+        loss, grads = _scale(sums, 1.0 / count)
+        return (loss, model_state), grads
 
     return value_and_grad
 
 
-def accumulate_micro_batches(value_and_grad: BatchFn, micro_batches: int) -> BatchFn:
+def accumulate_micro_batches(value_and_grad, micro_batches: int):
     """Split the batch into `micro_batches` equal parts and average their gradients in a `lax.scan`.
 
     Same effective batch and the same mean gradient; activations live for one part at a time.
+    `value_and_grad`: (params, model_state, batch) -> ((loss, model_state), grads), for a model
+    whose model state a step does not change (a micro-batch's statistics are not the batch's).
     """
 
-    def accumulated(params, batch):
+    def accumulated(params, model_state, batch):
         parts = jax.tree.map(lambda a: a.reshape(micro_batches, -1, *a.shape[1:]), batch)
 
         def add_part(sums, part):
-            return _add(sums, value_and_grad(params, part)), None
+            (loss, _), grads = value_and_grad(params, model_state, part)
+            return _add(sums, (loss, grads)), None
 
         sums, _ = jax.lax.scan(add_part, zero_sums(params), parts)
-        return _scale(sums, 1.0 / micro_batches)
+        loss, grads = _scale(sums, 1.0 / micro_batches)
+        return (loss, model_state), grads
 
     return accumulated
 
@@ -175,13 +206,15 @@ def cast_floating(tree, dtype):
     )
 
 
-def mixed_precision(fn: ExampleFn, compute_dtype=jnp.bfloat16) -> ExampleFn:
+def mixed_precision(fn: ExampleFn, compute_dtype="bfloat16") -> ExampleFn:
     """Run `fn(params, *state, data)` with parameters and data in `compute_dtype`; results back in
     float32. Arguments between the two (a model's running statistics) stay as they are.
 
     The float32 master parameters stay outside: gradients flow back through the cast as float32
     and the optimizer updates float32 parameters.
     """
+
+    compute_dtype = jnp.dtype(compute_dtype)
 
     def low_precision(params, *rest):
         *state, data = rest
@@ -204,21 +237,10 @@ def optimizer_update(tx: optax.GradientTransformation):
     return update
 
 
-def train_step(value_and_grad: BatchFn, update):
-    """((params, opt_state), batch) -> ((params, opt_state), mean loss): one optimizer step."""
+def train_step(value_and_grad, update):
+    """((params, opt_state, model_state), batch) -> (new state, mean loss): one optimizer step.
 
-    def step(state, batch):
-        params, opt_state = state
-        loss, grads = value_and_grad(params, batch)
-        params, opt_state = update(params, opt_state, grads)
-        return (params, opt_state), loss
-
-    return step
-
-
-def train_step_with_model_state(loss_with_state, update):
-    """((params, opt_state, model_state), batch) -> (new state, loss), for `pure_batch_loss`."""
-    value_and_grad = jax.value_and_grad(loss_with_state, has_aux=True)
+    `value_and_grad`: (params, model_state, batch) -> ((loss, model_state), grads)."""
 
     def step(state, batch):
         params, opt_state, model_state = state
@@ -229,12 +251,15 @@ def train_step_with_model_state(loss_with_state, update):
     return step
 
 
-def infer_step(predict_batch: BatchFn):
-    """(state, inputs) -> predictions: a forward pass. The state (parameters) is read, not
-    returned: handing it back would make a compiled step write a copy of every weight."""
+def infer_step(predict_batch):
+    """((params, model_state), inputs) -> predictions: a forward pass. The state is read, not
+    returned: handing it back would make a compiled step write a copy of every weight.
 
-    def step(params, inputs):
-        return predict_batch(params, inputs)
+    `predict_batch`: (params, model_state, inputs) -> predictions."""
+
+    def step(state, inputs):
+        params, model_state = state
+        return predict_batch(params, model_state, inputs)
 
     return step
 

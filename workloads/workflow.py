@@ -3,7 +3,7 @@
 Bayesian inference (NUTS sampling + posterior predictive), checkpointing (save + restore) and
 the production training loop are not steps that `vmap` or `remat` transform: each has its own
 variants (`WORKFLOW_VARIANTS` in `workloads/__init__.py`) and its own figures. The bench runs
-every workflow the same way (`bench/test_workflows.py`): prepare a run, run it once and check it,
+every workflow the same way (`bench/test_workflows.py`): start a run, run it once and check it,
 then time whole runs with pytest-benchmark and record the run's `metrics()`.
 """
 
@@ -89,12 +89,13 @@ class Workflow:
 
     Attributes:
         name: the name used on the command line and in the results.
-        mode: what one run does, as a label in the results (`infer`, `train`, `save_restore`).
+        mode_label: what the results' `mode` column says for it (`infer`, `train`,
+            `save_restore`): a label of what one run does, not one of the step modes.
         sizes: preset name -> a size object.
         variants: the workflow's variant names; the first is the reference the others are checked
             against.
-        prepare: (size name, variant, workdir) -> a `WorkflowRun`; `workdir` is a writable folder
-            the run may write into (checkpoints), removed by the caller afterwards.
+        start_run: (size name, variant, workdir) -> a `WorkflowRun` ready to run; `workdir` is a
+            writable folder the run may write into (checkpoints), removed by the caller afterwards.
         check: (result, reference result) -> figures of the check (recorded with the timing);
             raises `IncorrectResult` when the result is wrong.
         throughput: (metric, unit): the run's own figure that is its throughput, in units per
@@ -104,10 +105,10 @@ class Workflow:
     """
 
     name: str
-    mode: str
+    mode_label: str
     sizes: dict[str, Any]
     variants: tuple[str, ...]
-    prepare: Callable[[str, str, Path], WorkflowRun]
+    start_run: Callable[[str, str, Path], WorkflowRun]
     check: Callable[[dict, dict], dict[str, float]]
     throughput: tuple[str, str]
 
@@ -118,4 +119,4 @@ class Workflow:
 
     def size(self, name: str):
         """The size preset `name`; ValueError naming the valid presets otherwise."""
-        return size_preset(self, name)
+        return size_preset(self.name, self.sizes, name)

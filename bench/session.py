@@ -1,0 +1,113 @@
+"""What one `pytest bench` run keeps while it goes, in pytest's `config.stash`: the report folder,
+the planned cases, skips and failures, the matmul rates, and strict mode's `below` lines; and
+what the run does at its end (results and report written, strict mode applied)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import measure, workers
+from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
+from workloads.workflow import cannot_write
+
+_REPORT_DIR = pytest.StashKey[Path]()
+_PLANNED = pytest.StashKey[list]()
+_OUTCOMES = pytest.StashKey[dict]()  # "skipped" / "failed" -> {case id: message}
+_BELOW = pytest.StashKey[list]()
+_MATMUL_RATES = pytest.StashKey[dict]()
+
+
+def check_folders(config) -> None:
+    """A one-line usage error, before anything is measured, when --report-dir or --checkpoint-dir
+    cannot be written."""
+    for option, dest in (("--report-dir", "report_dir"), ("--checkpoint-dir", "checkpoint_dir")):
+        folder = config.getoption(dest)
+        error = folder and cannot_write(option, folder)
+        if error:
+            raise pytest.UsageError(error)
+
+
+def report_dir(config) -> Path:
+    """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use)."""
+    if _REPORT_DIR not in config.stash:
+        chosen = config.getoption("report_dir")
+        if chosen:
+            path = Path(chosen)
+        else:
+            env = measure.environment()
+            path = default_report_dir(config.rootpath, env["platform"], env["device_kind"])
+        config.stash[_REPORT_DIR] = path.resolve()
+    return config.stash[_REPORT_DIR]
+
+
+def plan(config, case_ids: list[str]) -> None:
+    """Remember the benchmarks this run will measure, so a report can say which ones it lacks."""
+    config.stash[_PLANNED] = case_ids
+    config.stash[_OUTCOMES] = {"skipped": {}, "failed": {}}
+
+
+def planned(config) -> list[str]:
+    """The case ids `plan` was given (empty before collection)."""
+    return config.stash.get(_PLANNED, [])
+
+
+def record(config, case_id: str, outcome: str, message: str) -> None:
+    """Remember why a benchmark was skipped or failed (`outcome`: "skipped" or "failed")."""
+    config.stash[_OUTCOMES][outcome][case_id] = message
+
+
+def keep_matmul_rates(config, rates: dict[str, float]) -> None:
+    """Remember the run's matmul rates (per compute dtype) for the results file."""
+    config.stash[_MATMUL_RATES] = rates
+
+
+def suite_section(config) -> dict:
+    """The results file's `jaxbench` section: the run's environment, plan, skips and failures."""
+    outcomes = config.stash.get(_OUTCOMES, {"skipped": {}, "failed": {}})
+    return {
+        "suite": SUITE,
+        "schema_version": SCHEMA_VERSION,
+        **measure.environment(config.getoption("cpu_devices")),
+        "matmul_rates": config.stash.get(_MATMUL_RATES, {}),
+        "planned": planned(config),
+        "skipped": outcomes["skipped"],
+        "failed": outcomes["failed"],
+    }
+
+
+def write_results_so_far(config) -> None:
+    """Rewrite results.json with everything measured so far (this process's, not a worker's)."""
+    if measured_benchmarks(config) and not workers.worker_folder(config):
+        write_results(config, report_dir(config))
+
+
+def finish(session) -> None:
+    """Write the final results and the report (nothing when nothing was timed, e.g. with
+    --benchmark-disable, or in a worker). With --strict-expectations, an expectation row that is
+    `below` fails the run."""
+    config = session.config
+    if config.getoption("collectonly") or workers.worker_folder(config) or not measured_benchmarks(config):
+        return
+    from reports.build import build_report
+    from reports.expectations import expectations_table
+    from reports.results import load_results
+
+    directory = report_dir(config)
+    build_report([write_results(config, directory)], directory)
+    if config.getoption("strict_expectations"):
+        expectations = expectations_table(load_results(directory / RESULTS_FILE))
+        below = expectations[expectations["verdict"] == "below"]
+        config.stash[_BELOW] = [f"{r.workload} {r.mode}: {r.claim} ({r.reason})" for r in below.itertuples()]
+        if len(below) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def summary_lines(config) -> list[tuple[str, bool]]:
+    """What the run prints at its end: (line, whether in red)."""
+    lines = []
+    if _REPORT_DIR in config.stash:
+        lines.append((f"results and report in {config.stash[_REPORT_DIR]}", False))
+    lines += [(f"expectation below (--strict-expectations): {line}", True) for line in config.stash.get(_BELOW, [])]
+    return lines

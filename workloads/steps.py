@@ -1,0 +1,298 @@
+"""A variant's step built for a workload: the stages of its record (`workloads.variants`)
+applied to the workload's model function, compiled ahead of time where it is compiled.
+
+`build_step` returns a `PreparedStep`: the step with its state and batch in place, run one step
+at a time. Every step's state holds the model state (AlgoPerf's `model_state`: BatchNorm's
+running statistics) next to the parameters, empty for a model without one, so a model that
+couples its examples goes through the same stages as any other; only the variants defined by
+how they treat single examples have no step for it (`Variant.not_for`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from workloads import compat
+from workloads import transforms
+from workloads.contract import NotApplicable, Workload
+from workloads.layers import configure_stacks
+from workloads.variants import BATCH_REFERENCE, REFERENCE, Variant, get_variant
+
+
+def footprint_bytes(memory: dict[str, int] | None) -> int | None:
+    """Per-device bytes a compiled step needs: argument + output - alias + temp."""
+    if memory is None:
+        return None
+    return memory["argument"] + memory["output"] - memory["alias"] + memory["temp"]
+
+
+@dataclass
+class PreparedStep:
+    """One variant's step with its state and batch in place, ready to run one step at a time.
+
+    Attributes:
+        step: for `train`, (state, batch) -> (state, mean loss), state (params, opt_state,
+            model_state); for `infer` / `decode`, (state, inputs) -> predictions or tokens, the
+            state (params, model_state) only read. `model_state` is {} for most models.
+        state, batch: what the next call consumes (a train step replaces the state).
+        compile_s: seconds spent compiling ahead of time (None for eager variants).
+        memory: per-device bytes of the compiled step (`compat.memory_analysis`), None if eager;
+            for `jit` the larger of its two compiled pieces.
+        n_devices: devices the step runs on.
+    """
+
+    mode: str
+    step: Callable[[Any, Any], tuple[Any, Any]]
+    state: Any
+    batch: Any
+    compile_s: float | None
+    memory: dict[str, int] | None
+    n_devices: int
+    output: Any = None
+
+    def __call__(self):
+        """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
+        if self.mode == "train":
+            self.state, self.output = self.step(self.state, self.batch)
+            return jax.block_until_ready((self.state, self.output))
+        self.output = self.step(self.state, self.batch)
+        return jax.block_until_ready(self.output)
+
+    def result(self) -> dict[str, Any]:
+        """What the last step computed, for comparison with the reference."""
+        return self._result(self.state, self.output)
+
+    def result_from(self, state, batch) -> dict[str, Any]:
+        """What one step from `state` on `batch` computes, this prepared step left as it is.
+
+        For a step that does not donate its state (an eager reference), `state` may be the state
+        it started from, e.g. to run it again on the batch reordered."""
+        if self.mode == "train":
+            return self._result(*self.step(state, batch))
+        return self._result(state, self.step(state, batch))
+
+    def free(self) -> None:
+        """Delete the step's device buffers (state, batch, last output) now, rather than whenever
+        Python collects them: a benchmark at `large` must not find the last one's still held."""
+        for leaf in jax.tree.leaves((self.state, self.batch, self.output)):
+            if isinstance(leaf, jax.Array) and not leaf.is_deleted():
+                leaf.delete()
+        self.state = self.batch = self.output = None
+
+    def _result(self, state, output) -> dict[str, Any]:
+        if self.mode == "train":
+            params, opt_state, model_state = state
+            result = {"loss": output, "params": params, "opt_state": opt_state}
+            return result | ({"model_state": model_state} if model_state else {})
+        return {"tokens" if self.mode == "decode" else "predictions": output}
+
+
+_HANDED_OVER: dict[tuple, dict] = {}
+"""(workload, size, seed) -> a model's initial state (host arrays) that a parent process handed
+over (`take_initial_states`): built from it, a worker skips initialising the model again, which
+on XLA:CPU costs seconds of eager compiles per model (some 13 s for the CNN at `small`)."""
+
+
+def initial_state(workload: Workload, size_name: str, seed: int = 0, max_bytes: int | None = None) -> dict | None:
+    """The state of `workload`'s model as `build_step` first builds it at `size_name`, as nested
+    plain dicts of host (NumPy) arrays, to hand to a worker process; None when it would take more
+    than `max_bytes` (then the worker initialises the model itself)."""
+    size = workload.size(size_name)
+    if max_bytes is not None:
+        shapes = nnx.state(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
+        if sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)) > max_bytes:
+            return None
+    model = workload.build_model(size, nnx.Rngs(seed))
+    return jax.device_get(nnx.to_pure_dict(nnx.state(model)))
+
+
+def take_initial_states(states: dict[tuple, dict]) -> None:
+    """Build these models (`initial_state`'s, keyed by (workload name, size name, seed)) from the
+    states given rather than initialising them."""
+    _HANDED_OVER.update(states)
+
+
+def _initial_model(workload: Workload, size_name: str, seed: int):
+    """`workload`'s freshly initialised model at `size_name` (from a handed-over state if any)."""
+    size = workload.size(size_name)
+    state = _HANDED_OVER.get((workload.name, size_name, seed))
+    if state is None:
+        return workload.build_model(size, nnx.Rngs(seed))
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
+    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+
+
+def _split(model):
+    """(graphdef, params, model_state) of `model`, each state as nested plain dicts of arrays: a
+    step's state crosses the call boundary on every call, and a plain dict is flattened in C++,
+    where NNX `Variable` leaves cost about 4 us each in Python (some 150 us a step for the tiny
+    MLP's parameters and Adam moments, as long as the step itself). `nnx.merge` takes them back."""
+    graphdef, *states = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graphdef, *(nnx.to_pure_dict(state) for state in states)
+
+
+def compile_ahead_of_time(fn, *args, **jit_options):
+    """`jax.jit(fn, **jit_options)` lowered and compiled for `args`: (compiled, seconds it took)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn, **jit_options).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def _compile(fn, *args, donate_argnums=(), out_shardings=None):
+    """AOT-compile `jax.jit(fn)` for `args`: (compiled, seconds, per-device memory)."""
+    options = {} if out_shardings is None else {"out_shardings": out_shardings}
+    compiled, seconds = compile_ahead_of_time(fn, *args, donate_argnums=donate_argnums, **options)
+    return compiled, seconds, compat.memory_analysis(compiled)
+
+
+def build_step(
+    workload: Workload,
+    size_name: str,
+    mode: str,
+    variant: str | Variant,
+    *,
+    seed: int = 0,
+    devices: list | None = None,
+    layout: str = "data",
+) -> PreparedStep:
+    """Build `variant`'s `mode` step of `workload` at size `size_name`, from seeded state and data.
+
+    Every call with the same arguments starts from the same parameters and batch, so results of
+    different variants can be compared. `layout` (`workloads.LAYOUTS`) places an `on_mesh`
+    variant on the mesh. Raises `NotApplicable` when the variant cannot run here.
+    """
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    reason = variant.not_for(workload, mode)
+    if reason:
+        raise NotApplicable(reason)
+    size = workload.size(size_name)
+    model = _initial_model(workload, size_name, seed)
+    stacks = configure_stacks(model, scan=variant.compiled, remat=variant.remat)
+    if variant.remat and stacks == 0:
+        raise NotApplicable(f"{workload.name} has no stacked blocks to rematerialise")
+    if workload.set_mode is not None:
+        workload.set_mode(model, mode)
+    inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
+    batch = (inputs, targets) if mode == "train" else inputs
+    graphdef, params, model_state = _split(model)
+    tx = workload.make_optimizer(size) if mode == "train" else None
+    state = (params, tx.init(params), model_state) if mode == "train" else (params, model_state)
+
+    fn = _model_function(workload, graphdef, mode)
+    if variant.precision:
+        fn = transforms.mixed_precision(fn, variant.precision)
+    if variant.batching == "loop":
+        step, compile_s, memory = _looped_step(mode, variant.compiled, fn, tx, state, batch)
+        return PreparedStep(mode, step, state, batch, compile_s, memory, n_devices=1)
+    step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
+    if not variant.compiled:
+        return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
+    return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout)
+
+
+def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0) -> PreparedStep:
+    """The step every variant is checked against: `baseline`, or for a model that couples the
+    examples of a batch (no per-example form), its batch step run eagerly (`BATCH_REFERENCE`)."""
+    reference = BATCH_REFERENCE if workload.couples_examples else REFERENCE
+    return build_step(workload, size_name, mode, reference, seed=seed)
+
+
+def _model_function(workload: Workload, graphdef, mode: str):
+    """What the stages transform: the per-example loss or forward, `(params, example)`; for a
+    model that couples its examples, its batch function `(params, model_state, batch)`."""
+    if workload.couples_examples:
+        if mode == "train":
+            return transforms.pure_batch_loss(workload, graphdef)
+        return transforms.pure_batch_predict(workload, graphdef)
+    if mode == "train":
+        return transforms.pure_example_loss(workload, graphdef)
+    return transforms.pure_example_forward(workload, graphdef, mode)
+
+
+def _vectorised_step(workload: Workload, mode: str, fn, tx, batch, micro_batches: int | None):
+    """The batch step of a `vectorised` variant: `fn` vmapped over the examples (or the model's
+    own batch function), differentiated and (over micro-batches) summed, with the update."""
+    if workload.couples_examples:
+        batch_fn = fn
+    else:
+        batch_fn = (transforms.passing_model_state_through(transforms.vmap_mean(fn)) if mode == "train"
+                    else transforms.ignoring_model_state(transforms.vmap_over_examples(fn)))
+    if mode != "train":
+        return transforms.infer_step(batch_fn)
+    value_and_grad = jax.value_and_grad(batch_fn, has_aux=True)
+    if micro_batches:
+        if transforms.batch_length(batch) % micro_batches:
+            raise NotApplicable(f"batch {transforms.batch_length(batch)} does not split into "
+                                f"{micro_batches} micro-batches")
+        value_and_grad = transforms.accumulate_micro_batches(value_and_grad, micro_batches)
+    return transforms.train_step(value_and_grad, transforms.optimizer_update(tx))
+
+
+def _looped_step(mode, compiled: bool, example_fn, tx, state, batch):
+    """A Python loop over the examples: eager (`baseline`), or with the per-example function and
+    the update compiled (`jit`). Returns (step, compile seconds, per-device memory), the last
+    two None when eager."""
+    if mode == "train":
+        add_example, update = transforms.add_example_gradient(example_fn), transforms.optimizer_update(tx)
+        compile_s = memory = None
+        if compiled:
+            params, opt_state, _ = state
+            sums = transforms.zero_sums(params)
+            first = transforms.example_at(batch, 0)
+            add_example, add_s, add_mem = _compile(add_example, params, sums, first)
+            update, update_s, update_mem = _compile(update, params, opt_state, sums[1])
+            compile_s = add_s + update_s
+            memory = max(add_mem, update_mem, key=footprint_bytes) if add_mem and update_mem else None
+        return transforms.train_step(transforms.loop_mean_gradient(add_example), update), compile_s, memory
+    predict, compile_s, memory = example_fn, None, None
+    if compiled:
+        predict, compile_s, memory = _compile(example_fn, state[0], transforms.example_at(batch, 0))
+    return transforms.infer_step(transforms.ignoring_model_state(transforms.loop_over_examples(predict))), compile_s, memory
+
+
+def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout) -> PreparedStep:
+    """`jax.jit` the whole step ahead of time (on the mesh for an `on_mesh` variant)."""
+    n_devices, out_shardings = 1, None
+    if on_mesh:
+        state, batch, mesh, batch_spec = _on_mesh(state, batch, devices, layout)
+        n_devices = len(devices)
+        if mode == "train":
+            # The step hands back its state laid out as it came in, so the next call can take it.
+            out_shardings = (jax.tree.map(lambda a: a.sharding, state), NamedSharding(mesh, PartitionSpec()))
+        else:
+            out_shardings = NamedSharding(mesh, batch_spec)
+    donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
+    compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
+    return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)
+
+
+def _on_mesh(state, batch, devices, layout: str):
+    """Place state and batch on a (data, model) mesh of all `devices` as `layout` says.
+
+    Returns (state, batch, mesh, the batch's partition spec).
+    """
+    n_devices = len(devices)
+    if n_devices < 2:
+        raise NotApplicable("only one device: nothing to shard over")
+    model_size = {"data": 1, "model": n_devices, "data_model": 2}[layout]
+    if n_devices % model_size:
+        raise NotApplicable(f"{n_devices} devices do not split into a model axis of {model_size}")
+    data_size = n_devices // model_size
+    batch_size = transforms.batch_length(batch)
+    if batch_size % data_size:
+        raise NotApplicable(f"batch {batch_size} does not divide over {data_size} devices")
+    if model_size > 1 and not any(transforms.model_axis_spec(a, model_size) != PartitionSpec()
+                                  for a in jax.tree.leaves(state)):
+        raise NotApplicable(f"no weight's last dimension divides over a model axis of {model_size}")
+    mesh = compat.make_mesh((data_size, model_size), ("data", "model"), devices=devices)
+    state = transforms.place(state, mesh, lambda array: transforms.model_axis_spec(array, model_size))
+    batch_spec = PartitionSpec("data") if data_size > 1 else PartitionSpec()
+    batch = transforms.place(batch, mesh, lambda array: batch_spec)
+    return state, batch, mesh, batch_spec

@@ -35,8 +35,7 @@ import pytest
 from bench.cases import Case
 from bench.references import References
 from bench.results import write_atomically
-from workloads import get_workload
-from workloads.steps import initial_state, take_initial_states
+from workloads.steps import initial_state, keep_initial_states, take_initial_states
 
 WORKER_OPTION = "--jaxbench-worker"
 INPUT_FILE = "input.pkl"
@@ -151,20 +150,24 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
 
 
 def _initial_states(cases: list[Case]) -> dict[tuple, dict]:
-    """The initial model state of each step workload and size among `cases`, for the worker
-    (`workloads.steps.take_initial_states`): this process has initialised these models already,
-    so it builds them again in a fraction of the time the worker would take the first time."""
-    keys = sorted({(case.workload, case.size) for case in cases if not case.is_workflow})
-    states = {(name, size, 0): initial_state(get_workload(name), size, max_bytes=HAND_OVER_MAX_BYTES)
-              for name, size in keys}
+    """The initial model state of each step workload and size among `cases` that this process
+    kept when it built the model (`start`), for the worker (`workloads.steps.take_initial_states`)."""
+    keys = sorted({(case.workload, case.size, 0) for case in cases if not case.is_workflow})
+    states = {key: initial_state(*key) for key in keys}
     return {key: state for key, state in states.items() if state is not None}
 
 
 def start(config) -> None:
-    """In a worker: build the models from the states the parent handed over."""
+    """In a worker: build the models from the states the parent handed over. In a parent on a CPU
+    (where workers run): keep each model's initial state as it is first built, to hand over."""
     folder = worker_folder(config)
     if folder:
         take_initial_states(read_input(folder).get("initial_states", {}))
+        return
+    import jax
+
+    if jax.devices()[0].platform == "cpu":
+        keep_initial_states(HAND_OVER_MAX_BYTES)
 
 
 def read_outcomes(folder: Path) -> dict[str, Outcome]:

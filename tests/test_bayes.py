@@ -85,3 +85,10 @@ def test_check_fails_a_posterior_unlike_the_reference(converged):
 def test_multi_device_needs_chains_that_split_over_devices():
     with pytest.raises(NotApplicable, match="2 chains do not split over 1 device"):
         bayes.start_run("tiny", "multi_device", devices=jax.devices()[:1])
+
+
+def test_vmap_and_jit_vmap_share_one_compiled_sampler():
+    """The same vectorised sampling program: compiled once, and both report that compile's seconds."""
+    with bayes.start_run("tiny", "vmap") as first, bayes.start_run("tiny", "jit_vmap") as second:
+        assert second.sample is first.sample
+        assert second.compile_s > first.compile_s  # the jitted predictive's compile on top

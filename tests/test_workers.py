@@ -35,17 +35,20 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
 
 
 def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
-    """The parent hands each step workload's initial model state to the worker (which then skips
-    initialising the model); the steps are built from exactly that state."""
+    """A parent on a CPU keeps each model's initial state as it first builds it and hands it to the
+    worker (which then skips initialising the model); the steps are built from exactly that state."""
     from workloads import get_workload
     from workloads import steps
 
-    monkeypatch.setattr(steps, "_HANDED_OVER", {})
+    for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
+        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
     cases = [Case("mlp", "train", "multi_device", "tiny"), Case("mlp", "infer", "multi_device", "tiny"),
              Case("checkpoint", "save_restore", "multi_device", "tiny")]
+    assert workers._initial_states(cases) == {}  # nothing kept: the worker initialises the model itself
+    steps.keep_initial_states(10**9)
+    built = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
     handed = workers._initial_states(cases)
     assert list(handed) == [("mlp", "tiny", 0)]  # one per step workload and size; none for a workflow
-    built = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
     assert np.array_equal(built.state[0]["output_layer"]["kernel"], handed["mlp", "tiny", 0]["output_layer"]["kernel"])
 
     planted = jax.tree.map(np.zeros_like, handed[("mlp", "tiny", 0)])
@@ -54,9 +57,12 @@ def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
     assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(step.state[0]))
 
 
-def test_a_state_over_the_limit_is_not_handed_over():
+def test_a_state_over_the_limit_is_not_kept(monkeypatch):
     from workloads import get_workload
-    from workloads.steps import initial_state
+    from workloads import steps
 
-    assert initial_state(get_workload("mlp"), "tiny", max_bytes=100) is None
-    assert initial_state(get_workload("mlp"), "tiny", max_bytes=10**9) is not None
+    for name in ("_KEPT", "_KEEP_UP_TO_BYTES"):
+        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
+    steps.keep_initial_states(100)
+    steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
+    assert steps.initial_state("mlp", "tiny") is None

@@ -98,35 +98,42 @@ _HANDED_OVER: dict[tuple, dict] = {}
 """(workload, size, seed) -> a model's initial state (host arrays) that a parent process handed
 over (`take_initial_states`): built from it, a worker skips initialising the model again, which
 on XLA:CPU costs seconds of eager compiles per model (some 13 s for the CNN at `small`)."""
+_KEPT: dict[tuple, dict] = {}
+"""The same, kept from this process's first build of each model (`keep_initial_states`)."""
+_KEEP_UP_TO_BYTES: list[int] = []
 
 
-def initial_state(workload: Workload, size_name: str, seed: int = 0, max_bytes: int | None = None) -> dict | None:
-    """The state of `workload`'s model as `build_step` first builds it at `size_name`, as nested
-    plain dicts of host (NumPy) arrays, to hand to a worker process; None when it would take more
-    than `max_bytes` (then the worker initialises the model itself)."""
-    size = workload.size(size_name)
-    if max_bytes is not None:
-        shapes = nnx.state(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
-        if sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)) > max_bytes:
-            return None
-    model = workload.build_model(size, nnx.Rngs(seed))
-    return jax.device_get(nnx.to_pure_dict(nnx.state(model)))
+def keep_initial_states(max_bytes: int) -> None:
+    """From now on keep (as host arrays) the initial state of each model this process builds, up
+    to `max_bytes` a model, for `initial_state` to hand to a worker process."""
+    _KEEP_UP_TO_BYTES[:] = [max_bytes]
+
+
+def initial_state(workload_name: str, size_name: str, seed: int = 0) -> dict | None:
+    """The initial state of a model this process has built and kept (`keep_initial_states`), as
+    nested plain dicts of host arrays; None if it has not (a worker then initialises it)."""
+    return _KEPT.get((workload_name, size_name, seed))
 
 
 def take_initial_states(states: dict[tuple, dict]) -> None:
-    """Build these models (`initial_state`'s, keyed by (workload name, size name, seed)) from the
-    states given rather than initialising them."""
+    """Build these models (keyed by (workload name, size name, seed)) from the states given
+    (`initial_state`'s, from a parent process) rather than initialising them."""
     _HANDED_OVER.update(states)
 
 
 def _initial_model(workload: Workload, size_name: str, seed: int):
     """`workload`'s freshly initialised model at `size_name` (from a handed-over state if any)."""
     size = workload.size(size_name)
-    state = _HANDED_OVER.get((workload.name, size_name, seed))
-    if state is None:
-        return workload.build_model(size, nnx.Rngs(seed))
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
-    return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+    key = (workload.name, size_name, seed)
+    if key in _HANDED_OVER:
+        graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
+        return nnx.merge(graphdef, jax.tree.map(jnp.asarray, _HANDED_OVER[key]))
+    model = workload.build_model(size, nnx.Rngs(seed))
+    if _KEEP_UP_TO_BYTES and key not in _KEPT:
+        state = nnx.to_pure_dict(nnx.state(model))
+        if sum(leaf.nbytes for leaf in jax.tree.leaves(state)) <= _KEEP_UP_TO_BYTES[0]:
+            _KEPT[key] = jax.device_get(state)
+    return model
 
 
 def _split(model):

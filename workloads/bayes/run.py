@@ -95,7 +95,8 @@ def start_run(size_name: str, variant: str, workdir=None, *, devices=None, seed:
     states = [kernel.init(key, size.warmup, model_args=data[:2], model_kwargs={"y": dataset.y}) for key in keys]
     init_state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
     run_chain = chain_sampler(kernel, size, dataset)
-    sample, init_state, sample_s, n_devices = sampler(variant, run_chain, init_state, data, devices)
+    sample, init_state, sample_s, n_devices = sampler(variant, run_chain, init_state, data, devices,
+                                                       program=(size_name, seed))
     probe = truth_as_draws(dataset, size.predictive_draws)
     predict, predict_s = predictive(model, variant, probe, dataset.x_test, dataset.group_test, devices)
     compile_s = sample_s + (predict_s or 0.0)

@@ -52,9 +52,16 @@ def _chain_mesh(chains: int, devices) -> tuple:
     return compat.make_mesh((count,), ("chains",), devices=devices[:count]), count
 
 
-def sampler(variant: str, run_chain, init_state, data, devices):
+_VECTORISED: dict[tuple, tuple] = {}
+"""(size name, seed) -> (the compiled vectorised sampler, seconds its compile took). `vmap` and
+`jit_vmap` sample with the same program (they differ in the predictive): it is compiled once per
+process, and each of them reports the seconds that compile took."""
+
+
+def sampler(variant: str, run_chain, init_state, data, devices, program: tuple):
     """(sample, its initial state, compile seconds, devices): sample(state, *data) -> all chains'
-    draws [C, S, ...]; the state is `init_state`, placed on the devices for `multi_device`."""
+    draws [C, S, ...]; the state is `init_state`, placed on the devices for `multi_device`.
+    `program`: (size name, seed), which fix the data and so the compiled program."""
     if variant == "baseline":
         compiled, seconds = compile_ahead_of_time(run_chain, _chain(init_state, 0), *data)
         chains = jax.tree.leaves(init_state)[0].shape[0]
@@ -66,7 +73,9 @@ def sampler(variant: str, run_chain, init_state, data, devices):
         return one_after_another, init_state, seconds, 1
     vectorised = jax.vmap(run_chain, in_axes=(0, None, None, None))
     if variant in ("vmap", "jit_vmap"):
-        compiled, seconds = compile_ahead_of_time(vectorised, init_state, *data)
+        if program not in _VECTORISED:
+            _VECTORISED[program] = compile_ahead_of_time(vectorised, init_state, *data)
+        compiled, seconds = _VECTORISED[program]
         return compiled, init_state, seconds, 1
     mesh, count = _chain_mesh(jax.tree.leaves(init_state)[0].shape[0], devices)
     chains, replicated = PartitionSpec("chains"), PartitionSpec()

@@ -58,7 +58,9 @@ def measured_benchmarks(config) -> list:
     pytest-benchmark keeps them on its session object, `config._benchmarksession`, which has no
     public accessor; its own JSON hooks take this list. This is the one place the suite reads it."""
     session = getattr(config, "_benchmarksession", None)
-    return session.benchmarks if session is not None else []
+    # A benchmark stopped before its first timed round (a Ctrl-C) has no data: left out, as
+    # pytest-benchmark's own table and JSON leave it out (its records are false when empty).
+    return [bench for bench in session.benchmarks if bench] if session is not None else []
 
 
 def write_results(config, report_dir: Path) -> Path | None:

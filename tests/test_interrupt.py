@@ -71,3 +71,18 @@ def test_a_ctrl_c_while_the_report_is_written_waits_for_it():
         assert interrupt.requested()
     finally:
         interrupt.uninstall(session)
+
+
+def test_a_benchmark_stopped_before_its_first_round_is_left_out_of_the_results():
+    """Ctrl-C raised before the first timed round leaves pytest-benchmark a record with no rounds;
+    results.json (and the report) skip it, as pytest-benchmark's own table does."""
+    from pytest_benchmark.stats import Metadata
+
+    from bench.results import measured_benchmarks
+
+    fixtures = (SimpleNamespace(name=name, fullname=name, group=None, param=None, params=None, extra_info={},
+                                cprofile_stats=None) for name in "ab")
+    timed, stopped = (Metadata(fixture=fixture, iterations=1, options={}) for fixture in fixtures)
+    timed.stats.update(0.5)
+    config = SimpleNamespace(_benchmarksession=SimpleNamespace(benchmarks=[timed, stopped]))
+    assert measured_benchmarks(config) == [timed]

@@ -11,14 +11,15 @@ import os
 DEFAULT_CPU_DEVICES = 8
 
 
-def _names(kind: str, valid) -> callable:
-    """An argparse type: a comma-separated list of names from `valid`, as a tuple."""
+def _names(kind: str, valid, check: bool = True) -> callable:
+    """An argparse type: a comma-separated list of names from `valid`, as a tuple (`check=False`:
+    any names, checked later, when every valid one is known: `check_workloads`)."""
 
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(name.strip() for name in text.split(",") if name.strip())
         if not names:
             raise argparse.ArgumentTypeError(f"no {kind} given; valid: {', '.join(valid)}")
-        unknown = [name for name in names if name not in valid]
+        unknown = [name for name in names if name not in valid] if check else []
         if unknown:
             raise argparse.ArgumentTypeError(
                 f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
@@ -61,8 +62,12 @@ def pytest_addoption(parser):
     variants = tuple(dict.fromkeys((*VARIANTS, *sum(WORKFLOW_VARIANTS.values(), ()))))
 
     group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
-    group.addoption("--workloads", type=_names("workload", tuple(REGISTRY)), default=tuple(REGISTRY),
-                    help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)})")
+    group.addoption("--workloads", type=_names("workload", tuple(REGISTRY), check=False), default=None,
+                    help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)}, and those "
+                         "of --workload-module and of installed packages' jaxbench.workloads entry points)")
+    group.addoption("--workload-module", action="append", default=[], metavar="MODULE",
+                    help="a module of your own that defines WORKLOAD (a workloads.contract.Workload), "
+                         "e.g. my_pkg.my_model; benchmarked like the suite's own (repeat for more)")
     group.addoption("--modes", type=_names("mode", MODES), default=MODES,
                     help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); "
                          "a workflow (bayes, checkpoint, training_loop) has one mode and ignores it")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads import WORKFLOW_VARIANTS, get_workload
+import pytest
+
+from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
+from workloads.outside import WorkloadError, add_module, registered
 from workloads.variants import VARIANTS, variants_for
 
 
@@ -40,6 +43,25 @@ class Case:
         """Whether the case runs over several devices (and so, on a CPU, over virtual devices): a
         variant on a mesh (a workflow's `multi_device` means the same)."""
         return self.variant in VARIANTS and VARIANTS[self.variant].on_mesh
+
+
+def check_workloads(config) -> None:
+    """Register the `--workload-module`s and resolve `--workloads` (default: every known one),
+    checking each outside workload against the contract: a one-line usage error otherwise."""
+    try:
+        for spec in config.getoption("workload_module"):
+            add_module(spec, taken=tuple(REGISTRY))
+        known = workload_names()
+        names = config.getoption("workloads") or known
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise WorkloadError(f"unknown workload {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
+        for name in names:
+            if name in registered():
+                get_workload(name)
+    except WorkloadError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.option.workloads = tuple(names)
 
 
 def selected_cases(config) -> list[Case]:

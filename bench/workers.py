@@ -52,7 +52,8 @@ FORWARDED_OPTIONS = {
     "benchmark_min_rounds": "--benchmark-min-rounds",
     "long_step_rounds": "--long-step-rounds",
 }
-"""Options of this run a worker gets too (option dest -> flag); `--benchmark-disable` as well."""
+"""Options of this run a worker gets too (option dest -> flag); `--workload-module` and
+`--benchmark-disable` as well."""
 
 
 def add_worker_option(parser) -> None:
@@ -118,6 +119,8 @@ def _forwarded(config) -> list[str]:
         value = config.getoption(dest)
         if value is not None:
             args += [flag, str(value)]
+    for module in config.getoption("workload_module"):
+        args += ["--workload-module", module]
     if config.getoption("benchmark_disable"):
         args.append("--benchmark-disable")
     return args

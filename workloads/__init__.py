@@ -1,7 +1,9 @@
 """What is measured: the workloads (models, data, steps) and the variant transformations.
 
 Plain JAX / Flax NNX / Optax; never imports pytest. A new workload is one module with a
-`WORKLOAD` (see `workloads.contract.Workload`) and one line in `REGISTRY`.
+`WORKLOAD` (see `workloads.contract.Workload`) and one line in `REGISTRY`. A workload of your own,
+outside this repository, is registered by a `jaxbench.workloads` entry point of its package or
+named on the command line (`--workload-module`): `workloads.outside`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ REGISTRY = {  # name -> "module" (its WORKLOAD) or "module:ATTRIBUTE"
     "checkpoint": "workloads.checkpoint",
     "training_loop": "workloads.training_loop",
 }
-"""Workload name -> module defining it (imported only when the workload is used)."""
+"""The suite's own workloads: name -> module defining it (imported only when the workload is used)."""
 
 WORKFLOW_VARIANTS = {
     "bayes": ("baseline", "vmap", "jit_vmap", "multi_device"),
@@ -31,13 +33,26 @@ WORKFLOW_VARIANTS = {
 Kept here, not in their modules, so the command line knows them without importing NumPyro or Orbax."""
 
 
+def workload_names() -> tuple[str, ...]:
+    """Every workload this process knows: the suite's own, then those of installed packages'
+    entry points and of `--workload-module` (`workloads.outside`)."""
+    from workloads import outside
+
+    return (*REGISTRY, *(name for name in outside.registered() if name not in REGISTRY))
+
+
 def get_workload(name: str) -> Workload | Workflow:
-    """The workload called `name` (a step `Workload` or a `Workflow`); ValueError naming the valid
-    workloads otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown workload {name!r}; valid: {', '.join(REGISTRY)}")
-    module, _, attribute = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attribute or "WORKLOAD")
+    """The workload called `name` (a step `Workload` or a `Workflow`); `outside.WorkloadError`
+    (a ValueError) naming the valid workloads, or what is wrong with an outside one, otherwise."""
+    from workloads import outside
+
+    if name in REGISTRY:
+        module, _, attribute = REGISTRY[name].partition(":")
+        return getattr(importlib.import_module(module), attribute or "WORKLOAD")
+    if name in outside.registered():
+        return outside.load(name)
+    raise outside.WorkloadError(f"unknown workload {name!r}; valid: {', '.join(workload_names())}")
 
 
-__all__ = ["LAYOUTS", "MODES", "REGISTRY", "SIZES", "WORKFLOW_VARIANTS", "Workflow", "Workload", "get_workload"]
+__all__ = ["LAYOUTS", "MODES", "REGISTRY", "SIZES", "WORKFLOW_VARIANTS", "Workflow", "Workload", "get_workload",
+           "workload_names"]

@@ -1,0 +1,1 @@
+"""An example outside package of jaxbench workloads (see README.md next to it)."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from reports.results import write_atomically
 
 RESULTS_FILE = "results.json"
 SUITE = "jaxbench"
@@ -21,20 +21,6 @@ def default_report_dir(root: Path, platform_name: str, device_kind: str, now: da
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     device = re.sub(r"[^A-Za-z0-9]+", "-", f"{platform_name}-{device_kind}").strip("-").lower()
     return root / "reports" / "runs" / f"{stamp}-{device}"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader (or a Ctrl-C) never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _RUN_INFO = pytest.StashKey[tuple]()

@@ -16,6 +16,7 @@ REQUIRED_KEYS = {
     "workload", "mode", "variant", "size", "batch_size", "n_devices", "platform", "device_kind",
     "compile_s", "mem_bytes", "mem_temp_bytes", "flops_per_step", "items_per_s", "peak_flops", "mfu",
     "jax_version", "compute_dtype", "matmul_arithmetic", "peak_flops_datasheet", "mfu_datasheet",
+    "xla_flops", "xla_bytes_accessed",
 }
 
 
@@ -36,9 +37,10 @@ def test_every_benchmark_has_the_contract_keys(tiny_run):
         assert info["matmul_arithmetic"] == ("bf16" if info["variant"] == "bf16" else "fp32")
         assert info["peak_flops_datasheet"] is None and info["mfu_datasheet"] is None
         if info["variant"] in ("baseline", "vmap"):
-            assert info["mem_bytes"] is None and info["compile_s"] is None
+            assert info["mem_bytes"] is None and info["compile_s"] is None and info["xla_flops"] is None
         else:
             assert info["mem_bytes"] > 0 and info["compile_s"] > 0
+            assert info["xla_flops"] > 0 and info["xla_bytes_accessed"] > 0  # the exact gate's figures
         assert info["n_devices"] == (8 if info["variant"] == "multi_device" else 1)
 
 

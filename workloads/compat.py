@@ -44,6 +44,21 @@ def memory_analysis(compiled) -> dict[str, int] | None:
     }
 
 
+def cost_analysis(compiled) -> dict[str, float] | None:
+    """XLA's cost analysis of a compiled executable: `flops` and `bytes_accessed` (deterministic
+    for a given program, compiler and device kind), or None where the backend gives none. A dict
+    on 0.10 and 0.12 (older releases gave a list of one dict per executable)."""
+    try:
+        cost = compiled.cost_analysis()
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - backend without analysis
+        return None
+    if isinstance(cost, (list, tuple)):  # pragma: no cover
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:  # pragma: no cover
+        return None
+    return {"flops": float(cost["flops"]), "bytes_accessed": float(cost.get("bytes accessed", 0.0))}
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` is a device running out of memory (XLA's RESOURCE_EXHAUSTED)."""
     return isinstance(error, jax.errors.JaxRuntimeError) and (

@@ -46,6 +46,8 @@ class PreparedStep:
         memory: per-device bytes of the compiled step (`compat.memory_analysis`), None if eager;
             for `jit` the larger of its two compiled pieces.
         n_devices: devices the step runs on.
+        cost: XLA's `flops` and `bytes_accessed` of the compiled step (`compat.cost_analysis`),
+            None if eager; for `jit` the sum of one call of each of its two compiled pieces.
     """
 
     mode: str
@@ -55,6 +57,7 @@ class PreparedStep:
     compile_s: float | None
     memory: dict[str, int] | None
     n_devices: int
+    cost: dict[str, float] | None = None
     output: Any = None
 
     def __call__(self):
@@ -152,11 +155,27 @@ def compile_ahead_of_time(fn, *args, **jit_options):
     return compiled, time.perf_counter() - start
 
 
-def _compile(fn, *args, donate_argnums=(), out_shardings=None):
-    """AOT-compile `jax.jit(fn)` for `args`: (compiled, seconds, per-device memory)."""
+@dataclass(frozen=True)
+class Compiled:
+    """An ahead-of-time compiled function with what XLA says of it (`_compile`)."""
+
+    fn: Callable
+    seconds: float
+    memory: dict[str, int] | None
+    cost: dict[str, float] | None
+
+
+def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
+    """AOT-compile `jax.jit(fn)` for `args`, with its per-device memory and XLA cost analysis."""
     options = {} if out_shardings is None else {"out_shardings": out_shardings}
     compiled, seconds = compile_ahead_of_time(fn, *args, donate_argnums=donate_argnums, **options)
-    return compiled, seconds, compat.memory_analysis(compiled)
+    return Compiled(compiled, seconds, compat.memory_analysis(compiled), compat.cost_analysis(compiled))
+
+
+def _summed_cost(*pieces: Compiled) -> dict[str, float] | None:
+    if any(piece.cost is None for piece in pieces):
+        return None
+    return {key: sum(piece.cost[key] for piece in pieces) for key in pieces[0].cost}
 
 
 def build_step(
@@ -196,8 +215,8 @@ def build_step(
     if variant.precision:
         fn = transforms.mixed_precision(fn, variant.precision)
     if variant.batching == "loop":
-        step, compile_s, memory = _looped_step(mode, variant.compiled, fn, tx, state, batch)
-        return PreparedStep(mode, step, state, batch, compile_s, memory, n_devices=1)
+        step, compile_s, memory, cost = _looped_step(mode, variant.compiled, fn, tx, state, batch)
+        return PreparedStep(mode, step, state, batch, compile_s, memory, n_devices=1, cost=cost)
     step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
     if not variant.compiled:
         return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
@@ -244,24 +263,23 @@ def _vectorised_step(workload: Workload, mode: str, fn, tx, batch, micro_batches
 
 def _looped_step(mode, compiled: bool, example_fn, tx, state, batch):
     """A Python loop over the examples: eager (`baseline`), or with the per-example function and
-    the update compiled (`jit`). Returns (step, compile seconds, per-device memory), the last
-    two None when eager."""
+    the update compiled (`jit`). Returns (step, compile seconds, per-device memory, XLA cost), the
+    last three None when eager."""
     if mode == "train":
         add_example, update = transforms.add_example_gradient(example_fn), transforms.optimizer_update(tx)
-        compile_s = memory = None
-        if compiled:
-            params, opt_state, _ = state
-            sums = transforms.zero_sums(params)
-            first = transforms.example_at(batch, 0)
-            add_example, add_s, add_mem = _compile(add_example, params, sums, first)
-            update, update_s, update_mem = _compile(update, params, opt_state, sums[1])
-            compile_s = add_s + update_s
-            memory = max(add_mem, update_mem, key=footprint_bytes) if add_mem and update_mem else None
-        return transforms.train_step(transforms.loop_mean_gradient(add_example), update), compile_s, memory
-    predict, compile_s, memory = example_fn, None, None
-    if compiled:
-        predict, compile_s, memory = _compile(example_fn, state[0], transforms.example_at(batch, 0))
-    return transforms.infer_step(transforms.ignoring_model_state(transforms.loop_over_examples(predict))), compile_s, memory
+        if not compiled:
+            return transforms.train_step(transforms.loop_mean_gradient(add_example), update), None, None, None
+        params, opt_state, _ = state
+        sums = transforms.zero_sums(params)
+        add = _compile(add_example, params, sums, transforms.example_at(batch, 0))
+        apply = _compile(update, params, opt_state, sums[1])
+        memory = max(add.memory, apply.memory, key=footprint_bytes) if add.memory and apply.memory else None
+        step = transforms.train_step(transforms.loop_mean_gradient(add.fn), apply.fn)
+        return step, add.seconds + apply.seconds, memory, _summed_cost(add, apply)
+    predict = _compile(example_fn, state[0], transforms.example_at(batch, 0)) if compiled else None
+    step = transforms.infer_step(transforms.ignoring_model_state(
+        transforms.loop_over_examples(predict.fn if predict else example_fn)))
+    return (step, None, None, None) if predict is None else (step, predict.seconds, predict.memory, predict.cost)
 
 
 def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout) -> PreparedStep:
@@ -276,8 +294,8 @@ def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout) -> 
         else:
             out_shardings = NamedSharding(mesh, batch_spec)
     donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
-    compiled, compile_s, memory = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
-    return PreparedStep(mode, compiled, state, batch, compile_s, memory, n_devices)
+    compiled = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
+    return PreparedStep(mode, compiled.fn, state, batch, compiled.seconds, compiled.memory, n_devices, compiled.cost)
 
 
 def _on_mesh(state, batch, devices, layout: str):

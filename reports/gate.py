@@ -1,0 +1,134 @@
+"""What a regression gate prints and writes, whichever way it measured (`reports regress`, two
+saved runs; `reports ab`, base and head in one job): one row per benchmark with its verdict, the
+exit status, the terminal table, the Markdown summary, the JSON of verdicts and the ratio chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from reports.results import write_atomically  # noqa: E402
+from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict  # noqa: E402
+
+COLUMNS = ["benchmark", "verdict", "ratio", "low", "high", "p_value", "n", "exact"]
+
+
+@dataclass
+class GateResult:
+    """A gate's outcome: a row per benchmark both sides have, the benchmarks only one side has,
+    warnings about what differs between the sides, and how it was measured (`method`)."""
+
+    method: str
+    threshold: float
+    rows: list[dict] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)
+    only_head: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, benchmark: str, timing: TimingVerdict | None, changes: list[ExactChange]) -> None:
+        """Record one benchmark's timing verdict and exact changes (and so its verdict)."""
+        self.rows.append({
+            "benchmark": benchmark,
+            "verdict": benchmark_verdict(timing, changes),
+            "ratio": timing.ratio if timing else None,
+            "low": timing.low if timing else None,
+            "high": timing.high if timing else None,
+            "p_value": timing.p_value if timing else None,
+            "n": timing.n if timing else 0,
+            "exact": "; ".join(map(str, changes)),
+        })
+
+    def table(self) -> pd.DataFrame:
+        """The rows as a frame, in `COLUMNS` order."""
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+    @property
+    def regressed(self) -> bool:
+        """Whether any benchmark's verdict is `regression`."""
+        return any(row["verdict"] == "regression" for row in self.rows)
+
+    def counts(self) -> dict[str, int]:
+        """How many benchmarks got each verdict."""
+        return {verdict: sum(row["verdict"] == verdict for row in self.rows) for verdict in VERDICTS}
+
+    def headline(self) -> str:
+        """One line: the verdict counts and the threshold."""
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in self.counts().items() if n)
+        return f"{len(self.rows)} benchmarks ({counts}) at a {self.threshold:.0%} threshold, {self.method}"
+
+    def markdown(self) -> str:
+        """The summary in Markdown, fit for `$GITHUB_STEP_SUMMARY`."""
+        lines = ["## jaxbench: " + ("regression" if self.regressed else "no regression"), "", self.headline(), ""]
+        lines += [f"> warning: {warning}" for warning in self.warnings]
+        table = self.table()
+        table["ratio (interval)"] = [_interval(row) for row in self.rows]
+        lines += ["", table[["benchmark", "verdict", "ratio (interval)", "p_value", "n", "exact"]]
+                  .to_markdown(index=False, floatfmt=".3g"), ""]
+        for side, names in (("base", self.only_base), ("head", self.only_head)):
+            if names:
+                lines.append(f"Only in {side} (not compared): {', '.join(names)}")
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        """The verdicts as plain JSON."""
+        return {"method": self.method, "threshold": self.threshold, "regressed": self.regressed,
+                "counts": self.counts(), "benchmarks": self.rows, "only_base": self.only_base,
+                "only_head": self.only_head, "warnings": self.warnings}
+
+    def write(self, markdown: str | Path | None = None, json_path: str | Path | None = None,
+              chart: str | Path | None = None) -> None:
+        """Write the Markdown summary, the JSON of verdicts and the ratio chart where asked."""
+        if markdown:
+            write_atomically(Path(markdown), self.markdown())
+        if json_path:
+            write_atomically(Path(json_path), json.dumps(self.to_json(), indent=2, default=float))
+        if chart:
+            ratio_chart(self, Path(chart))
+
+
+def _interval(row: dict) -> str:
+    if row["ratio"] is None:
+        return "-"
+    return f"{row['ratio']:.3f} ({row['low']:.3f}-{row['high']:.3f})"
+
+
+def ratio_chart(result: GateResult, path: Path) -> Path:
+    """Each benchmark's ratio head/base with its interval, the threshold band shaded."""
+    rows = [row for row in result.rows if row["ratio"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * max(len(rows), 1)))
+    colours = {"regression": "tab:red", "improvement": "tab:green", "no change": "tab:grey",
+               "inconclusive": "tab:orange"}
+    for i, row in enumerate(rows):
+        ax.errorbar(row["ratio"], i, xerr=[[row["ratio"] - row["low"]], [row["high"] - row["ratio"]]], fmt="o",
+                    color=colours[row["verdict"]], capsize=3)
+    ax.axvspan(1 / (1 + result.threshold), 1 + result.threshold, color="tab:blue", alpha=0.1,
+               label=f"no-change band (+/-{result.threshold:.0%})")
+    ax.axvline(1, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{row['benchmark']} ({row['verdict']})" for row in rows], fontsize=8)
+    ax.set(xlabel="step time head / base (above 1: head slower)", title=f"jaxbench: {result.method}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_result(result: GateResult) -> None:
+    """The terminal table: headline, warnings, one row per benchmark, one-sided benchmarks."""
+    print(result.headline())
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    table = result.table()
+    table["ratio (interval)"] = [_interval(row) for row in result.rows]
+    print(table[["benchmark", "verdict", "ratio (interval)", "p_value", "n", "exact"]]
+          .to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    for side, names in (("base", result.only_base), ("head", result.only_head)):
+        if names:
+            print(f"only in {side} (not compared): {', '.join(names)}")

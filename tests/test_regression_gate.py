@@ -1,0 +1,169 @@
+"""The regression gate's statistics on synthetic timings whose truth is known, the exact gates,
+`reports regress` over two saved runs and `reports export` for the GitHub benchmark action."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from reports.__main__ import main
+from reports.regress import benchmark_name, regress
+from reports.verdicts import (ExactChange, benchmark_verdict, exact_changes, family_alpha, paired_verdict,
+                              unpaired_verdict)
+
+THRESHOLD = 0.05
+BLOCK_SPREAD = 0.02  # block medians within one process (measured: 1-2%)
+
+
+def _pairs(truth: float, spread: float, n: int, rng) -> np.ndarray:
+    return truth * np.exp(rng.normal(0, spread, n))
+
+
+@pytest.mark.parametrize(("truth", "spread", "expected"), [
+    (1.0, BLOCK_SPREAD, "no change"), (1.10, BLOCK_SPREAD, "regression"), (1 / 1.10, BLOCK_SPREAD, "improvement"),
+    (1.0, 0.4, "inconclusive"),  # too noisy to tell
+])
+def test_paired_verdicts_on_synthetic_pairs(truth, spread, expected):
+    verdict = paired_verdict(_pairs(truth, spread, 12, np.random.default_rng(7)), THRESHOLD, family_alpha(4))
+    assert verdict.verdict == expected, verdict
+    if expected != "inconclusive":
+        assert verdict.low <= truth <= verdict.high
+
+
+def test_paired_verdicts_keep_their_rates_over_many_runs():
+    """Over 150 simulated runs of 6 benchmarks each: unchanged code is almost never a regression,
+    a 10% slowdown almost always is (with the truth inside its interval), and a 5% one is never
+    called an improvement."""
+    rng, alpha, runs = np.random.default_rng(3), family_alpha(6), 150
+    same = [paired_verdict(_pairs(1.0, BLOCK_SPREAD, 12, rng), THRESHOLD, alpha, seed=i).verdict
+            for i in range(runs) for _ in range(6)]
+    slower = [paired_verdict(_pairs(1.10, BLOCK_SPREAD, 12, rng), THRESHOLD, alpha, seed=i) for i in range(runs)]
+    five = [paired_verdict(_pairs(1.05, BLOCK_SPREAD, 12, rng), THRESHOLD, alpha, seed=i).verdict for i in range(runs)]
+    assert same.count("regression") / len(same) <= 0.01
+    assert sum(v.verdict == "regression" for v in slower) / runs >= 0.95
+    assert sum(v.low <= 1.10 <= v.high for v in slower) / runs >= 0.9
+    assert "improvement" not in five and five.count("regression") > 0
+
+
+@pytest.mark.parametrize(("truth", "expected"), [(1.0, "no change"), (1.3, "regression"), (1 / 1.3, "improvement")])
+def test_unpaired_verdicts_on_synthetic_rounds(truth, expected):
+    rng = np.random.default_rng(11)
+    base, head = np.exp(rng.normal(0, 0.03, 40)), truth * np.exp(rng.normal(0, 0.03, 40))
+    verdict = unpaired_verdict(base, head, 0.15, family_alpha(4))
+    assert verdict.verdict == expected, verdict
+    assert verdict.low <= truth * 1.02 and verdict.high >= truth / 1.02
+
+
+def test_too_few_measurements_are_inconclusive():
+    assert paired_verdict([1.5, 1.5, 1.5], THRESHOLD).verdict == "inconclusive"
+    assert unpaired_verdict([1.0, 1.01], [2.0, 2.02], 0.15).verdict == "inconclusive"
+
+
+def test_exact_figures_are_gated_exactly():
+    base = {"mem_bytes": 1000, "xla_flops": 1e9, "xla_bytes_accessed": 5e6}
+    grown = {**base, "xla_flops": 1.01e9}
+    assert [str(c) for c in exact_changes(base, grown)] == ["XLA cost-analysis FLOPs 1e+09 -> 1.01e+09 (+1.00%)"]
+    no_change = paired_verdict([1.0, 1.001, 0.999, 1.0, 1.002, 0.998], THRESHOLD)
+    assert no_change.verdict == "no change"
+    assert benchmark_verdict(no_change, exact_changes(base, grown)) == "regression"  # whatever the noise
+    within = exact_changes(base, {**base, "mem_bytes": 1004})  # inside the 0.5% tolerance
+    assert within and not within[0].is_regression and benchmark_verdict(no_change, within) == "no change"
+    shrunk = exact_changes(base, {**base, "mem_bytes": 500})
+    assert not shrunk[0].is_regression
+    assert exact_changes(base, {**base, "xla_flops": None}) == []  # eager variants have none
+    assert ExactChange("mem_bytes", 0, 10).ratio == float("inf")
+
+
+def test_the_exact_figures_are_the_same_for_every_build_of_a_step():
+    from workloads import get_workload
+    from workloads.steps import build_step
+
+    first, second = (build_step(get_workload("mlp"), "tiny", "train", "accumulation") for _ in range(2))
+    assert first.cost == second.cost and first.memory == second.memory
+    assert first.cost["flops"] > 0 and first.cost["bytes_accessed"] > 0
+
+
+def _saved_run(tiny_run, tmp_path, name: str, change=None) -> str:
+    data = copy.deepcopy(tiny_run["results"])
+    if change:
+        change(data)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _bench(data, variant, mode="train"):
+    return next(b for b in data["benchmarks"] if b["extra_info"]["variant"] == variant
+                and b["extra_info"]["mode"] == mode)
+
+
+def _slower(variant, factor):
+    def change(data):
+        stats = _bench(data, variant)["stats"]
+        stats["data"] = [t * factor for t in stats["data"]]
+        stats["median"] *= factor
+    return change
+
+
+def test_regress_passes_a_run_against_itself(tiny_run, tmp_path):
+    base = _saved_run(tiny_run, tmp_path, "base")
+    result = regress(base, base)
+    assert not result.regressed and result.warnings == [] and len(result.rows) == 14
+    assert main(["regress", base, base]) == 0
+
+
+def test_regress_flags_a_slower_step_and_a_grown_memory(tiny_run, tmp_path, capsys):
+    base = _saved_run(tiny_run, tmp_path, "base")
+
+    def head_change(data):
+        _slower("jit_vmap", 3.0)(data)
+        _bench(data, "remat")["extra_info"]["mem_bytes"] *= 1.02
+        data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["variant"] != "accumulation"]
+        data["jaxbench"]["jax_version"] = "0.12.0"
+
+    head = _saved_run(tiny_run, tmp_path, "head", head_change)
+    out = tmp_path / "out"
+    status = main(["regress", base, head, "--markdown", str(out / "s.md"), "--json", str(out / "v.json"),
+                   "--chart", str(out / "r.png")])
+    assert status == 1
+    verdicts = json.loads((out / "v.json").read_text())
+    by_name = {row["benchmark"]: row for row in verdicts["benchmarks"]}
+    jit_vmap = by_name[benchmark_name(_bench(tiny_run["results"], "jit_vmap")["extra_info"])]
+    assert jit_vmap["verdict"] == "regression" and jit_vmap["low"] > 2
+    remat = by_name[benchmark_name(_bench(tiny_run["results"], "remat")["extra_info"])]
+    assert remat["verdict"] == "regression" and "per-device memory" in remat["exact"]
+    assert verdicts["only_base"] == ["mlp-train-accumulation (tiny, 1 device)"]
+    assert "jax_version 0.10" in verdicts["warnings"][0] or "jax_version 0.12" in verdicts["warnings"][0]
+    summary = (out / "s.md").read_text()
+    assert summary.startswith("## jaxbench: regression") and "Only in base" in summary
+    assert (out / "r.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "regression" in printed and "only in base (not compared): mlp-train-accumulation" in printed
+
+
+@pytest.mark.parametrize("bad", ["missing", "other-suite"])
+def test_regress_bad_input_is_one_line_and_exit_2(bad, tiny_run, tmp_path, capsys):
+    base = _saved_run(tiny_run, tmp_path, "base")
+    other = tmp_path / "other.json"
+    if bad == "other-suite":
+        other.write_text(json.dumps({"benchmarks": [{"name": "x", "stats": {}}]}))
+    assert main(["regress", base, str(other)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python -m reports regress: error:") and error.count("\n") == 1
+
+
+def test_export_for_the_github_benchmark_action(tiny_run, tmp_path):
+    base = _saved_run(tiny_run, tmp_path, "base")
+    out = tmp_path / "gab.json"
+    assert main(["export", base, "--format", "github-action-benchmark", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())
+    assert all({"name", "unit", "value"} <= entry.keys() for entry in entries)
+    assert all(isinstance(entry["value"], float) and entry["value"] > 0 for entry in entries)
+    times = [e for e in entries if e["unit"] == "ms"]
+    assert len(times) == 14 and len({e["name"] for e in entries}) == len(entries)
+    jit_vmap = _bench(tiny_run["results"], "jit_vmap")
+    name = benchmark_name(jit_vmap["extra_info"]) + " step time"
+    assert next(e["value"] for e in times if e["name"] == name) == pytest.approx(jit_vmap["stats"]["median"] * 1e3)

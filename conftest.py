@@ -40,18 +40,9 @@ def _size(text: str) -> str:
 
 def _whole_number(what: str) -> callable:
     """An argparse type: a whole number of `what` >= 1."""
+    from reports.arguments import number_type
 
-    def parse(text: str) -> int:
-        try:
-            count = int(text)
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {what} >= 1")
-        return count
-
-    parse.__name__ = what
-    return parse
+    return number_type(int, lambda count: count >= 1, f"a whole number of {what} >= 1")
 
 
 def pytest_addoption(parser):

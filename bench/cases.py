@@ -45,41 +45,54 @@ class Case:
         return self.variant in VARIANTS and VARIANTS[self.variant].on_mesh
 
 
+def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tuple[str, ...]:
+    """Register the outside workload `modules` and check `names` (None: every known workload), each
+    outside one against the contract; `WorkloadError` with one line otherwise."""
+    for spec in modules:
+        add_module(spec, taken=tuple(REGISTRY))
+    known = workload_names()
+    names = names or known
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise WorkloadError(f"unknown workload {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
+    for name in names:
+        if name in registered():
+            get_workload(name)
+    return tuple(names)
+
+
 def check_workloads(config) -> None:
-    """Register the `--workload-module`s and resolve `--workloads` (default: every known one),
-    checking each outside workload against the contract: a one-line usage error otherwise."""
+    """Resolve `--workloads` and `--workload-module` (`resolve_workloads`): a one-line usage error
+    when a workload is unknown or an outside one breaks the contract."""
     try:
-        for spec in config.getoption("workload_module"):
-            add_module(spec, taken=tuple(REGISTRY))
-        known = workload_names()
-        names = config.getoption("workloads") or known
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise WorkloadError(f"unknown workload {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
-        for name in names:
-            if name in registered():
-                get_workload(name)
+        config.option.workloads = resolve_workloads(config.getoption("workloads"), config.getoption("workload_module"))
     except WorkloadError as error:
         raise pytest.UsageError(str(error)) from None
-    config.option.workloads = tuple(names)
+
+
+def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...], size: str) -> list[Case]:
+    """The step cases of these workloads, modes and variants at `size`, in workload, mode, variant
+    order (each `multi_device` layout its own case)."""
+    cases = []
+    for name in workloads:
+        if name in WORKFLOW_VARIANTS:
+            continue
+        workload = get_workload(name)
+        for mode in modes:
+            if mode not in workload.modes:
+                continue
+            for variant in variants_for(mode):
+                if variant not in variants:
+                    continue
+                layouts = workload.layouts if VARIANTS[variant].on_mesh else ("data",)
+                cases += [Case(name, mode, variant, size, layout) for layout in layouts]
+    return cases
 
 
 def selected_cases(config) -> list[Case]:
     """The step cases the command line selects, in workload, mode, variant order."""
-    cases = []
-    for name in config.getoption("workloads"):
-        if name in WORKFLOW_VARIANTS:
-            continue
-        workload = get_workload(name)
-        for mode in config.getoption("modes"):
-            if mode not in workload.modes:
-                continue
-            for variant in variants_for(mode):
-                if variant not in config.getoption("variants"):
-                    continue
-                layouts = workload.layouts if VARIANTS[variant].on_mesh else ("data",)
-                cases += [Case(name, mode, variant, config.getoption("size"), layout) for layout in layouts]
-    return cases
+    return step_cases(config.getoption("workloads"), config.getoption("modes"), config.getoption("variants"),
+                      config.getoption("size"))
 
 
 def selected_workflow_cases(config) -> list[Case]:

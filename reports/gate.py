@@ -17,7 +17,11 @@ import pandas as pd  # noqa: E402
 from reports.results import write_atomically  # noqa: E402
 from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict  # noqa: E402
 
-COLUMNS = ["benchmark", "verdict", "ratio", "low", "high", "p_value", "n", "exact"]
+COLUMNS = ["benchmark", "verdict", "timing", "ratio", "low", "high", "p_value", "n", "exact"]
+"""A row: the benchmark's verdict, its timing's verdict alone (`timing`), the ratio head/base with its
+interval, the rank test's p-value, the measurements a side, and the exact figures that changed."""
+SHOWN = ["benchmark", "verdict", "timing", "ratio (interval)", "p_value", "n", "exact"]
+"""What the terminal table and the Markdown summary show of a row."""
 
 
 @dataclass
@@ -32,17 +36,22 @@ class GateResult:
     only_head: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def add(self, benchmark: str, timing: TimingVerdict | None, changes: list[ExactChange]) -> None:
-        """Record one benchmark's timing verdict and exact changes (and so its verdict)."""
+    def add(self, benchmark: str, timing: TimingVerdict | None, changes: list[ExactChange],
+            failure: str | None = None, measurements: dict | None = None) -> None:
+        """Record one benchmark's timing verdict and exact changes (and so its verdict); `failure`:
+        head fails its check against baseline where base passes, a regression whatever the times;
+        `measurements`: what the timing came from (kept in the JSON only)."""
         self.rows.append({
             "benchmark": benchmark,
-            "verdict": benchmark_verdict(timing, changes),
+            "verdict": "regression" if failure else benchmark_verdict(timing, changes),
+            "timing": timing.verdict if timing else None,
             "ratio": timing.ratio if timing else None,
             "low": timing.low if timing else None,
             "high": timing.high if timing else None,
             "p_value": timing.p_value if timing else None,
             "n": timing.n if timing else 0,
-            "exact": "; ".join(map(str, changes)),
+            "exact": "; ".join([*map(str, changes), *([failure] if failure else [])]),
+            **({"measurements": measurements} if measurements else {}),
         })
 
     def table(self) -> pd.DataFrame:
@@ -69,7 +78,7 @@ class GateResult:
         lines += [f"> warning: {warning}" for warning in self.warnings]
         table = self.table()
         table["ratio (interval)"] = [_interval(row) for row in self.rows]
-        lines += ["", table[["benchmark", "verdict", "ratio (interval)", "p_value", "n", "exact"]]
+        lines += ["", table[SHOWN]
                   .to_markdown(index=False, floatfmt=".3g"), ""]
         for side, names in (("base", self.only_base), ("head", self.only_head)):
             if names:
@@ -127,7 +136,7 @@ def print_result(result: GateResult) -> None:
         print(f"warning: {warning}")
     table = result.table()
     table["ratio (interval)"] = [_interval(row) for row in result.rows]
-    print(table[["benchmark", "verdict", "ratio (interval)", "p_value", "n", "exact"]]
+    print(table[SHOWN]
           .to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     for side, names in (("base", result.only_base), ("head", result.only_head)):
         if names:

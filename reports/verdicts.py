@@ -77,11 +77,40 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def paired_verdict(ratios, threshold: float, alpha: float = ALPHA, seed: int = 0) -> TimingVerdict:
+def _resamples(alpha: float) -> int:
+    """Bootstrap resamples enough for the interval's tails at `alpha` (some 20 beyond each bound)."""
+    return max(BOOTSTRAP_RESAMPLES, int(np.ceil(40 / alpha)))
+
+
+def clustered_median_interval(logs: np.ndarray, clusters: np.ndarray, confidence: float,
+                              rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of `logs`, resampling whole `clusters` (the
+    worker pairs the values came from), then values within each: the interval then holds the
+    spread between processes too, not only between blocks of one process."""
+    labels = np.unique(clusters)
+    groups = [logs[clusters == label] for label in labels]
+    sizes = np.array([len(group) for group in groups])
+    padded = np.full((len(groups), sizes.max()), np.nan)
+    for i, group in enumerate(groups):
+        padded[i, :len(group)] = group
+    resamples = _resamples(1 - confidence)
+    chosen = rng.integers(len(groups), size=(resamples, len(groups)))
+    within = (rng.random((resamples, len(groups), sizes.max())) * sizes[chosen][..., None]).astype(int)
+    values = padded[chosen[..., None], within]
+    values[np.arange(sizes.max()) >= sizes[chosen][..., None]] = np.nan  # a smaller cluster's padding
+    medians = np.nanmedian(values.reshape(resamples, -1), axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(medians, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def paired_verdict(ratios, threshold: float, alpha: float = ALPHA, seed: int = 0, clusters=None) -> TimingVerdict:
     """The verdict on `ratios`, one head/base time ratio per pair of measurements taken side by
     side in time (`reports ab`: a block of rounds of each side): the median ratio, a percentile
     bootstrap interval of it at confidence `1 - alpha`, and the Wilcoxon signed-rank test of the
-    log ratios against 0. Fewer than `MIN_MEASUREMENTS` pairs: `inconclusive`."""
+    log ratios against 0. `clusters`: per ratio, the pair of worker processes it came from; the
+    interval then resamples those pairs first (`clustered_median_interval`). Fewer than
+    `MIN_MEASUREMENTS` pairs: `inconclusive`."""
     logs = np.log(np.asarray(ratios, dtype=float))
     if len(logs) < 2:
         ratio = float(np.exp(logs[0])) if len(logs) else float("nan")
@@ -89,12 +118,14 @@ def paired_verdict(ratios, threshold: float, alpha: float = ALPHA, seed: int = 0
     ratio = float(np.exp(np.median(logs)))
     if np.ptp(logs) == 0:  # every pair the same: the interval is that point
         low = high = ratio
+    elif clusters is not None and len(np.unique(clusters)) > 1:
+        low, high = np.exp(clustered_median_interval(logs, np.asarray(clusters), 1 - alpha, _rng(seed)))
     else:
-        interval = stats.bootstrap((logs,), np.median, confidence_level=1 - alpha, n_resamples=BOOTSTRAP_RESAMPLES,
+        interval = stats.bootstrap((logs,), np.median, confidence_level=1 - alpha, n_resamples=_resamples(alpha),
                                    method="percentile", random_state=_rng(seed), vectorized=True).confidence_interval
         low, high = float(np.exp(interval.low)), float(np.exp(interval.high))
     p_value = float(stats.wilcoxon(logs).pvalue) if np.any(logs != 0) else 1.0
-    return TimingVerdict(ratio, low, high, p_value, len(logs),
+    return TimingVerdict(ratio, float(low), float(high), p_value, len(logs),
                          verdict_of(ratio, low, high, p_value, threshold, alpha, len(logs)))
 
 
@@ -114,7 +145,7 @@ def unpaired_verdict(base_rounds, head_rounds, threshold: float, alpha: float = 
     if n < 2:
         return TimingVerdict(ratio, float("nan"), float("nan"), 1.0, n, "inconclusive")
     interval = stats.bootstrap((head, base), _median_ratio, confidence_level=1 - alpha, paired=False,
-                               n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", random_state=_rng(seed),
+                               n_resamples=_resamples(alpha), method="percentile", random_state=_rng(seed),
                                vectorized=True).confidence_interval
     low, high = float(interval.low), float(interval.high)
     p_value = float(stats.mannwhitneyu(head, base, alternative="two-sided").pvalue)

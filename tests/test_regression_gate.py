@@ -167,3 +167,51 @@ def test_export_for_the_github_benchmark_action(tiny_run, tmp_path):
     jit_vmap = _bench(tiny_run["results"], "jit_vmap")
     name = benchmark_name(jit_vmap["extra_info"]) + " step time"
     assert next(e["value"] for e in times if e["name"] == name) == pytest.approx(jit_vmap["stats"]["median"] * 1e3)
+
+
+def _history(tiny_run, folder, runs: int = 24):
+    """A synthetic history of `runs` saved runs (3% noise on every median), files named in an
+    order unlike their commit dates: jit_vmap's train step 25% slower for good from run 12 on,
+    remat's memory 2% larger from run 18 on, and one run where every benchmark is 1.6x slower."""
+    rng = np.random.default_rng(5)
+    for i in rng.permutation(runs):
+        def change(data, i=int(i)):
+            data["commit_info"] = {"id": f"c{i:03d}" + "0" * 37, "time": f"2026-11-{1 + i:02d}T12:00:00+00:00"}
+            for bench in data["benchmarks"]:
+                info, factor = bench["extra_info"], float(np.exp(rng.normal(0, 0.03)))
+                if info["variant"] == "jit_vmap" and info["mode"] == "train" and i >= 12:
+                    factor *= 1.25
+                if i == 7:
+                    factor *= 1.6  # a noisy job
+                bench["stats"]["median"] *= factor
+                if info["variant"] == "remat" and info["mode"] == "train" and i >= 18:
+                    info["mem_bytes"] = int(info["mem_bytes"] * 1.02)
+        _saved_run(tiny_run, folder, f"run-{i}", change)
+
+
+def test_trend_finds_the_planted_steps_and_only_them(tiny_run, tmp_path):
+    from reports.trend import find_changes, history
+
+    _history(tiny_run, tmp_path)
+    frame = history([tmp_path / f"run-{i}.json" for i in range(24)])
+    assert frame.groupby("benchmark")["commit"].apply(list).map(lambda c: c == sorted(c)).all()  # by date
+    changes = find_changes(frame)
+    found = {(c.benchmark, c.figure, c.before_commit, c.after_commit) for c in changes}
+    assert found == {("mlp-train-jit_vmap (tiny, 1 device)", "median_s", "c011000000", "c012000000"),
+                     ("mlp-train-remat (tiny, 1 device)", "mem_bytes", "c017000000", "c018000000")}
+    step = next(c for c in changes if c.figure == "median_s")
+    assert 0.18 < step.step < 0.32  # the planted 25%
+
+
+def test_trend_command_reads_folders(tiny_run, tmp_path):
+    runs = tmp_path / "runs"
+    for i in range(24):
+        (runs / f"job-{i}").mkdir(parents=True)
+    _history(tiny_run, runs)
+    for i in range(24):  # each run in a folder of its own, as CI artifacts come
+        (runs / f"run-{i}.json").rename(runs / f"job-{i}" / "results.json")
+    assert main(["trend", str(runs), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "trend.md").read_text()
+    assert "over 24 runs" in text and "c011000000 -> c012000000" in text and "+2" in text
+    assert (tmp_path / "out" / "trend.png").stat().st_size > 0
+    assert main(["trend", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 2

@@ -1,0 +1,156 @@
+"""A long-lived A/B worker: one process of one side (a git revision, or a Python environment) of
+`python -m reports ab`, which starts several per side and alternates between them.
+
+    python -m bench.ab_worker --size small --workloads mlp --modes train [--variants ...] [-k EXPR]
+                              [--workload-module M ...] [--devices N]
+
+It selects the step benchmarks as `pytest bench` would (the same options, `-k` with pytest's
+own expression syntax, matched against case ids), builds each one once, compiles it, checks it
+against its own side's baseline, warms it up, and says so in one `ready` message: per benchmark
+its status, its exact figures (per-device memory, XLA's FLOPs and bytes accessed) and its warm
+step time. Then it answers requests for blocks of timed rounds until told to quit. Every message
+is one JSON line on stdout after `PREFIX`; anything else a model prints is not a message.
+
+`--devices N`: on a CPU, N = 1 selects the single-device benchmarks (in a one-device process, as
+`pytest bench` measures them) and N > 1 the multi-device ones, on N virtual devices; the `ready`
+message names the benchmarks of the other group (`elsewhere`), for a worker of their own. On an
+accelerator every selected benchmark runs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+PREFIX = "@jaxbench-ab "
+PROTOCOL_VERSION = 1
+WARM_UP_S = 0.3
+"""Warm-up after the check, before the worker says it is ready (and how its step time is estimated)."""
+
+
+def send(message: dict) -> None:
+    """One protocol message on stdout."""
+    sys.stdout.write(PREFIX + json.dumps(message, default=float) + "\n")
+    sys.stdout.flush()
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The worker's options (the selection options of `pytest bench`)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ab_worker")
+    parser.add_argument("--workloads", default=None)
+    parser.add_argument("--modes", default="train,infer,decode")
+    parser.add_argument("--variants", default=None)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("-k", dest="keyword", default=None)
+    parser.add_argument("--workload-module", action="append", default=[])
+    parser.add_argument("--devices", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else None
+
+
+def select(args) -> list:
+    """The step cases the options select (`bench.cases.step_cases`), `-k` applied to their ids;
+    ValueError with one line for an unknown name or a bad expression."""
+    from _pytest.mark.expression import Expression
+
+    from bench.cases import resolve_workloads, step_cases
+    from workloads import MODES, SIZES
+    from workloads.variants import VARIANTS
+
+    modes, variants = _names(args.modes) or MODES, _names(args.variants) or tuple(VARIANTS)
+    for kind, names, valid in (("mode", modes, MODES), ("variant", variants, tuple(VARIANTS)),
+                               ("size", (args.size,), SIZES)):
+        unknown = [name for name in names if name not in valid]
+        if unknown:
+            raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+    cases = step_cases(resolve_workloads(_names(args.workloads), args.workload_module), modes, variants, args.size)
+    if args.keyword:
+        try:
+            expression = Expression.compile(args.keyword)
+        except SyntaxError as error:  # what pytest raises for a bad -k (its ParseError before 8.4)
+            raise ValueError(f"-k {args.keyword!r}: {error}") from None
+        cases = [case for case in cases if expression.evaluate(lambda word, **_: word.lower() in case.id.lower())]
+    return cases
+
+
+def prepare(case, references) -> tuple[object | None, dict]:
+    """Build, check and warm `case`'s step: (the prepared step or None, its `ready` entry)."""
+    from bench.correctness import IncorrectResult
+    from workloads import get_workload
+    from workloads.compat import is_out_of_memory
+    from workloads.contract import NotApplicable
+    from workloads.steps import build_step, footprint_bytes
+
+    try:
+        step = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+        initial_state = step.state
+        step()
+        errors = references.check_step(case, step, initial_state)
+    except NotApplicable as reason:
+        return None, {"status": "skipped", "message": str(reason)}
+    except IncorrectResult as error:
+        return None, {"status": "failed", "message": f"fails its check against baseline: {error}"}
+    except Exception as error:  # noqa: BLE001 - out of memory is a skip; anything else a failure, said
+        if is_out_of_memory(error):
+            return None, {"status": "skipped", "message": f"out of memory: {str(error).splitlines()[0][:200]}"}
+        return None, {"status": "failed", "message": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+    warm, start = [], time.perf_counter()
+    while len(warm) < 2 or time.perf_counter() - start < WARM_UP_S:
+        warm.append(timed_round(step))
+    exact = {"mem_bytes": footprint_bytes(step.memory),
+             "xla_flops": step.cost["flops"] if step.cost else None,
+             "xla_bytes_accessed": step.cost["bytes_accessed"] if step.cost else None}
+    return step, {"status": "ready", "step_s": statistics.median(warm), "exact": exact,
+                  "max_rel_error": max(errors.values(), default=0.0)}
+
+
+def timed_round(step) -> float:
+    """Seconds of one step (which blocks until its work is done)."""
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Select, prepare and report ready; then serve blocks of timed rounds until `quit`."""
+    args = parse_arguments(argv)
+    import jax
+
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        jax.config.update("jax_num_cpu_devices", args.devices)
+    from bench import hardware
+    from bench.references import References
+
+    try:
+        cases = select(args)
+    except ValueError as error:
+        send({"error": str(error)})
+        return 2
+    on_cpu = jax.devices()[0].platform == "cpu"
+    mine = [case for case in cases if not on_cpu or case.wants_several_devices == (args.devices > 1)]
+    references = References(float32_arithmetic=hardware.device_float32_arithmetic())
+    steps, ready = {}, {}
+    for case in mine:
+        steps[case.id], ready[case.id] = prepare(case, references)
+    send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
+          "protocol": PROTOCOL_VERSION, "jax_version": jax.__version__,
+          "python_version": ".".join(map(str, sys.version_info[:3])), "devices": len(jax.devices()),
+          "device_kind": jax.devices()[0].device_kind})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("quit"):
+            break
+        step = steps[request["case"]]
+        send({"case": request["case"], "times": [timed_round(step) for _ in range(int(request["rounds"]))]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""`python -m reports ab`: base against head, measured in the same job, for a CI regression gate.
+
+The sides are two git revisions of the repository in the current folder (`--base REV --head REV`,
+each checked out in a temporary worktree, removed afterwards; the repository may be this suite or
+a package of your own workloads), or two Python environments (`--base-python --head-python`),
+or both. Without `--head` the head is the current folder as it is.
+
+How it measures: each side runs in `--workers` long-lived worker processes (`bench.ab_worker`).
+Each compiles every selected benchmark once, checks it against its own side's baseline and
+reports its exact figures. Then, batch after batch, every benchmark still undecided is measured
+in every pair of workers (base i, head i), in random order: a block of timed rounds on one side,
+then on the other, adjacent in time, so drift in the machine hits both alike. A block pair gives
+one ratio head/base of block medians. A fresh process runs the same compiled step a few percent
+faster or slower than another, for good, so the verdict's interval resamples worker pairs, then
+blocks within them (`reports.verdicts.paired_verdict` with clusters): several workers a side let
+"head is slower" stand apart from "head's process happened to be slower". Batches go on while a
+benchmark is `inconclusive`, up to `--max-pairs` pairs or `--max-time` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reports.gate import GateResult
+from reports.verdicts import MIN_MEASUREMENTS, exact_changes, family_alpha, paired_verdict
+
+PREFIX = "@jaxbench-ab "  # bench.ab_worker.PREFIX (reports never imports bench)
+WORKER_MODULE = "bench.ab_worker"
+DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.2, "max_pairs": 40, "max_time": 900.0,
+            "worker_timeout": 900.0}
+"""The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
+
+
+CALIBRATION_ROUNDS = 3
+"""Rounds each side runs of a benchmark to size its blocks, before the first batch."""
+
+
+class ABError(Exception):
+    """Bad input or a side that cannot be measured; the message is one line."""
+
+
+@dataclass
+class Side:
+    """One side of the comparison: the folder its code comes from and the Python that runs it."""
+
+    name: str  # "base" or "head"
+    label: str  # what the user named: a revision (with its commit) or an interpreter
+    folder: Path
+    python: str
+
+    def environment(self) -> dict:
+        """The worker's environment: the side's folder (and its src/) first on the Python path, so
+        a package of workloads at this revision is the one imported."""
+        paths = [str(self.folder)] + ([str(self.folder / "src")] if (self.folder / "src").is_dir() else [])
+        existing = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + ([existing] if existing else [])),
+                "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _git(repository: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repository), *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise ABError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {' '.join(args)} failed")
+    return proc.stdout.strip()
+
+
+def repository_root(folder: Path) -> Path:
+    """The git repository the current folder is in; `ABError` if it is in none."""
+    try:
+        return Path(_git(folder, "rev-parse", "--show-toplevel"))
+    except ABError:
+        raise ABError(f"{folder} is not in a git repository: --base/--head name revisions of one") from None
+
+
+@contextmanager
+def worktree(repository: Path, revision: str):
+    """`revision` of `repository` checked out in a temporary folder (removed afterwards)."""
+    try:
+        commit = _git(repository, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    except ABError:
+        commit = ""
+    if not commit:
+        raise ABError(f"unknown revision {revision!r} in {repository}")
+    folder = Path(tempfile.mkdtemp(prefix=f"jaxbench-ab-{commit[:8]}-"))
+    _git(repository, "worktree", "add", "--detach", "--force", str(folder), commit)
+    try:
+        yield folder, commit
+    finally:
+        subprocess.run(["git", "-C", str(repository), "worktree", "remove", "--force", str(folder)],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_python(option: str, python: str) -> str:
+    if not (shutil.which(python) or Path(python).is_file()):
+        raise ABError(f"{option} {python}: no such Python interpreter")
+    return python
+
+
+@contextmanager
+def sides(base: str | None, head: str | None, base_python: str | None, head_python: str | None,
+          folder: Path):
+    """(base Side, head Side) for the options given; worktrees removed when the block ends."""
+    if not (base or head or base_python or head_python):
+        raise ABError("nothing to compare: give --base REV (and --head REV), or --base-python and --head-python")
+    with ExitStack() as stack:
+        made = []
+        for name, revision, python, option in (("base", base, base_python, "--base-python"),
+                                               ("head", head, head_python, "--head-python")):
+            python = _check_python(option, python) if python else sys.executable
+            code, label = folder, "the current folder"
+            if revision:
+                code, commit = stack.enter_context(worktree(repository_root(folder), revision))
+                label = f"{revision} ({commit[:10]})"
+                if (code / "bench").is_dir() and not (code / "bench" / "ab_worker.py").is_file():
+                    raise ABError(f"revision {revision!r} of jaxbench predates `reports ab` (it has no "
+                                  "bench/ab_worker.py): choose a later base")
+            if python != sys.executable:
+                label += f" with {python}"
+            made.append(Side(name, label, code, python))
+        yield tuple(made)
+
+
+class WorkerError(ABError):
+    """A worker that crashed, hung or could not start; the message says which and why."""
+
+
+class Worker:
+    """One `bench.ab_worker` process of a side: started, asked for blocks, stopped."""
+
+    def __init__(self, side: Side, index: int, arguments: list[str]):
+        self.side, self.index = side, index
+        self.name = f"{side.name} worker {index + 1}"
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        try:
+            self.process = subprocess.Popen([side.python, "-m", WORKER_MODULE, *arguments], cwd=side.folder,
+                                            env=side.environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=self.errors, text=True, bufsize=1)
+        except OSError as error:
+            raise WorkerError(f"{self.name}: cannot start {side.python}: {error.strerror or error}") from None
+        self.messages: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            if line.startswith(PREFIX):
+                self.messages.put(json.loads(line[len(PREFIX):]))
+        self.messages.put(None)  # the process closed its output: it ended
+
+    def _why_it_ended(self) -> str:
+        self.process.wait(timeout=30)
+        self.errors.seek(0)
+        lines = [line for line in self.errors.read().strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else "no error output"
+        if "No module named" in last and ("'bench'" in last or "'jax'" in last or "'workloads'" in last):
+            return f"{self.side.python} cannot run jaxbench's A/B worker ({last}): install jaxbench there"
+        return f"exited with status {self.process.returncode}: {last}"
+
+    def receive(self, timeout: float) -> dict:
+        """The worker's next message; `WorkerError` if it ends or is silent for `timeout` seconds."""
+        try:
+            message = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            self.stop(graceful=False)
+            raise WorkerError(f"{self.name} ({self.side.label}) did not answer within {timeout:g} s "
+                              "and was stopped") from None
+        if message is None:
+            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}")
+        if "error" in message:
+            raise ABError(f"{self.side.name} ({self.side.label}): {message['error']}")
+        return message
+
+    def block(self, case: str, rounds: int, timeout: float) -> list[float]:
+        """`rounds` timed rounds of `case`, seconds each."""
+        self.process.stdin.write(json.dumps({"case": case, "rounds": rounds}) + "\n")
+        self.process.stdin.flush()
+        return self.receive(timeout)["times"]
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask the worker to quit, and kill it if it has not within seconds (at once unless
+        `graceful`: a comparison that ended in an error keeps nothing a worker would finish)."""
+        try:
+            if graceful and self.process.poll() is None:
+                self.process.stdin.write(json.dumps({"quit": True}) + "\n")
+                self.process.stdin.flush()
+                self.process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.errors.close()
+
+
+@dataclass
+class Benchmark:
+    """One benchmark both sides have: its exact changes, rounds per block and the ratios so far."""
+
+    case: str
+    rounds: int
+    changes: list = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    clusters: list[int] = field(default_factory=list)
+
+
+def worker_arguments(selection: dict, devices: int) -> list[str]:
+    """The worker's command line for `selection` (the `pytest bench` selection options)."""
+    arguments = ["--devices", str(devices), "--size", selection["size"]]
+    for option in ("workloads", "modes", "variants"):
+        if selection.get(option):
+            arguments += [f"--{option}", selection[option]]
+    if selection.get("keyword"):
+        arguments += ["-k", selection["keyword"]]
+    for module in selection.get("workload_module") or []:
+        arguments += ["--workload-module", module]
+    return arguments
+
+
+def _progress(text: str) -> None:
+    print(text, flush=True)
+
+
+class ABRun:
+    """One A/B comparison over a pair of sides (see the module docstring)."""
+
+    def __init__(self, base: Side, head: Side, selection: dict, options: dict, seed: int | None = None):
+        self.base, self.head, self.selection = base, head, selection
+        self.options = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+        self.rng = np.random.default_rng(seed)
+        self.result = GateResult(method="", threshold=self.options["threshold"])
+        self.started = time.monotonic()
+
+    def run(self) -> GateResult:
+        """Measure the single-device benchmarks, then (on a CPU) the multi-device ones in workers
+        with `cpu_devices` virtual devices, as `pytest bench` does."""
+        versions, elsewhere = self._group(1)
+        if elsewhere:
+            self._group(self.selection.get("cpu_devices") or 8)
+        opts = self.options
+        self.result.method = (f"same job, {opts['workers']} workers a side, blocks of about {opts['block_time']:g} s "
+                              f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}")
+        return self.result
+
+    def _group(self, devices: int) -> tuple[str, list[str]]:
+        """Measure the benchmarks of one device group: (the sides' versions in words, the
+        benchmarks the workers left to another group)."""
+        workers: dict[str, list[Worker]] = {}
+        finished = False
+        try:
+            _progress(f"starting {self.options['workers']} workers a side with {devices} device(s); each builds, "
+                      "compiles and checks every benchmark of its group")
+            arguments = worker_arguments(self.selection, devices)
+            for side in (self.base, self.head):
+                workers[side.name] = [Worker(side, i, arguments) for i in range(self.options["workers"])]
+            ready = {name: [w.receive(self.options["worker_timeout"]) for w in group] for name, group in workers.items()}
+            self._measure(workers, self._common(ready))
+            finished = True
+            return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
+        finally:
+            for group in workers.values():
+                for worker in group:
+                    worker.stop(graceful=finished)
+
+    @staticmethod
+    def _versions(ready: dict) -> str:
+        base, head = (ready[name][0] for name in ("base", "head"))
+        if (base["jax_version"], base["python_version"]) == (head["jax_version"], head["python_version"]):
+            return f"JAX {base['jax_version']}, Python {base['python_version']}"
+        return (f"base JAX {base['jax_version']} on Python {base['python_version']}, "
+                f"head JAX {head['jax_version']} on Python {head['python_version']}")
+
+    def _common(self, ready: dict) -> list[Benchmark]:
+        """The benchmarks ready on both sides, with their exact changes; the rest recorded."""
+        base, head = ready["base"][0]["ready"], ready["head"][0]["ready"]
+        self.result.only_base += [case for case in base if case not in head]
+        self.result.only_head += [case for case in head if case not in base]
+        benchmarks = []
+        for case in (case for case in head if case in base):
+            b, h = base[case], head[case]
+            if h["status"] == "failed" and b["status"] != "failed":
+                self.result.add(case, None, [], failure=f"head {h['message']}")
+            elif b["status"] != "ready" or h["status"] != "ready":
+                why = h.get("message") or b.get("message")
+                self.result.warnings.append(f"{case} not compared: base {b['status']}, head {h['status']} ({why})")
+            else:
+                self._warn_if_workers_disagree(ready, case)
+                benchmarks.append(Benchmark(case, 1, exact_changes(b["exact"], h["exact"])))
+        return benchmarks
+
+    def _calibrate(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
+        """Size `bench`'s blocks from a few rounds on each side's first worker, now that every
+        worker is ready and idle (while they were starting together their steps ran slower)."""
+        step_s = max(float(np.median(workers[side][0].block(bench.case, CALIBRATION_ROUNDS,
+                                                            self.options["worker_timeout"])))
+                     for side in ("base", "head"))
+        bench.rounds = max(1, math.ceil(self.options["block_time"] / step_s))
+
+    def _warn_if_workers_disagree(self, ready: dict, case: str) -> None:
+        for name, messages in ready.items():
+            figures = {json.dumps(message["ready"][case]["exact"], sort_keys=True) for message in messages}
+            if len(figures) > 1:
+                self.result.warnings.append(f"{case}: the {name} workers' exact figures differ ({' vs '.join(figures)})")
+
+    def _measure(self, workers: dict[str, list[Worker]], benchmarks: list[Benchmark]) -> None:
+        """Batches of block pairs, in random order, until every benchmark is decided, has
+        `max_pairs` pairs, or the run has taken `max_time`; then each one's verdict."""
+        opts, alpha = self.options, family_alpha(len(benchmarks) + len(self.result.rows))
+        for bench in benchmarks:
+            self._calibrate(workers, bench)
+        undecided, batch = list(benchmarks), 0
+        while undecided and time.monotonic() - self.started < opts["max_time"]:
+            batch += 1
+            for index in self.rng.permutation(len(undecided)):
+                self._batch(workers, undecided[index])
+            undecided = [bench for bench in undecided if len(bench.ratios) < opts["max_pairs"] and (
+                len(bench.ratios) < MIN_MEASUREMENTS or self._verdict(bench, alpha).verdict == "inconclusive")]
+            _progress(f"batch {batch}: {len(benchmarks) - len(undecided)} of {len(benchmarks)} benchmarks decided "
+                      f"({time.monotonic() - self.started:.0f} s)")
+        for bench in benchmarks:
+            self.result.add(bench.case, self._verdict(bench, alpha), bench.changes,
+                            measurements={"ratios": bench.ratios, "worker_pairs": bench.clusters,
+                                          "rounds_per_block": bench.rounds})
+
+    def _verdict(self, bench: Benchmark, alpha: float):
+        return paired_verdict(bench.ratios, self.options["threshold"], alpha, clusters=bench.clusters)
+
+    def _batch(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
+        """One block pair in each pair of workers, the pairs and the sides in random order."""
+        timeout = self.options["worker_timeout"]
+        for index in self.rng.permutation(self.options["workers"]):
+            medians = {}
+            for side in self.rng.permutation(["base", "head"]):
+                medians[str(side)] = float(np.median(workers[str(side)][index].block(bench.case, bench.rounds, timeout)))
+            bench.ratios.append(medians["head"] / medians["base"])
+            bench.clusters.append(int(index))
+
+
+def run_ab(selection: dict, options: dict, base: str | None = None, head: str | None = None,
+           base_python: str | None = None, head_python: str | None = None, folder: Path | None = None,
+           seed: int | None = None) -> GateResult:
+    """The A/B comparison the command line asks for (`ABError` with one line for bad input)."""
+    with sides(base, head, base_python, head_python, Path(folder or Path.cwd())) as (base_side, head_side):
+        return ABRun(base_side, head_side, selection, options, seed).run()

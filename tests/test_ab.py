@@ -1,0 +1,151 @@
+"""`python -m reports ab`: base against head in the same job, over git revisions of a throw-away
+package of workloads (one revision really slower) and over Python environments; its bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLE_MODULE = ROOT / "examples" / "jaxbench-example" / "jaxbench_example" / "wide_mlp.py"
+FAST = ["--workers", "2", "--block-time", "0.1", "--max-pairs", "12", "--worker-timeout", "300"]
+
+
+def run_ab(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m reports ab ARGS` in `cwd`, output captured."""
+    env = {**os.environ, **(env or {}), "PYTHONDONTWRITEBYTECODE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "reports", "ab", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def package_repository(tmp_path_factory) -> Path:
+    """A throw-away git repository of a workload package (the example's residual MLP as `ab_pkg.model`)
+    with three commits: `same` (unchanged code), and `wider`, whose hidden width is 10% larger at
+    `small`, so its train step does about 10% more work."""
+    repo = tmp_path_factory.mktemp("workload-repo")
+    (repo / "ab_pkg").mkdir()
+    (repo / "ab_pkg" / "__init__.py").write_text("")
+    source = EXAMPLE_MODULE.read_text()
+    # A step of some milliseconds whose time follows its matmuls: one wide block, a modest batch.
+    small = 'Size(features=256, width=256, hidden=1024, num_blocks=2, batch_size=128)'
+    assert small in source
+    model = source.replace(small, 'Size(features=256, width=512, hidden=2000, num_blocks=1, batch_size=64)')
+    (repo / "ab_pkg" / "model.py").write_text(model)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    _git(repo, "tag", "base")
+    (repo / "README").write_text("docs only\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "same code")
+    _git(repo, "tag", "same")
+    (repo / "ab_pkg" / "model.py").write_text(model.replace("hidden=2000", "hidden=2200"))
+    _git(repo, "commit", "-q", "-am", "10% wider")
+    _git(repo, "tag", "wider")
+    return repo
+
+
+SELECTION = ["--workload-module", "ab_pkg.model", "--workloads", "wide_mlp", "--modes", "train",
+             "--variants", "jit_vmap", "--size", "small"]
+
+
+def _verdicts(path: Path) -> dict:
+    return {row["benchmark"]: row for row in json.loads(path.read_text())["benchmarks"]}
+
+
+def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tmp_path):
+    out = tmp_path / "verdicts.json"
+    proc = run_ab("--base", "base", "--head", "wider", *SELECTION, *FAST, "--json", str(out),
+                  "--markdown", str(tmp_path / "summary.md"), "--chart", str(tmp_path / "ratios.png"),
+                  cwd=package_repository)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = _verdicts(out)["wide_mlp-train-jit_vmap"]
+    assert row["verdict"] == "regression"
+    assert "XLA cost-analysis FLOPs" in row["exact"]  # the exact gate sees the wider matmuls
+    # ... and so does the timing, on its own: slower by more than the threshold, interval above 1.
+    assert row["timing"] == "regression" and row["low"] > 1.0 and 1.05 < row["ratio"] < 1.25, row
+    assert "batch 1:" in proc.stdout and "regression" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "ratios.png").stat().st_size > 0
+    assert not [line for line in _git(package_repository, "worktree", "list").splitlines()[1:]]  # removed
+
+
+def test_unchanged_code_is_no_regression(package_repository, tmp_path):
+    out = tmp_path / "verdicts.json"
+    proc = run_ab("--base", "base", "--head", "same", *SELECTION, *FAST, "--json", str(out), cwd=package_repository)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = _verdicts(out)["wide_mlp-train-jit_vmap"]
+    assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
+
+
+def test_the_current_folder_against_a_python_environment(tmp_path):
+    """Both sides this suite's current folder, one named by its interpreter: the sides' versions
+    are said, and the suite's own workloads run (a tiny, fast selection)."""
+    out = tmp_path / "verdicts.json"
+    proc = run_ab("--base-python", sys.executable, "--workloads", "mlp", "--modes", "infer", "--variants",
+                  "jit_vmap", "--size", "tiny", *FAST, "--json", str(out))
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    verdicts = json.loads(out.read_text())
+    assert list(_verdicts(out)) == ["mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
+    (["--base-python", "/no/such/python"], "--base-python /no/such/python: no such Python interpreter"),
+    ([], "nothing to compare"),
+    (["--base-python", sys.executable, "--workloads", "resnet9"], "unknown workload 'resnet9'"),
+    (["--base-python", sys.executable, "--variants", "pmap"], "unknown variant 'pmap'"),
+    (["--base-python", sys.executable, "-k", "jit and ("], "-k 'jit and ('"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_ab(*args, "--size", "tiny", *FAST, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.startswith("python -m reports ab: error:") and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_an_environment_without_jax_is_named(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    python = bare / "bin" / "python"
+    proc = run_ab("--base-python", str(python), "--size", "tiny", *FAST, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"{python} cannot run jaxbench's A/B worker" in proc.stderr and "No module named" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+CRASHING = """
+import os, time
+import dataclasses
+from jaxbench_example.wide_mlp import WORKLOAD as W
+def build(size, rngs):
+    if os.environ.get("AB_FAULT") == "crash":
+        os._exit(3)
+    time.sleep(120)
+WORKLOAD = dataclasses.replace(W, name="faulty", build_model=build)
+"""
+
+
+@pytest.mark.parametrize(("fault", "message"), [("crash", "exited with status 3"),
+                                                ("hang", "did not answer within 5 s and was stopped")])
+def test_a_worker_that_crashes_or_hangs_ends_the_comparison(fault, message, tmp_path):
+    (tmp_path / "faulty.py").write_text(CRASHING)
+    env = {"AB_FAULT": fault, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(EXAMPLE_MODULE.parent.parent)])}
+    proc = run_ab("--base-python", sys.executable, "--workload-module", "faulty", "--workloads", "faulty",
+                  "--modes", "train", "--variants", "jit_vmap", "--size", "tiny", "--workers", "1",
+                  "--worker-timeout", "5", env=env, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

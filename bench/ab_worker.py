@@ -11,6 +11,11 @@ its status, its exact figures (per-device memory, XLA's FLOPs and bytes accessed
 step time. Then it answers requests for blocks of timed rounds until told to quit. Every message
 is one JSON line on stdout after `PREFIX`; anything else a model prints is not a message.
 
+`--hand-over DIR`: the first worker of a side writes its references and its models' initial states
+there once it is ready; the side's other workers, started after it, take them instead of running
+the eager baseline and initialising every model again (some 10 of 20 s per worker for the MLP at
+`small`). Each worker still checks every benchmark it measures.
+
 `--devices N`: on a CPU, N = 1 selects the single-device benchmarks (in a one-device process, as
 `pytest bench` measures them) and N > 1 the multi-device ones, on N virtual devices; the `ready`
 message names the benchmarks of the other group (`elsewhere`), for a worker of their own. On an
@@ -22,9 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import statistics
 import sys
 import time
+from pathlib import Path
 
 PREFIX = "@jaxbench-ab "
 PROTOCOL_VERSION = 1
@@ -48,6 +55,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-k", dest="keyword", default=None)
     parser.add_argument("--workload-module", action="append", default=[])
     parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--hand-over", default=None)
     return parser.parse_args(argv)
 
 
@@ -111,6 +119,40 @@ def prepare(case, references) -> tuple[object | None, dict]:
                   "max_rel_error": max(errors.values(), default=0.0)}
 
 
+REFERENCES_FILE, STATES_FILE = "references.pkl", "initial_states.pkl"
+
+
+def taken_over(folder: str | None, arithmetic: str):
+    """The References to check against: those a side's first worker handed over in `folder`
+    (and its models' initial states taken), or new ones (the models' states then kept to hand over)."""
+    from bench.references import References
+    from workloads.steps import keep_initial_states, take_initial_states
+
+    if folder and (Path(folder) / STATES_FILE).exists():
+        take_initial_states(pickle.loads((Path(folder) / STATES_FILE).read_bytes()))
+        return References.load(Path(folder) / REFERENCES_FILE, float32_arithmetic=arithmetic)
+    if folder:
+        keep_initial_states(2**40)
+    return References(float32_arithmetic=arithmetic)
+
+
+def hand_over(folder: str | None, references, cases: list) -> None:
+    """Write the references and the kept initial states into `folder` for the side's other
+    workers (nothing when there is no folder or they are already there); the states file last,
+    each written whole before it is renamed into place."""
+    from workloads.steps import initial_state
+
+    if not folder or (Path(folder) / STATES_FILE).exists():
+        return
+    keys = {(case.workload, case.size, 0) for case in cases}
+    states = {key: initial_state(*key) for key in keys if initial_state(*key) is not None}
+    partial = Path(folder) / "references.partial"
+    references.save(partial, cases)
+    os.replace(partial, Path(folder) / REFERENCES_FILE)
+    partial.write_bytes(pickle.dumps(states))
+    os.replace(partial, Path(folder) / STATES_FILE)
+
+
 def timed_round(step) -> float:
     """Seconds of one step (which blocks until its work is done)."""
     start = time.perf_counter()
@@ -126,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         jax.config.update("jax_num_cpu_devices", args.devices)
     from bench import hardware
-    from bench.references import References
 
     try:
         cases = select(args)
@@ -135,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     on_cpu = jax.devices()[0].platform == "cpu"
     mine = [case for case in cases if not on_cpu or case.wants_several_devices == (args.devices > 1)]
-    references = References(float32_arithmetic=hardware.device_float32_arithmetic())
+    references = taken_over(args.hand_over, hardware.device_float32_arithmetic())
     steps, ready = {}, {}
     for case in mine:
         steps[case.id], ready[case.id] = prepare(case, references)
+    hand_over(args.hand_over, references, [case for case in mine if steps[case.id] is not None])
     send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
           "protocol": PROTOCOL_VERSION, "jax_version": jax.__version__,
           "python_version": ".".join(map(str, sys.version_info[:3])), "devices": len(jax.devices()),

@@ -259,21 +259,32 @@ class ABRun:
         """Measure the benchmarks of one device group: (the sides' versions in words, the
         benchmarks the workers left to another group)."""
         workers: dict[str, list[Worker]] = {}
-        finished = False
-        try:
-            _progress(f"starting {self.options['workers']} workers a side with {devices} device(s); each builds, "
-                      "compiles and checks every benchmark of its group")
-            arguments = worker_arguments(self.selection, devices)
-            for side in (self.base, self.head):
-                workers[side.name] = [Worker(side, i, arguments) for i in range(self.options["workers"])]
-            ready = {name: [w.receive(self.options["worker_timeout"]) for w in group] for name, group in workers.items()}
-            self._measure(workers, self._common(ready))
-            finished = True
-            return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
-        finally:
-            for group in workers.values():
-                for worker in group:
-                    worker.stop(graceful=finished)
+        finished, timeout = False, self.options["worker_timeout"]
+        with tempfile.TemporaryDirectory(prefix="jaxbench-ab-") as hand_over:
+            try:
+                _progress(f"starting {self.options['workers']} workers a side with {devices} device(s); each "
+                          "builds, compiles and checks every benchmark of its group")
+                # Each side's first worker starts alone and hands its references and initial model
+                # states to the side's others (bench.ab_worker --hand-over), which start after it.
+                arguments = {}
+                for side in (self.base, self.head):
+                    Path(hand_over, side.name).mkdir()
+                    arguments[side.name] = [*worker_arguments(self.selection, devices),
+                                            "--hand-over", str(Path(hand_over, side.name))]
+                    workers[side.name] = [Worker(side, 0, arguments[side.name])]
+                ready = {name: [group[0].receive(timeout)] for name, group in workers.items()}
+                for side in (self.base, self.head):
+                    workers[side.name] += [Worker(side, i, arguments[side.name])
+                                           for i in range(1, self.options["workers"])]
+                for name, group in workers.items():
+                    ready[name] += [worker.receive(timeout) for worker in group[1:]]
+                self._measure(workers, self._common(ready))
+                finished = True
+                return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
+            finally:
+                for group in workers.values():
+                    for worker in group:
+                        worker.stop(graceful=finished)
 
     @staticmethod
     def _versions(ready: dict) -> str:

@@ -40,13 +40,15 @@ from reports.verdicts import MIN_MEASUREMENTS, exact_changes, family_alpha, pair
 
 PREFIX = "@jaxbench-ab "  # bench.ab_worker.PREFIX (reports never imports bench)
 WORKER_MODULE = "bench.ab_worker"
-DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.2, "max_pairs": 40, "max_time": 900.0,
+DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
             "worker_timeout": 900.0}
 """The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
 
 
 CALIBRATION_ROUNDS = 3
 """Rounds each side runs of a benchmark to size its blocks, before the first batch."""
+SLICE_S = 0.02
+"""Seconds of rounds one side runs before the other side's turn within a block pair (at least a round)."""
 
 
 class ABError(Exception):
@@ -208,10 +210,12 @@ class Worker:
 
 @dataclass
 class Benchmark:
-    """One benchmark both sides have: its exact changes, rounds per block and the ratios so far."""
+    """One benchmark both sides have: its exact changes, how a block pair is cut into slices
+    (`slices` of `rounds` rounds a side, alternating) and the ratios so far."""
 
     case: str
     rounds: int
+    slices: int = 1
     changes: list = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
@@ -318,7 +322,8 @@ class ABRun:
         step_s = max(float(np.median(workers[side][0].block(bench.case, CALIBRATION_ROUNDS,
                                                             self.options["worker_timeout"])))
                      for side in ("base", "head"))
-        bench.rounds = max(1, math.ceil(self.options["block_time"] / step_s))
+        bench.rounds = max(1, math.ceil(SLICE_S / step_s))
+        bench.slices = max(1, round(self.options["block_time"] / (bench.rounds * step_s)))
 
     def _warn_if_workers_disagree(self, ready: dict, case: str) -> None:
         for name, messages in ready.items():
@@ -344,19 +349,24 @@ class ABRun:
         for bench in benchmarks:
             self.result.add(bench.case, self._verdict(bench, alpha), bench.changes,
                             measurements={"ratios": bench.ratios, "worker_pairs": bench.clusters,
-                                          "rounds_per_block": bench.rounds})
+                                          "rounds_per_slice": bench.rounds, "slices_per_block": bench.slices})
 
     def _verdict(self, bench: Benchmark, alpha: float):
         return paired_verdict(bench.ratios, self.options["threshold"], alpha, clusters=bench.clusters)
 
     def _batch(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
-        """One block pair in each pair of workers, the pairs and the sides in random order."""
+        """One block pair in each pair of workers, the pairs in random order. A block pair is
+        `slices` slices of rounds on each side, alternating (which side first, at random), so
+        that the two sides' rounds interleave within a few tens of milliseconds: the machine's
+        speed moves on the scale of a second here (blocks of 0.5 s a side, one after the other,
+        differed by 5-10% on unchanged code). Its ratio: the median of head's rounds over base's."""
         timeout = self.options["worker_timeout"]
         for index in self.rng.permutation(self.options["workers"]):
-            medians = {}
-            for side in self.rng.permutation(["base", "head"]):
-                medians[str(side)] = float(np.median(workers[str(side)][index].block(bench.case, bench.rounds, timeout)))
-            bench.ratios.append(medians["head"] / medians["base"])
+            rounds = {"base": [], "head": []}
+            for _ in range(bench.slices):
+                for side in self.rng.permutation(["base", "head"]):
+                    rounds[str(side)] += workers[str(side)][index].block(bench.case, bench.rounds, timeout)
+            bench.ratios.append(float(np.median(rounds["head"]) / np.median(rounds["base"])))
             bench.clusters.append(int(index))
 
 

@@ -85,8 +85,8 @@ def add_gate_outputs(parser) -> None:
     parser.add_argument("--chart", metavar="FILE", help="write a PNG of each benchmark's ratio with its interval")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, every command with its options."""
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="a report folder from one or more results files")
@@ -112,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     exporting.add_argument("results", help="a results.json file")
     exporting.add_argument("--format", required=True, choices=FORMATS, dest="output_format")
     exporting.add_argument("--out", required=True, help="file to write")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "build":
             written = build_report(args.results, args.out)

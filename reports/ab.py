@@ -313,7 +313,7 @@ class ABRun:
                 self.result.warnings.append(f"{case} not compared: base {b['status']}, head {h['status']} ({why})")
             else:
                 self._warn_if_workers_disagree(ready, case)
-                benchmarks.append(Benchmark(case, 1, exact_changes(b["exact"], h["exact"])))
+                benchmarks.append(Benchmark(case, rounds=1, changes=exact_changes(b["exact"], h["exact"])))
         return benchmarks
 
     def _calibrate(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:

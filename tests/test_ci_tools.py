@@ -1,0 +1,65 @@
+"""The suite in other people's CI: pytest-benchmark's own tools on its JSON, and the example
+GitHub Actions workflow's commands, which must be ones our command line takes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from reports.__main__ import build_parser
+from tests.conftest import FAST_TIMING, ROOT, run_pytest
+
+WORKFLOW = ROOT / "examples" / "github-actions" / "jaxbench-regression.yml"
+SELECTION = ["bench", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap,remat", "--size", "tiny"]
+
+
+def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
+    """--benchmark-autosave, --benchmark-compare, --benchmark-compare-fail and
+    `pytest-benchmark compare` all work on a run of the suite."""
+    storage = f"--benchmark-storage=file://{tmp_path / 'storage'}"
+    first = run_pytest(*SELECTION, "--report-dir", str(tmp_path / "one"), "--benchmark-autosave", storage,
+                       *FAST_TIMING)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    saved = list((tmp_path / "storage").rglob("0001_*.json"))
+    assert len(saved) == 1 and '"extra_info"' in saved[0].read_text()
+    second = run_pytest(*SELECTION, "--report-dir", str(tmp_path / "two"), storage, "--benchmark-compare=0001",
+                        "--benchmark-compare-fail=median:10000%", *FAST_TIMING)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "0001" in second.stdout and "NOW" in second.stdout  # the comparison table
+    failing = run_pytest(*SELECTION, "--report-dir", str(tmp_path / "three"), storage, "--benchmark-compare=0001",
+                         "--benchmark-compare-fail=min:-100%", *FAST_TIMING)  # any change at all fails
+    assert failing.returncode != 0 and "Performance has regressed" in failing.stdout + failing.stderr
+    cli = Path(sys.executable).parent / "pytest-benchmark"  # its console script (the module has no __main__)
+    compare = subprocess.run([str(cli), "compare", str(tmp_path / "one" / "results.json"),
+                              str(tmp_path / "two" / "results.json"), "--group-by", "name"],
+                             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert "test_step[mlp-train-jit_vmap]" in compare.stdout
+
+
+def _reports_commands(text: str) -> list[list[str]]:
+    """Every `python -m reports ...` command in a workflow's run scripts, continuation lines joined."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        if "-m reports " in line:
+            words = shlex.split(line.split("-m reports ", 1)[1])
+            commands.append([word.replace("$base", "HEAD~1") for word in words])
+    return commands
+
+
+def test_the_example_workflow_uses_our_commands():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert set(workflow["jobs"]) == {"ab", "history"}
+    scripts = "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+    commands = _reports_commands(scripts)
+    assert [command[0] for command in commands] == ["ab", "export"]
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(command)  # exits (fails the test) on an option we do not have
+    assert "pytest bench" in scripts and "GITHUB_STEP_SUMMARY" in scripts
+    assert workflow["jobs"]["history"]["steps"][-1]["with"]["tool"] == "customSmallerIsBetter"

@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ResultsError, ABError, OSError) as error:
         print(f"python -m reports {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # workers stopped and worktrees removed on the way out
+        print(f"python -m reports {args.command}: interrupted", file=sys.stderr)
+        return 130
     print(written)
     return 0
 

@@ -8,9 +8,9 @@ or both. Without `--head` the head is the current folder as it is.
 How it measures: each side runs in `--workers` long-lived worker processes (`bench.ab_worker`).
 Each compiles every selected benchmark once, checks it against its own side's baseline and
 reports its exact figures. Then, batch after batch, every benchmark still undecided is measured
-in every pair of workers (base i, head i), in random order: a block of timed rounds on one side,
-then on the other, adjacent in time, so drift in the machine hits both alike. A block pair gives
-one ratio head/base of block medians. A fresh process runs the same compiled step a few percent
+in every pair of workers (base i, head i), in random order: a block pair alternates short slices
+of timed rounds of one side and of the other, so drift in the machine hits both alike, and gives
+one ratio, the median of head's rounds over base's. A fresh process runs the same compiled step a few percent
 faster or slower than another, for good, so the verdict's interval resamples worker pairs, then
 blocks within them (`reports.verdicts.paired_verdict` with clusters): several workers a side let
 "head is slower" stand apart from "head's process happened to be slower". Batches go on while a
@@ -24,6 +24,7 @@ import math
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,10 +67,12 @@ class Side:
 
     def environment(self) -> dict:
         """The worker's environment: the side's folder (and its src/) first on the Python path, so
-        a package of workloads at this revision is the one imported."""
+        a package of workloads at this revision is the one imported; on a GPU, no worker takes
+        most of its memory up front (JAX's default), since all the workers share the device."""
         paths = [str(self.folder)] + ([str(self.folder / "src")] if (self.folder / "src").is_dir() else [])
         existing = os.environ.get("PYTHONPATH")
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + ([existing] if existing else [])),
+        return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,
+                "PYTHONPATH": os.pathsep.join(paths + ([existing] if existing else [])),
                 "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -188,8 +191,11 @@ class Worker:
 
     def block(self, case: str, rounds: int, timeout: float) -> list[float]:
         """`rounds` timed rounds of `case`, seconds each."""
-        self.process.stdin.write(json.dumps({"case": case, "rounds": rounds}) + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps({"case": case, "rounds": rounds}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}") from None
         return self.receive(timeout)["times"]
 
     def stop(self, graceful: bool = True) -> None:
@@ -219,6 +225,14 @@ class Benchmark:
     changes: list = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
+
+
+def look_batches(max_pairs: int, workers: int) -> list[int]:
+    """The batches after which a benchmark may be decided: 2, 4, 8, ... and the last batch that
+    `max_pairs` allows (each batch adds one pair per worker pair)."""
+    last = max(1, math.ceil(max_pairs / workers))
+    looks = [batch for batch in (2 ** k for k in range(1, last.bit_length() + 1)) if batch < last]
+    return looks + [last]
 
 
 def worker_arguments(selection: dict, devices: int) -> list[str]:
@@ -254,6 +268,10 @@ class ABRun:
         versions, elsewhere = self._group(1)
         if elsewhere:
             self._group(self.selection.get("cpu_devices") or 8)
+        result = self.result
+        if not (result.rows or result.only_base or result.only_head or result.warnings):
+            raise ABError("the selection matches no step benchmark on either side (ab compares steps; "
+                          "the workflows bayes, checkpoint and training_loop are measured by pytest bench only)")
         opts = self.options
         self.result.method = (f"same job, {opts['workers']} workers a side, blocks of about {opts['block_time']:g} s "
                               f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}")
@@ -333,8 +351,16 @@ class ABRun:
 
     def _measure(self, workers: dict[str, list[Worker]], benchmarks: list[Benchmark]) -> None:
         """Batches of block pairs, in random order, until every benchmark is decided, has
-        `max_pairs` pairs, or the run has taken `max_time`; then each one's verdict."""
-        opts, alpha = self.options, family_alpha(len(benchmarks) + len(self.result.rows))
+        `max_pairs` pairs, or the run has taken `max_time`; then each one's verdict.
+
+        A benchmark is looked at after batches 2, 4, 8, ... and the last one `max_pairs` allows
+        (`look_batches`), and stops at the first look that decides it, so each look gets its
+        share of the false-alarm rate: Bonferroni over the benchmarks and over the looks. Without
+        it, on unchanged code, a noisy benchmark looked at after every batch crossed into
+        `regression` at the eighth, as `jit` (rounds of 120 ms) did once in 10 runs here."""
+        opts = self.options
+        looks = look_batches(opts["max_pairs"], opts["workers"])
+        alpha = family_alpha(len(benchmarks) + len(self.result.rows)) / len(looks)
         for bench in benchmarks:
             self._calibrate(workers, bench)
         undecided, batch = list(benchmarks), 0
@@ -342,8 +368,9 @@ class ABRun:
             batch += 1
             for index in self.rng.permutation(len(undecided)):
                 self._batch(workers, undecided[index])
-            undecided = [bench for bench in undecided if len(bench.ratios) < opts["max_pairs"] and (
-                len(bench.ratios) < MIN_MEASUREMENTS or self._verdict(bench, alpha).verdict == "inconclusive")]
+            if batch in looks:
+                undecided = [bench for bench in undecided if batch < looks[-1] and (
+                    len(bench.ratios) < MIN_MEASUREMENTS or self._verdict(bench, alpha).verdict == "inconclusive")]
             _progress(f"batch {batch}: {len(benchmarks) - len(undecided)} of {len(benchmarks)} benchmarks decided "
                       f"({time.monotonic() - self.started:.0f} s)")
         for bench in benchmarks:
@@ -370,9 +397,16 @@ class ABRun:
             bench.clusters.append(int(index))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_ab(selection: dict, options: dict, base: str | None = None, head: str | None = None,
            base_python: str | None = None, head_python: str | None = None, folder: Path | None = None,
            seed: int | None = None) -> GateResult:
-    """The A/B comparison the command line asks for (`ABError` with one line for bad input)."""
+    """The A/B comparison the command line asks for (`ABError` with one line for bad input). A
+    SIGTERM (a cancelled CI job) ends it as Ctrl-C does: workers stopped, worktrees removed."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     with sides(base, head, base_python, head_python, Path(folder or Path.cwd())) as (base_side, head_side):
         return ABRun(base_side, head_side, selection, options, seed).run()

@@ -58,6 +58,12 @@ class GateResult:
         """The rows as a frame, in `COLUMNS` order."""
         return pd.DataFrame(self.rows, columns=COLUMNS)
 
+    def shown(self) -> pd.DataFrame:
+        """What the terminal and the Markdown show: `SHOWN`, the ratio with its interval in words."""
+        table = self.table()
+        table["ratio (interval)"] = [_interval(row) for row in self.rows]
+        return table[SHOWN]
+
     @property
     def regressed(self) -> bool:
         """Whether any benchmark's verdict is `regression`."""
@@ -76,10 +82,7 @@ class GateResult:
         """The summary in Markdown, fit for `$GITHUB_STEP_SUMMARY`."""
         lines = ["## jaxbench: " + ("regression" if self.regressed else "no regression"), "", self.headline(), ""]
         lines += [f"> warning: {warning}" for warning in self.warnings]
-        table = self.table()
-        table["ratio (interval)"] = [_interval(row) for row in self.rows]
-        lines += ["", table[SHOWN]
-                  .to_markdown(index=False, floatfmt=".3g"), ""]
+        lines += ["", self.shown().to_markdown(index=False, floatfmt=".3g"), ""]
         for side, names in (("base", self.only_base), ("head", self.only_head)):
             if names:
                 lines.append(f"Only in {side} (not compared): {', '.join(names)}")
@@ -134,10 +137,7 @@ def print_result(result: GateResult) -> None:
     print(result.headline())
     for warning in result.warnings:
         print(f"warning: {warning}")
-    table = result.table()
-    table["ratio (interval)"] = [_interval(row) for row in result.rows]
-    print(table[SHOWN]
-          .to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print(result.shown().to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     for side, names in (("base", result.only_base), ("head", result.only_head)):
         if names:
             print(f"only in {side} (not compared): {', '.join(names)}")

@@ -138,8 +138,9 @@ def _series(frame: pd.DataFrame):
 
 
 def trend_chart(frame: pd.DataFrame, changes: list[ChangePoint], path: Path, limit: int = 24) -> Path:
-    """Each benchmark's step time over the runs (log axis), change points marked; the benchmarks
-    with a change first, at most `limit` panels."""
+    """Each benchmark's step time over the runs (log axis) and, where it has one, its per-device
+    memory (right axis, dashed), change points marked; the benchmarks with a change first, at most
+    `limit` panels."""
     changed = list(dict.fromkeys(change.benchmark for change in changes))
     names = (changed + [name for name in frame["benchmark"].unique() if name not in changed])[:limit]
     columns = 3
@@ -148,18 +149,26 @@ def trend_chart(frame: pd.DataFrame, changes: list[ChangePoint], path: Path, lim
     for ax, name in zip(axes.flat, names):
         series = frame[frame["benchmark"] == name]
         ax.plot(series["order"], series["median_s"] * 1e3, marker=".", color="tab:blue")
-        for change in (c for c in changes if c.benchmark == name and c.figure == "median_s"):
+        for change in (c for c in changes if c.benchmark == name):
             at = series[series["commit"] == change.after_commit]["order"].min()
-            ax.axvline(at - 0.5, color="tab:red", linestyle="--", linewidth=1)
-            ax.annotate(f"{change.step:+.0%}", (at - 0.5, ax.get_ylim()[1]), color="tab:red", fontsize=8,
-                        va="top", ha="left")
+            colour = "tab:red" if change.figure == "median_s" else "tab:grey"
+            ax.axvline(at - 0.5, color=colour, linestyle="--", linewidth=1)
+            ax.annotate(f"{change.step:+.0%}" + ("" if change.figure == "median_s" else " mem"),
+                        (at - 0.5, ax.get_ylim()[1]), color=colour, fontsize=8, va="top", ha="left")
         ax.set_title(name, fontsize=8)
         ax.set_yscale("log")
-        ax.set_ylabel("median step (ms)", fontsize=7)
+        ax.set_ylabel("median step (ms)", fontsize=7, color="tab:blue")
         ax.tick_params(labelsize=7)
+        memory = series.dropna(subset=["mem_bytes"])
+        if len(memory):
+            right = ax.twinx()
+            right.plot(memory["order"], memory["mem_bytes"] / 2**20, color="tab:grey", linestyle="--", linewidth=1)
+            right.set_ylabel("memory/device (MiB)", fontsize=7, color="tab:grey")
+            right.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle("jaxbench trend: step time per run, ordered by commit date (red: change points)")
+    fig.suptitle("jaxbench trend: step time (and memory, dashed) per run, ordered by commit date; "
+                 "change points in step time red, in memory grey")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

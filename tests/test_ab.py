@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,15 +93,19 @@ def test_unchanged_code_is_no_regression(package_repository, tmp_path):
     assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
 
 
-def test_the_current_folder_against_a_python_environment(tmp_path):
-    """Both sides this suite's current folder, one named by its interpreter: the sides' versions
-    are said, and the suite's own workloads run (a tiny, fast selection)."""
+def test_an_installed_package_of_workloads_against_a_python_environment(tmp_path):
+    """examples/jaxbench-example installed (its entry point registers `wide_mlp`); both sides this
+    suite's current folder, one named by its interpreter: the installed workload is measured and
+    the sides' versions are said."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(EXAMPLE_MODULE.parent.parent)], check=True, capture_output=True, timeout=300)
     out = tmp_path / "verdicts.json"
-    proc = run_ab("--base-python", sys.executable, "--workloads", "mlp", "--modes", "infer", "--variants",
-                  "jit_vmap", "--size", "tiny", *FAST, "--json", str(out))
+    proc = run_ab("--base-python", sys.executable, "--workloads", "wide_mlp", "--modes", "infer", "--variants",
+                  "jit_vmap", "--size", "tiny", *FAST, "--json", str(out), env={"PYTHONPATH": str(site)})
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     verdicts = json.loads(out.read_text())
-    assert list(_verdicts(out)) == ["mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
+    assert list(_verdicts(out)) == ["wide_mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -109,6 +115,7 @@ def test_the_current_folder_against_a_python_environment(tmp_path):
     (["--base-python", sys.executable, "--workloads", "resnet9"], "unknown workload 'resnet9'"),
     (["--base-python", sys.executable, "--variants", "pmap"], "unknown variant 'pmap'"),
     (["--base-python", sys.executable, "-k", "jit and ("], "-k 'jit and ('"),
+    (["--base-python", sys.executable, "--workloads", "bayes"], "the selection matches no step benchmark"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = run_ab(*args, "--size", "tiny", *FAST, timeout=300)
@@ -149,3 +156,18 @@ def test_a_worker_that_crashes_or_hangs_ends_the_comparison(fault, message, tmp_
                   "--worker-timeout", "5", env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
+    """SIGTERM (a cancelled CI job) while the workers start: workers stopped, worktrees removed."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "reports", "ab", "--base", "base", "--head", "wider",
+                             *SELECTION, *FAST], cwd=package_repository, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("starting")
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and errors.strip() == "python -m reports ab: interrupted", errors
+    assert len(_git(package_repository, "worktree", "list").splitlines()) == 1

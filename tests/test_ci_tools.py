@@ -3,6 +3,7 @@ GitHub Actions workflow's commands, which must be ones our command line takes.""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -31,8 +32,16 @@ def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
                         "--benchmark-compare-fail=median:10000%", *FAST_TIMING)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "0001" in second.stdout and "NOW" in second.stdout  # the comparison table
-    failing = run_pytest(*SELECTION, "--report-dir", str(tmp_path / "three"), storage, "--benchmark-compare=0001",
-                         "--benchmark-compare-fail=min:-100%", *FAST_TIMING)  # any change at all fails
+    # A saved run 1000x faster than this machine: the fail threshold must trip.
+    faster = json.loads(saved[0].read_text())
+    for bench in faster["benchmarks"]:
+        for key in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev", "total", "ld15iqr", "hd15iqr"):
+            bench["stats"][key] *= 1e-3
+        if "data" in bench["stats"]:  # kept with --benchmark-save-data only
+            bench["stats"]["data"] = [t * 1e-3 for t in bench["stats"]["data"]]
+    saved[0].with_name("0002_faster.json").write_text(json.dumps(faster))
+    failing = run_pytest(*SELECTION, "--report-dir", str(tmp_path / "three"), storage, "--benchmark-compare=0002",
+                         "--benchmark-compare-fail=median:5%", *FAST_TIMING)
     assert failing.returncode != 0 and "Performance has regressed" in failing.stdout + failing.stderr
     cli = Path(sys.executable).parent / "pytest-benchmark"  # its console script (the module has no __main__)
     compare = subprocess.run([str(cli), "compare", str(tmp_path / "one" / "results.json"),

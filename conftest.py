@@ -8,40 +8,22 @@ from __future__ import annotations
 import argparse
 import os
 
+from reports.arguments import names_type, number_type, unknown_names
+
 DEFAULT_CPU_DEVICES = 8
-
-
-def _names(kind: str, valid, check: bool = True) -> callable:
-    """An argparse type: a comma-separated list of names from `valid`, as a tuple (`check=False`:
-    any names, checked later, when every valid one is known: `check_workloads`)."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(name.strip() for name in text.split(",") if name.strip())
-        if not names:
-            raise argparse.ArgumentTypeError(f"no {kind} given; valid: {', '.join(valid)}")
-        unknown = [name for name in names if name not in valid] if check else []
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
-            )
-        return names
-
-    parse.__name__ = kind  # argparse names the type in its messages
-    return parse
 
 
 def _size(text: str) -> str:
     from workloads import SIZES
 
-    if text not in SIZES:
-        raise argparse.ArgumentTypeError(f"unknown size {text!r}; valid: {', '.join(SIZES)}")
+    error = unknown_names("size", (text,), SIZES)
+    if error:
+        raise argparse.ArgumentTypeError(error)
     return text
 
 
 def _whole_number(what: str) -> callable:
     """An argparse type: a whole number of `what` >= 1."""
-    from reports.arguments import number_type
-
     return number_type(int, lambda count: count >= 1, f"a whole number of {what} >= 1")
 
 
@@ -53,16 +35,16 @@ def pytest_addoption(parser):
     variants = tuple(dict.fromkeys((*VARIANTS, *sum(WORKFLOW_VARIANTS.values(), ()))))
 
     group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
-    group.addoption("--workloads", type=_names("workload", tuple(REGISTRY), check=False), default=None,
+    group.addoption("--workloads", type=names_type("workload", tuple(REGISTRY), check=False), default=None,
                     help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)}, and those "
                          "of --workload-module and of installed packages' jaxbench.workloads entry points)")
     group.addoption("--workload-module", action="append", default=[], metavar="MODULE",
                     help="a module of your own that defines WORKLOAD (a workloads.contract.Workload), "
                          "e.g. my_pkg.my_model; benchmarked like the suite's own (repeat for more)")
-    group.addoption("--modes", type=_names("mode", MODES), default=MODES,
+    group.addoption("--modes", type=names_type("mode", MODES), default=MODES,
                     help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); "
                          "a workflow (bayes, checkpoint, training_loop) has one mode and ignores it")
-    group.addoption("--variants", type=_names("variant", variants), default=variants,
+    group.addoption("--variants", type=names_type("variant", variants), default=variants,
                     help=f"comma-separated variants (default: all: {','.join(variants)}); the step "
                          f"workloads have {','.join(VARIANTS)}; "
                          + "; ".join(f"{name} has {','.join(names)}" for name, names in WORKFLOW_VARIANTS.items()))

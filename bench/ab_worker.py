@@ -49,7 +49,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The worker's options (the selection options of `pytest bench`)."""
     parser = argparse.ArgumentParser(prog="python -m bench.ab_worker")
     parser.add_argument("--workloads", default=None)
-    parser.add_argument("--modes", default="train,infer,decode")
+    parser.add_argument("--modes", default=None)
     parser.add_argument("--variants", default=None)
     parser.add_argument("--size", default="small")
     parser.add_argument("-k", dest="keyword", default=None)
@@ -59,26 +59,26 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else None
-
-
 def select(args) -> list:
     """The step cases the options select (`bench.cases.step_cases`), `-k` applied to their ids;
     ValueError with one line for an unknown name or a bad expression."""
     from _pytest.mark.expression import Expression
 
     from bench.cases import resolve_workloads, step_cases
-    from workloads import MODES, SIZES
+    from reports.arguments import names_type, unknown_names
+    from workloads import MODES, REGISTRY, SIZES
     from workloads.variants import VARIANTS
 
-    modes, variants = _names(args.modes) or MODES, _names(args.variants) or tuple(VARIANTS)
-    for kind, names, valid in (("mode", modes, MODES), ("variant", variants, tuple(VARIANTS)),
-                               ("size", (args.size,), SIZES)):
-        unknown = [name for name in names if name not in valid]
-        if unknown:
-            raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-    cases = step_cases(resolve_workloads(_names(args.workloads), args.workload_module), modes, variants, args.size)
+    try:
+        workloads = names_type("workload", tuple(REGISTRY), check=False)(args.workloads) if args.workloads else None
+        modes = names_type("mode", MODES)(args.modes) if args.modes else MODES
+        variants = names_type("variant", tuple(VARIANTS))(args.variants) if args.variants else tuple(VARIANTS)
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(str(error)) from None
+    error = unknown_names("size", (args.size,), SIZES)
+    if error:
+        raise ValueError(error)
+    cases = step_cases(resolve_workloads(workloads, args.workload_module), modes, variants, args.size)
     if args.keyword:
         try:
             expression = Expression.compile(args.keyword)
@@ -89,33 +89,33 @@ def select(args) -> list:
 
 
 def prepare(case, references) -> tuple[object | None, dict]:
-    """Build, check and warm `case`'s step: (the prepared step or None, its `ready` entry)."""
+    """Build, check and warm `case`'s step: (the prepared step or None, its `ready` entry). A
+    variant that cannot run here, or a device out of memory, is a skip with `pytest bench`'s
+    reason (`bench.measure`); a failed check or any other error is a failure, with its message."""
+    import pytest
+
+    from bench import measure
     from bench.correctness import IncorrectResult
+    from bench.metadata import exact_figures
     from workloads import get_workload
-    from workloads.compat import is_out_of_memory
-    from workloads.contract import NotApplicable
-    from workloads.steps import build_step, footprint_bytes
+    from workloads.steps import build_step
 
     try:
-        step = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
-        initial_state = step.state
-        step()
-        errors = references.check_step(case, step, initial_state)
-    except NotApplicable as reason:
+        with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
+            step = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+            initial_state = step.state
+            step()
+            errors = references.check_step(case, step, initial_state)
+    except pytest.skip.Exception as reason:
         return None, {"status": "skipped", "message": str(reason)}
     except IncorrectResult as error:
         return None, {"status": "failed", "message": f"fails its check against baseline: {error}"}
-    except Exception as error:  # noqa: BLE001 - out of memory is a skip; anything else a failure, said
-        if is_out_of_memory(error):
-            return None, {"status": "skipped", "message": f"out of memory: {str(error).splitlines()[0][:200]}"}
+    except Exception as error:  # noqa: BLE001 - said in one line, for the comparison to list
         return None, {"status": "failed", "message": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
     warm, start = [], time.perf_counter()
     while len(warm) < 2 or time.perf_counter() - start < WARM_UP_S:
-        warm.append(timed_round(step))
-    exact = {"mem_bytes": footprint_bytes(step.memory),
-             "xla_flops": step.cost["flops"] if step.cost else None,
-             "xla_bytes_accessed": step.cost["bytes_accessed"] if step.cost else None}
-    return step, {"status": "ready", "step_s": statistics.median(warm), "exact": exact,
+        warm.append(measure.seconds_of(step))
+    return step, {"status": "ready", "step_s": statistics.median(warm), "exact": exact_figures(step),
                   "max_rel_error": max(errors.values(), default=0.0)}
 
 
@@ -140,24 +140,16 @@ def hand_over(folder: str | None, references, cases: list) -> None:
     """Write the references and the kept initial states into `folder` for the side's other
     workers (nothing when there is no folder or they are already there); the states file last,
     each written whole before it is renamed into place."""
-    from workloads.steps import initial_state
+    from bench.workers import initial_states_of
 
     if not folder or (Path(folder) / STATES_FILE).exists():
         return
-    keys = {(case.workload, case.size, 0) for case in cases}
-    states = {key: initial_state(*key) for key in keys if initial_state(*key) is not None}
+    states = initial_states_of(cases)
     partial = Path(folder) / "references.partial"
     references.save(partial, cases)
     os.replace(partial, Path(folder) / REFERENCES_FILE)
     partial.write_bytes(pickle.dumps(states))
     os.replace(partial, Path(folder) / STATES_FILE)
-
-
-def timed_round(step) -> float:
-    """Seconds of one step (which blocks until its work is done)."""
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         jax.config.update("jax_num_cpu_devices", args.devices)
-    from bench import hardware
+    from bench import hardware, measure
 
     try:
         cases = select(args)
@@ -190,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         if request.get("quit"):
             break
         step = steps[request["case"]]
-        send({"case": request["case"], "times": [timed_round(step) for _ in range(int(request["rounds"]))]})
+        send({"case": request["case"], "times": [measure.seconds_of(step) for _ in range(int(request["rounds"]))]})
     return 0
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from workloads.outside import WorkloadError, add_module, registered
 from workloads.variants import VARIANTS, variants_for
@@ -52,9 +53,9 @@ def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tupl
         add_module(spec, taken=tuple(REGISTRY))
     known = workload_names()
     names = names or known
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise WorkloadError(f"unknown workload {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
+    error = unknown_names("workload", names, known)
+    if error:
+        raise WorkloadError(error)
     for name in names:
         if name in registered():
             get_workload(name)

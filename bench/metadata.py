@@ -12,6 +12,15 @@ ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_de
 """What every benchmark row repeats from the run's environment, so a row can be read on its own."""
 
 
+def exact_figures(prepared: PreparedStep) -> dict:
+    """The compiled step's deterministic figures, which the regression gates compare exactly
+    (`reports.verdicts.EXACT_FIGURES`): per-device memory and XLA's FLOPs and bytes accessed;
+    None each for an eager step."""
+    cost = prepared.cost or {}
+    return {"mem_bytes": footprint_bytes(prepared.memory), "xla_flops": cost.get("flops"),
+            "xla_bytes_accessed": cost.get("bytes_accessed")}
+
+
 def _environment_keys(environment: dict) -> dict:
     return {key: environment[key] for key in ENVIRONMENT_KEYS}
 
@@ -64,11 +73,9 @@ def step_extra_info(
         "n_devices": prepared.n_devices,
         **_environment_keys(environment),
         "compile_s": prepared.compile_s,
-        "mem_bytes": footprint_bytes(memory),
+        **exact_figures(prepared),
         "mem_temp_bytes": memory["temp"] if memory else None,
         "mem_breakdown": memory,
-        "xla_flops": prepared.cost["flops"] if prepared.cost else None,
-        "xla_bytes_accessed": prepared.cost["bytes_accessed"] if prepared.cost else None,
         "flops_per_step": flops_per_step,
         "items_per_s": items / median_s,
         "item_unit": item_unit,

@@ -139,7 +139,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
         references.save(folder / REFERENCES_FILE, cases)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
                                                         "matmul_rates": matmul_rates,
-                                                        "initial_states": _initial_states(cases)}))
+                                                        "initial_states": initial_states_of(cases)}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
         try:
@@ -152,7 +152,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
     return {case.id: outcomes.get(case.id) or Outcome(case.id, "failed", unfinished) for case in cases}
 
 
-def _initial_states(cases: list[Case]) -> dict[tuple, dict]:
+def initial_states_of(cases: list[Case]) -> dict[tuple, dict]:
     """The initial model state of each step workload and size among `cases` that this process
     kept when it built the model (`start`), for the worker (`workloads.steps.take_initial_states`)."""
     keys = sorted({(case.workload, case.size, 0) for case in cases if not case.is_workflow})

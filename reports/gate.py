@@ -82,11 +82,13 @@ class GateResult:
         """The summary in Markdown, fit for `$GITHUB_STEP_SUMMARY`."""
         lines = ["## jaxbench: " + ("regression" if self.regressed else "no regression"), "", self.headline(), ""]
         lines += [f"> warning: {warning}" for warning in self.warnings]
-        lines += ["", self.shown().to_markdown(index=False, floatfmt=".3g"), ""]
-        for side, names in (("base", self.only_base), ("head", self.only_head)):
-            if names:
-                lines.append(f"Only in {side} (not compared): {', '.join(names)}")
+        lines += ["", self.shown().to_markdown(index=False, floatfmt=".3g"), "", *(line[:1].upper() + line[1:] for line in self.one_sided())]
         return "\n".join(lines) + "\n"
+
+    def one_sided(self) -> list[str]:
+        """A line per side that has benchmarks the other lacks (listed, not compared)."""
+        return [f"only in {side} (not compared): {', '.join(names)}"
+                for side, names in (("base", self.only_base), ("head", self.only_head)) if names]
 
     def to_json(self) -> dict:
         """The verdicts as plain JSON."""
@@ -138,6 +140,5 @@ def print_result(result: GateResult) -> None:
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(result.shown().to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    for side, names in (("base", result.only_base), ("head", result.only_head)):
-        if names:
-            print(f"only in {side} (not compared): {', '.join(names)}")
+    for line in result.one_sided():
+        print(line)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reports.gate import GateResult
-from reports.results import SUITE, ResultsError, load_results
+from reports.results import SUITE, ResultsError, load_results, variant_label
 from reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
 DEFAULT_THRESHOLD = 0.15
@@ -26,10 +26,9 @@ ENVIRONMENT_FIELDS = ("platform", "device_kind", "n_devices_available", "cpu_mod
 
 def benchmark_name(info: dict) -> str:
     """A benchmark's name across runs: its case id (layout included), size and device count."""
-    layout = info.get("layout")
-    variant = info["variant"] + (f"-{layout}" if layout not in (None, "data") else "")
     devices = info.get("n_devices") or 1
-    return f"{info['workload']}-{info['mode']}-{variant} ({info['size']}, {devices} device{'s' * (devices > 1)})"
+    return (f"{info['workload']}-{info['mode']}-{variant_label(info)} "
+            f"({info['size']}, {devices} device{'s' * (devices > 1)})")
 
 
 def rounds_by_benchmark(path: str | Path, data: dict) -> dict[str, tuple[list[float], dict]]:

@@ -73,6 +73,13 @@ def is_workflow(frame: pd.DataFrame) -> pd.Series:
     return frame["kind"] == "workflow"
 
 
+def variant_label(info: dict) -> str:
+    """A row's variant as its case id spells it (bench/cases.py, `Case.id`): a multi_device layout
+    other than `data` is its own row, `multi_device-model`; `multi_device` alone is the data layout."""
+    layout = info.get("layout")
+    return info["variant"] + (f"-{layout}" if layout not in (None, "data") else "")
+
+
 def benchmarks_frame(data: dict, run: str = "run 1") -> pd.DataFrame:
     """One row per benchmark: its `extra_info`, the timing statistics (seconds), the device set and
     `run`, the label that keeps this run's rows apart from another's in a report over several."""
@@ -80,10 +87,7 @@ def benchmarks_frame(data: dict, run: str = "run 1") -> pd.DataFrame:
     for bench in data["benchmarks"]:
         stats = bench["stats"]
         row = {"kind": "step", **bench.get("extra_info", {})}
-        if row.get("layout") not in (None, "data"):
-            # Each multi_device layout is its own row, spelled as in its case id (bench/cases.py,
-            # `Case.id`): `multi_device-model`; `multi_device` alone is the data layout.
-            row["variant"] = f"{row['variant']}-{row['layout']}"
+        row["variant"] = variant_label(row)
         row.update(
             name=bench["name"],
             median_s=stats["median"],

@@ -44,10 +44,10 @@ def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
         monkeypatch.setattr(steps, name, type(getattr(steps, name))())
     cases = [Case("mlp", "train", "multi_device", "tiny"), Case("mlp", "infer", "multi_device", "tiny"),
              Case("checkpoint", "save_restore", "multi_device", "tiny")]
-    assert workers._initial_states(cases) == {}  # nothing kept: the worker initialises the model itself
+    assert workers.initial_states_of(cases) == {}  # nothing kept: the worker initialises the model itself
     steps.keep_initial_states(10**9)
     built = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
-    handed = workers._initial_states(cases)
+    handed = workers.initial_states_of(cases)
     assert list(handed) == [("mlp", "tiny", 0)]  # one per step workload and size; none for a workflow
     assert np.array_equal(built.state[0]["output_layer"]["kernel"], handed["mlp", "tiny", 0]["output_layer"]["kernel"])
 

@@ -215,3 +215,18 @@ def test_trend_command_reads_folders(tiny_run, tmp_path):
     assert "over 24 runs" in text and "c011000000 -> c012000000" in text and "+2" in text
     assert (tmp_path / "out" / "trend.png").stat().st_size > 0
     assert main(["trend", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["regress", "a.json", "b.json", "--threshold", "2"], "argument --threshold: '2' is not a share between 0 and 1"),
+    (["ab", "--base", "HEAD", "--workers", "0"], "argument --workers: '0' is not a whole number >= 1"),
+    (["ab", "--base", "HEAD", "--block-time", "-1"], "argument --block-time: '-1' is not a number of seconds > 0"),
+    (["trend", "runs", "--out", "o", "--min-step", "x"], "argument --min-step: 'x' is not a share between 0 and 1"),
+    (["export", "r.json", "--format", "csv", "--out", "o"], "argument --format: invalid choice: 'csv'"),
+])
+def test_bad_option_values_are_a_usage_error(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error

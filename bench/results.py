@@ -45,8 +45,10 @@ def measured_benchmarks(config) -> list:
     public accessor; its own JSON hooks take this list. This is the one place the suite reads it."""
     session = getattr(config, "_benchmarksession", None)
     # A benchmark stopped before its first timed round (a Ctrl-C) has no data: left out, as
-    # pytest-benchmark's own table and JSON leave it out (its records are false when empty).
-    return [bench for bench in session.benchmarks if bench] if session is not None else []
+    # pytest-benchmark's own table and JSON leave it out (its records are false when empty). One
+    # stopped after some rounds but before its `extra_info` was recorded is left out too: its
+    # rounds are an unfinished measurement, and no report can say what they measured.
+    return [bench for bench in session.benchmarks if bench and bench.extra_info] if session is not None else []
 
 
 def write_results(config, report_dir: Path) -> Path | None:

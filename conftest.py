@@ -22,6 +22,15 @@ def _size(text: str) -> str:
     return text
 
 
+def _mesh(text: str):
+    from workloads.sharding import parse_mesh
+
+    try:
+        return parse_mesh(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _whole_number(what: str) -> callable:
     """An argparse type: a whole number of `what` >= 1."""
     return number_type(int, lambda count: count >= 1, f"a whole number of {what} >= 1")
@@ -62,6 +71,11 @@ def pytest_addoption(parser):
                     help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), "
                          "made in a worker process of their own so that single-device steps run in a "
                          "one-device process; they share the host's cores")
+    group.addoption("--mesh", type=_mesh, default=None, metavar="data=D,model=M",
+                    help="the (data, model) mesh of the multi-device benchmarks, e.g. data=4,model=2 (its "
+                         "product must be their device count); every layout then runs on it, and one that "
+                         "needs an axis of size 1 is skipped (default: each layout's own: data and fsdp all "
+                         "devices on data, model all on model, data_model two on model)")
     group.addoption("--long-step-rounds", type=_whole_number("rounds"), default=3, metavar="N",
                     help="timed rounds of a step that takes half a second or more, such as an eager baseline "
                          "(default 3, fewer where they would fill more than 6 s, never under 2; the report "

@@ -102,7 +102,8 @@ def prepare(case, references) -> tuple[object | None, dict]:
 
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
-            step = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+            step = build_step(get_workload(case.workload), case.size, case.mode, case.variant,
+                               layout=case.layout, mesh=case.mesh)
             initial_state = step.state
             step()
             errors = references.check_step(case, step, initial_state)

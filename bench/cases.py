@@ -9,6 +9,7 @@ import pytest
 from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from workloads.outside import WorkloadError, add_module, registered
+from workloads.sharding import MeshShape, layouts_for, shards_batch
 from workloads.variants import VARIANTS, variants_for
 
 
@@ -21,6 +22,7 @@ class Case:
     variant: str
     size: str
     layout: str = "data"  # multi_device only: how the step is laid out on the mesh
+    mesh: MeshShape | None = None  # multi_device only: the run's `--mesh`, None for each layout's default
 
     @property
     def id(self) -> str:
@@ -71,9 +73,10 @@ def check_workloads(config) -> None:
         raise pytest.UsageError(str(error)) from None
 
 
-def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...], size: str) -> list[Case]:
+def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...], size: str,
+               mesh: MeshShape | None = None) -> list[Case]:
     """The step cases of these workloads, modes and variants at `size`, in workload, mode, variant
-    order (each `multi_device` layout its own case)."""
+    order (each `multi_device` layout its own case, on `mesh` or the layout's default)."""
     cases = []
     for name in workloads:
         if name in WORKFLOW_VARIANTS:
@@ -85,15 +88,47 @@ def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tup
             for variant in variants_for(mode):
                 if variant not in variants:
                     continue
-                layouts = workload.layouts if VARIANTS[variant].on_mesh else ("data",)
-                cases += [Case(name, mode, variant, size, layout) for layout in layouts]
+                if VARIANTS[variant].on_mesh:
+                    cases += [Case(name, mode, variant, size, layout, mesh) for layout in layouts_for(workload, mode)]
+                else:
+                    cases.append(Case(name, mode, variant, size))
     return cases
+
+
+def mesh_problem(mesh: MeshShape, n_devices: int, cases: list[Case]) -> str | None:
+    """What is wrong with running `cases` on the chosen `mesh` over `n_devices`, in one line, or None:
+    a mesh whose size is not the device count, or a `data` axis that does not divide the batch of a
+    selected multi-device case whose layout splits the batch."""
+    if mesh.size != n_devices:
+        return (f"--mesh {mesh} spans {mesh.size} devices, but the multi-device benchmarks have {n_devices} "
+                "(on a CPU: --cpu-devices); give axis sizes whose product is that")
+    for case in cases:
+        if not case.wants_several_devices or not shards_batch(case.layout):
+            continue
+        batch = getattr(get_workload(case.workload).size(case.size), "batch_size", None)
+        if batch and batch % mesh.data:
+            return (f"--mesh {mesh}: data={mesh.data} does not divide {case.workload}'s batch of {batch} at "
+                    f"size {case.size}; choose a data size that divides {batch}")
+    return None
+
+
+def check_mesh(config) -> None:
+    """A one-line usage error, before anything is measured, when `--mesh` cannot hold the selected
+    multi-device benchmarks (`mesh_problem`)."""
+    from bench.workers import multi_device_count
+
+    mesh = config.getoption("mesh")
+    if mesh is None:
+        return
+    problem = mesh_problem(mesh, multi_device_count(config), selected_cases(config))
+    if problem:
+        raise pytest.UsageError(problem)
 
 
 def selected_cases(config) -> list[Case]:
     """The step cases the command line selects, in workload, mode, variant order."""
     return step_cases(config.getoption("workloads"), config.getoption("modes"), config.getoption("variants"),
-                      config.getoption("size"))
+                      config.getoption("size"), config.getoption("mesh"))
 
 
 def selected_workflow_cases(config) -> list[Case]:

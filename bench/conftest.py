@@ -9,7 +9,7 @@ import pytest
 
 from bench import interrupt, workers
 from bench import session as bench_session
-from bench.cases import CASE_PARAMETERS, case_of, check_workloads, is_placeholder
+from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
 from bench.fixtures import elsewhere, environment, matmul_rates, references, worker_pool, workdir  # noqa: F401 - registers them
 from bench.results import SUITE
 
@@ -19,13 +19,14 @@ def pytest_configure(config):
     """This process's CPU device count, before anything starts a JAX backend: one, so that no
     single-device step pays for virtual devices it does not use (a worker gets `--cpu-devices`).
     Then the workloads asked for, outside ones imported and checked (after the device count: a
-    module of the user's may start a backend as it is imported)."""
+    module of the user's may start a backend as it is imported), and `--mesh` against them."""
     import jax
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # (the user may choose the count through XLA_FLAGS instead; setting both is an error in JAX)
         jax.config.update("jax_num_cpu_devices", workers.process_cpu_devices(config))
     check_workloads(config)
+    check_mesh(config)
 
 
 def pytest_generate_tests(metafunc):

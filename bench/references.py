@@ -116,7 +116,8 @@ class References:
         subject = step
         with hardware.check_precision(self.float32_arithmetic):
             if hardware.rounds_float32_matmuls(self.float32_arithmetic):
-                subject = build_step(get_workload(case.workload), case.size, case.mode, case.variant, layout=case.layout)
+                subject = build_step(get_workload(case.workload), case.size, case.mode, case.variant,
+                                     layout=case.layout, mesh=case.mesh)
                 initial_state = subject.state
                 subject()
             try:

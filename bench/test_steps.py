@@ -18,7 +18,7 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
     size = workload.size(case.size)
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
-            step = build_step(workload, case.size, case.mode, case.variant, layout=case.layout)
+            step = build_step(workload, case.size, case.mode, case.variant, layout=case.layout, mesh=case.mesh)
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)

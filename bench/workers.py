@@ -51,6 +51,7 @@ FORWARDED_OPTIONS = {
     "benchmark_max_time": "--benchmark-max-time",
     "benchmark_min_rounds": "--benchmark-min-rounds",
     "long_step_rounds": "--long-step-rounds",
+    "mesh": "--mesh",
 }
 """Options of this run a worker gets too (option dest -> flag); `--workload-module` and
 `--benchmark-disable` as well."""
@@ -85,6 +86,17 @@ class WorkerConfig:
         return f"{self.cpu_devices} CPU devices"
 
 
+def multi_device_count(config) -> int:
+    """How many devices this run's multi-device benchmarks get: `--cpu-devices` where they run in
+    a worker (`worker_config_for`), else every device this process sees."""
+    import jax
+
+    devices, wanted = jax.devices(), config.getoption("cpu_devices")
+    if worker_folder(config) or devices[0].platform != "cpu" or wanted < 2 or len(devices) >= wanted:
+        return len(devices)
+    return wanted
+
+
 def worker_config_for(case: Case, config) -> WorkerConfig | None:
     """Where `case` runs: None for this process, or the configuration of the worker it needs.
 
@@ -95,10 +107,9 @@ def worker_config_for(case: Case, config) -> WorkerConfig | None:
         return None
     import jax
 
-    devices, wanted = jax.devices(), config.getoption("cpu_devices")
-    if devices[0].platform != "cpu" or wanted < 2 or len(devices) >= wanted:
+    if multi_device_count(config) == len(jax.devices()):
         return None
-    return WorkerConfig(cpu_devices=wanted)
+    return WorkerConfig(cpu_devices=config.getoption("cpu_devices"))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.results import SUITE, benchmarks_frame, is_workflow
+from reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
 from workloads.variants import PRODUCTION, REFERENCE, VARIANTS
 
 GROUP = ["run", "workload", "mode", "size", "device_set"]
@@ -80,18 +80,25 @@ def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
             f"little dispatch overhead for {claim.variant} to remove")
 
 
-def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
-    variant, reference = rows[claim.variant], rows[PRODUCTION.name]
+def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int, label: str) -> str:
+    variant, reference = rows[label], rows[PRODUCTION.name]
     breakdown = reference["mem_breakdown"]
-    held = breakdown["argument"] + breakdown["output"] - breakdown["alias"]
+    held = held_bytes(breakdown)
     share = held / reference["mem_bytes"]
     if claim.variant == "bf16" and outcome == "below":
         return (f"bf16 keeps float32 master parameters and optimizer state ({share:.0%} of jit_vmap's "
                 f"{_mib(reference['mem_bytes'])} per device, with the batch), and its temporaries are "
                 f"{_mib(variant['mem_breakdown']['temp'])} against jit_vmap's {_mib(breakdown['temp'])}")
     if VARIANTS[claim.variant].on_mesh:
-        return (f"data parallel: parameters and optimizer state ({share:.0%} of {_mib(reference['mem_bytes'])}) "
-                f"are replicated on each of the {n} devices; only the batch is split")
+        if variant.get("layout") in (None, "data"):
+            return (f"data parallel: parameters and optimizer state ({share:.0%} of "
+                    f"{_mib(reference['mem_bytes'])}) are replicated on each of the {n} devices; only the "
+                    "batch is split")
+        ours = variant["mem_breakdown"]
+        return (f"{variant['layout']} on {n} devices: state and batch held {_mib(held_bytes(ours))} per device "
+                f"against jit_vmap's {_mib(held)} ({held / held_bytes(ours):.2g}x less), temporaries "
+                f"{_mib(ours['temp'])} against {_mib(breakdown['temp'])} ({breakdown['temp'] / ours['temp']:.2g}x "
+                "less: activations of the device's share of the batch, and the weights a layer gathers)")
     if outcome == "below":
         return (f"parameters, optimizer state and batch are {share:.0%} of jit_vmap's "
                 f"{_mib(reference['mem_bytes'])} per device and {claim.variant} does not shrink them; "
@@ -99,20 +106,31 @@ def _memory_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
     return f"activations ({_mib(breakdown['temp'])}) dominate jit_vmap's {_mib(reference['mem_bytes'])}"
 
 
-def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
-    row = dict(zip(GROUP, key), table=claim.table, claim=claim.name, variant=claim.variant,
+def _labels(claim: Claim, rows: dict) -> list[str]:
+    """The row labels a claim is checked on: the sharding memory claim on every layout in the run
+    (`multi_device`, `multi_device-fsdp`, ...), every other claim on its variant."""
+    if claim.table == "memory" and VARIANTS[claim.variant].on_mesh:
+        return [label for label in rows if label.split("-")[0] == claim.variant] or [claim.variant]
+    return [claim.variant]
+
+
+def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str], label: str) -> dict:
+    """`claim` checked on the row `label` (its variant, or a layout of it) of one group's `rows`."""
+    on_mesh = VARIANTS[claim.variant].on_mesh
+    layout = rows[label].get("layout") if label in rows else None
+    name = f"{claim.name} ({layout or 'data'})" if on_mesh and claim.table == "memory" else claim.name
+    row = dict(zip(GROUP, key), table=claim.table, claim=name, variant=label,
                expected=claim.expected, lo=claim.lo, hi=claim.hi, measured=None, verdict="n/a", reason="",
                expected_time=claim.expected_time, time_ratio=None, time_verdict="")
-    on_mesh = VARIANTS[claim.variant].on_mesh
     reference = REFERENCE.name if claim.table == "speedup" and not on_mesh else PRODUCTION.name
-    missing = [v for v in dict.fromkeys((reference, claim.variant)) if v not in rows]
+    missing = [v for v in dict.fromkeys((reference, label)) if v not in rows]
     if missing:
         variant = missing[0]
         case_id = f"{key[GROUP.index('workload')]}-{key[GROUP.index('mode')]}-{variant}"
         row["reason"] = (f"n/a: {variant} skipped: {skipped[case_id]}" if case_id in skipped
                          else f"n/a: no {variant} result in this run")
         return row
-    variant, base = rows[claim.variant], rows[reference]
+    variant, base = rows[label], rows[reference]
     n = int(variant["n_devices"])
     lo, hi = claim.lo, claim.hi
     if on_mesh:
@@ -120,7 +138,7 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
             row["reason"] = "n/a: one device"
             return row
         lo, hi = n * (1 - ABOUT), n * (1 + ABOUT)
-        row.update(lo=lo, hi=hi)
+        row.update(lo=lo, hi=hi, expected=f"about {n}x on {n} devices" if claim.table == "memory" else claim.expected)
     if claim.table == "speedup":
         measured = base["median_s"] / variant["median_s"]
     else:
@@ -137,8 +155,8 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str]) -> dict:
         return row
     row["verdict"] = verdict(measured, lo, hi)
     if row["verdict"] != "met":
-        explain = _speedup_reason if claim.table == "speedup" else _memory_reason
-        row["reason"] = explain(claim, row["verdict"], rows, n)
+        row["reason"] = (_speedup_reason(claim, row["verdict"], rows, n) if claim.table == "speedup"
+                         else _memory_reason(claim, row["verdict"], rows, n, label))
     return row
 
 
@@ -159,7 +177,7 @@ def expectations_table(data: dict, run: str = "run 1") -> pd.DataFrame:
         for claim in CLAIMS:
             if claim.table == "memory" and mode != "train":
                 continue
-            out.append(_row(claim, key, rows, skipped))
+            out += [_row(claim, key, rows, skipped, label) for label in _labels(claim, rows)]
     return pd.DataFrame(out)
 
 

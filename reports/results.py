@@ -73,6 +73,14 @@ def is_workflow(frame: pd.DataFrame) -> pd.Series:
     return frame["kind"] == "workflow"
 
 
+def held_bytes(breakdown) -> float | None:
+    """What a compiled step holds across calls, from its `mem_breakdown`: argument + output - alias
+    (parameters, optimizer state, batch, result; donated buffers once). None without a breakdown."""
+    if not isinstance(breakdown, dict):
+        return None
+    return breakdown["argument"] + breakdown["output"] - breakdown["alias"]
+
+
 def variant_label(info: dict) -> str:
     """A row's variant as its case id spells it (bench/cases.py, `Case.id`): a multi_device layout
     other than `data` is its own row, `multi_device-model`; `multi_device` alone is the data layout."""

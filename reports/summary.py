@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.results import benchmarks_frame
+from reports.results import benchmarks_frame, held_bytes
 from workloads.variants import REFERENCE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
@@ -13,14 +13,6 @@ KEYS = ["run", "workload", "mode", "size", "device_set"]
 
 def _mib(nbytes: pd.Series) -> pd.Series:
     return nbytes / 2**20
-
-
-def _held_bytes(breakdown) -> float | None:
-    """What a compiled step holds across calls: argument + output - alias (parameters, optimizer
-    state, batch, result)."""
-    if not isinstance(breakdown, dict):
-        return None
-    return breakdown["argument"] + breakdown["output"] - breakdown["alias"]
 
 
 def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
@@ -51,7 +43,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             "speedup vs baseline": frame["baseline_median_s"] / frame["median_s"],
             "items/s": frame["items_per_s"],
             "memory/device (MiB)": _mib(frame["mem_bytes"]),
-            "held (MiB)": _mib(column("mem_breakdown", pd.Series(None, index=frame.index)).map(_held_bytes).astype(float)),
+            "held (MiB)": _mib(column("mem_breakdown", pd.Series(None, index=frame.index)).map(held_bytes).astype(float)),
             "temporaries (MiB)": _mib(frame["mem_temp_bytes"]),
             "compile (s)": frame["compile_s"],
             "compute dtype": column("compute_dtype"),

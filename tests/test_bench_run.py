@@ -22,8 +22,8 @@ REQUIRED_KEYS = {
 
 def test_every_benchmark_has_the_contract_keys(tiny_run):
     benchmarks = tiny_run["results"]["benchmarks"]
-    rows = {(b["extra_info"]["mode"], b["extra_info"]["variant"]) for b in benchmarks}
-    assert len(benchmarks) == len(rows) == 14
+    rows = {(b["extra_info"]["mode"], b["extra_info"]["variant"], b["extra_info"]["layout"]) for b in benchmarks}
+    assert len(benchmarks) == len(rows) == 15  # 8 train variants (multi_device in data and fsdp), 6 infer
     for bench in benchmarks:
         info = bench["extra_info"]
         assert REQUIRED_KEYS <= info.keys(), REQUIRED_KEYS - info.keys()
@@ -51,7 +51,8 @@ def test_single_device_rows_are_measured_in_a_one_device_process(tiny_run):
     for case_id, info in rows.items():
         assert info["n_devices_in_process"] == (8 if info["variant"] == "multi_device" else 1), case_id
     assert tiny_run["results"]["jaxbench"]["n_devices_in_process"] == 1
-    assert list(rows)[-2:] == ["mlp-train-multi_device", "mlp-infer-multi_device"]  # run last, together
+    assert list(rows)[-3:] == ["mlp-train-multi_device", "mlp-train-multi_device-fsdp",
+                               "mlp-infer-multi_device"]  # run last, together
     assert rows["mlp-train-multi_device"]["peak_flops"] == rows["mlp-train-jit_vmap"]["peak_flops"]  # handed over
 
 
@@ -69,7 +70,7 @@ def test_results_keep_every_round_and_say_devices_share_cores(tiny_run):
 def test_summary_has_a_row_per_benchmark(tiny_run):
     summary = (tiny_run["dir"] / "summary.md").read_text()
     lines = [line for line in summary.splitlines() if line.startswith("| mlp")]
-    assert len(lines) == 14
+    assert len(lines) == 15
     assert "speedup vs baseline" in summary
     assert {"report.md", "expectations.md", "summary.csv", "speedup.png"} <= {p.name for p in tiny_run["dir"].iterdir()}
     assert str(tiny_run["dir"]) in tiny_run["proc"].stdout
@@ -100,7 +101,7 @@ def test_benchmark_disable_runs_and_checks_every_case_once_and_times_nothing(tmp
     proc = run_pytest("bench", "--workloads", "mlp,checkpoint", "--size", "tiny",
                       "--benchmark-disable", "--report-dir", str(tmp_path), "-q")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "17 passed" in proc.stdout, proc.stdout[-2000:]  # mlp's 14 steps, checkpoint's 3 variants
+    assert "18 passed" in proc.stdout, proc.stdout[-2000:]  # mlp's 15 steps, checkpoint's 3 variants
     assert "Benchmark fixture was not used" not in proc.stdout
     assert list(tmp_path.iterdir()) == []  # no results, no report
 

@@ -19,6 +19,10 @@ from tests.conftest import run_pytest
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
         ("--long-step-rounds", "two", "'two' is not a whole number of rounds >= 1"),
         ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
+        ("--mesh", "data=4,pipe=2", "unknown mesh axis 'pipe' in 'data=4,pipe=2'; valid axes: data, model"),
+        ("--mesh", "data=four", "mesh axis 'data=four' needs a whole size >= 1"),
+        ("--mesh", "data=2,model=2", "--mesh data=2,model=2 spans 4 devices, but the multi-device benchmarks "
+                                     "have 8 (on a CPU: --cpu-devices)"),
     ],
 )
 def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
@@ -33,7 +37,7 @@ def test_options_are_listed_in_help():
     proc = run_pytest("--help", timeout=120)
     assert proc.returncode == 0
     for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--checkpoint-dir",
-                   "--cpu-devices", "--long-step-rounds"):
+                   "--cpu-devices", "--mesh", "--long-step-rounds"):
         assert option in proc.stdout
 
 
@@ -50,10 +54,22 @@ def test_each_mesh_layout_is_its_own_benchmark():
     proc = run_pytest("bench", "--collect-only", "-q", "--variants", "multi_device", timeout=120)
     collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
     assert "test_step[mlp-train-multi_device]" in collected
-    assert "test_step[mlp-train-multi_device-model]" not in collected  # the MLP declares data only
+    assert "test_step[mlp-train-multi_device-fsdp]" in collected
+    assert "test_step[mlp-train-multi_device-model]" not in collected  # the MLP declares data and fsdp only
+    assert "test_step[mlp-infer-multi_device-fsdp]" not in collected  # fsdp splits a training state
     for mode in ("train", "infer", "decode"):
         for suffix in ("", "-model", "-data_model"):
             assert f"test_step[transformer-{mode}-multi_device{suffix}]" in collected
+    assert "test_step[transformer-train-multi_device-fsdp]" in collected
+
+
+def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_a_usage_error(tmp_path):
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--cpu-devices", "3", "--mesh", "data=3",
+                      "--report-dir", str(tmp_path), timeout=120)
+    assert proc.returncode == 4
+    assert ("--mesh data=3,model=1: data=3 does not divide mlp's batch of 8 at size tiny; choose a data size "
+            "that divides 8") in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_workflows_have_their_own_variants():

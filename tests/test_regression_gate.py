@@ -111,7 +111,7 @@ def _slower(variant, factor):
 def test_regress_passes_a_run_against_itself(tiny_run, tmp_path):
     base = _saved_run(tiny_run, tmp_path, "base")
     result = regress(base, base)
-    assert not result.regressed and result.warnings == [] and len(result.rows) == 14
+    assert not result.regressed and result.warnings == [] and len(result.rows) == 15
     assert main(["regress", base, base]) == 0
 
 
@@ -163,7 +163,7 @@ def test_export_for_the_github_benchmark_action(tiny_run, tmp_path):
     assert all({"name", "unit", "value"} <= entry.keys() for entry in entries)
     assert all(isinstance(entry["value"], float) and entry["value"] > 0 for entry in entries)
     times = [e for e in entries if e["unit"] == "ms"]
-    assert len(times) == 14 and len({e["name"] for e in entries}) == len(entries)
+    assert len(times) == 15 and len({e["name"] for e in entries}) == len(entries)
     jit_vmap = _bench(tiny_run["results"], "jit_vmap")
     name = benchmark_name(jit_vmap["extra_info"]) + " step time"
     assert next(e["value"] for e in times if e["name"] == name) == pytest.approx(jit_vmap["stats"]["median"] * 1e3)

@@ -12,12 +12,13 @@ from reports.__main__ import main
 from reports.build import build_report, missing_benchmarks
 from reports.expectations import expectations_table, verdict
 from reports.summary import summary_table
-from reports.results import ResultsError
+from reports.results import ResultsError, variant_label
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 
 def _by_variant(results, mode):
-    return {b["extra_info"]["variant"]: b for b in results["benchmarks"] if b["extra_info"]["mode"] == mode}
+    """Variant label (a layout other than data included: `multi_device-fsdp`) -> benchmark, for `mode`."""
+    return {variant_label(b["extra_info"]): b for b in results["benchmarks"] if b["extra_info"]["mode"] == mode}
 
 
 def _write(tmp_path, name, data):
@@ -35,15 +36,16 @@ def test_summary_speedups_are_recomputable_from_the_json(tiny_run):
         assert row["speedup vs baseline"] == pytest.approx(expected, rel=1e-12)
         assert row["median step (ms)"] == pytest.approx(train[row["variant"]]["stats"]["median"] * 1e3)
     csv = pd.read_csv(tiny_run["dir"] / "summary.csv")
-    assert len(csv) == 14
+    assert len(csv) == 15
 
 
 def test_expectations_have_every_line_with_measured_values(tiny_run):
     results = tiny_run["results"]
     table = expectations_table(results)
     train = table[table["mode"] == "train"]
-    assert list(train["claim"]) == ["baseline", "jit", "vmap", "jit + vmap", "multi-device",
-                                    "rematerialisation", "bf16 mixed precision", "gradient accumulation", "sharding"]
+    assert list(train["claim"]) == ["baseline", "jit", "vmap", "jit + vmap", "multi-device", "rematerialisation",
+                                    "bf16 mixed precision", "gradient accumulation", "sharding (data)",
+                                    "sharding (fsdp)"]
     assert list(table[table["mode"] == "infer"]["table"]) == ["speedup"] * 5
     runs = _by_variant(results, "train")
     jit_row = train[train["variant"] == "jit"].iloc[0]
@@ -62,6 +64,16 @@ def test_expectations_have_every_line_with_measured_values(tiny_run):
     assert f"temporaries are {temp:.3g} MiB" in bf16["reason"]  # the run's own figures, not a fixed sentence
     multi = train[train["claim"] == "multi-device"].iloc[0]
     assert multi["verdict"] == "below" and "8 virtual CPU devices share" in multi["reason"]
+    # The sharding memory line, once per layout, each against single-device jit_vmap with N named.
+    fsdp = train[train["claim"] == "sharding (fsdp)"].iloc[0]
+    fsdp_info = runs["multi_device-fsdp"]["extra_info"]
+    assert fsdp["measured"] == pytest.approx(runs["jit_vmap"]["extra_info"]["mem_bytes"] / fsdp_info["mem_bytes"])
+    assert fsdp["expected"] == "about 8x on 8 devices" and fsdp["variant"] == "multi_device-fsdp"
+    held = (fsdp_info["mem_breakdown"]["argument"] + fsdp_info["mem_breakdown"]["output"]
+            - fsdp_info["mem_breakdown"]["alias"]) / 2**20
+    assert fsdp["verdict"] == "met" or f"fsdp on 8 devices: state and batch held {held:.3g} MiB" in fsdp["reason"]
+    data = train[train["claim"] == "sharding (data)"].iloc[0]
+    assert data["verdict"] == "below" and "replicated on each of the 8 devices" in data["reason"]
 
 
 @pytest.mark.parametrize("measured,expected", [(9.99, "below"), (10, "met"), (100, "met"), (100.01, "above")])
@@ -108,7 +120,7 @@ def test_compare_puts_runs_side_by_side(tiny_run, tmp_path, capsys):
     a, b = tiny_run["dir"] / "results.json", _write(tmp_path, "b.json", slower)
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
-    assert len(table) == 14 and table["run 2 / run 1"].tolist() == pytest.approx([2.0] * 14)
+    assert len(table) == 15 and table["run 2 / run 1"].tolist() == pytest.approx([2.0] * 15)
     assert (tmp_path / "cmp" / "comparison.png").exists()
 
 
@@ -204,7 +216,7 @@ def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
     paths = [_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)]
     report = build_report(paths, tmp_path / "out")
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert len(summary) == 28 and summary.groupby("run").size().to_dict() == {"run 1": 14, "run 2": 14}
+    assert len(summary) == 30 and summary.groupby("run").size().to_dict() == {"run 1": 15, "run 2": 15}
     assert not summary.duplicated(["run", "workload", "mode", "variant", "size"]).any()
     speedup = summary.query("variant == 'jit_vmap'").set_index(["run", "mode"])["speedup vs baseline"]
     for mode in ("train", "infer"):
@@ -212,7 +224,7 @@ def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
     devices = summary.query("variant == 'multi_device'").groupby("run")["devices"].unique()
     assert devices.to_dict() == {"run 1": [8], "run 2": [4]}
     expectations = pd.read_csv(tmp_path / "out" / "expectations.csv")
-    assert expectations.groupby("run").size().to_dict() == {"run 1": 14, "run 2": 14}
+    assert expectations.groupby("run").size().to_dict() == {"run 1": 15, "run 2": 15}
     text = report.read_text()
     assert "| run 1 " in text and "| run 2 " in text
     for chart in ("speedup.png", "memory.png", "compile_vs_step.png", "scaling.png", "mfu.png"):
@@ -247,7 +259,7 @@ def test_compare_keys_on_layout_and_device_count(tiny_run, tmp_path):
 
 def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(tiny_run):
     compiled = summary_table(tiny_run["results"]).dropna(subset=["memory/device (MiB)"])
-    assert len(compiled) == 10
+    assert len(compiled) == 11  # compiled: 7 train steps (multi_device in 2 layouts), 4 infer
     total = compiled["held (MiB)"] + compiled["temporaries (MiB)"]
     assert total.tolist() == pytest.approx(compiled["memory/device (MiB)"].tolist())
 

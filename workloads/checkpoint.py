@@ -26,10 +26,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from workloads import WORKFLOW_VARIANTS, compat, transformer
-from workloads import transforms
+from workloads import WORKFLOW_VARIANTS, compat, sharding, transformer
 from workloads.contract import IncorrectResult
-from workloads.contract import NotApplicable
 from workloads.steps import build_step
 from workloads.workflow import RunTimings, Workflow
 
@@ -48,10 +46,9 @@ def training_state(size_name: str):
 def sharded(state, devices):
     """`state` on a 1 x N (data, model) mesh of `devices`, each weight's last dimension over `model`
     where it divides (replicated otherwise)."""
-    if len(devices) < 2:
-        raise NotApplicable("only one device: nothing to shard over")
-    mesh = compat.make_mesh((1, len(devices)), ("data", "model"), devices=devices)
-    return transforms.place(state, mesh, lambda array: transforms.model_axis_spec(array, len(devices)))
+    shape = sharding.mesh_shape("model", len(devices))
+    mesh = compat.make_mesh((shape.data, shape.model), sharding.MESH_AXES, devices=devices)
+    return sharding.place(state, mesh, lambda array: sharding.model_axis_spec(array, shape.model))
 
 
 def abstract(state):

@@ -20,9 +20,10 @@ MODES = ("train", "infer", "decode")
 """`train`: forward, backward and optimizer update; `infer`: forward only; `decode`: autoregressive
 generation (workloads that have it)."""
 
-LAYOUTS = ("data", "model", "data_model")
-"""How `multi_device` places a step on a (data, model) device mesh: batch over `data`
-(`P('data', None)`), weights over `model` (`P(None, 'model')`), or both (`P('data', 'model')`)."""
+LAYOUTS = ("data", "model", "data_model", "fsdp")
+"""How `multi_device` places a step on a (data, model) device mesh (`workloads.sharding`): the batch
+over `data`; weights over `model`; both; or the batch and the whole training state over `data`
+(fully sharded, ZeRO-3 style)."""
 
 
 class NotApplicable(Exception):

@@ -113,4 +113,5 @@ WORKLOAD = Workload(
     example_predict=example_predict,
     make_optimizer=make_optimizer,
     flops_per_step=flops_per_step,
+    layouts=("data", "fsdp"),
 )

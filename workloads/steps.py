@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from workloads import compat
-from workloads import transforms
+from workloads import compat, sharding, transforms
 from workloads.contract import NotApplicable, Workload
+from workloads.sharding import MeshShape
 from workloads.layers import configure_stacks
 from workloads.variants import BATCH_REFERENCE, REFERENCE, Variant, get_variant
 
@@ -187,12 +187,14 @@ def build_step(
     seed: int = 0,
     devices: list | None = None,
     layout: str = "data",
+    mesh: MeshShape | None = None,
 ) -> PreparedStep:
     """Build `variant`'s `mode` step of `workload` at size `size_name`, from seeded state and data.
 
     Every call with the same arguments starts from the same parameters and batch, so results of
     different variants can be compared. `layout` (`workloads.LAYOUTS`) places an `on_mesh`
-    variant on the mesh. Raises `NotApplicable` when the variant cannot run here.
+    variant on a mesh of `devices` (default: all), of shape `mesh` or the layout's default
+    (`workloads.sharding`). Raises `NotApplicable` when the variant cannot run here.
     """
     variant = get_variant(variant) if isinstance(variant, str) else variant
     reason = variant.not_for(workload, mode)
@@ -220,7 +222,7 @@ def build_step(
     step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
     if not variant.compiled:
         return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
-    return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout)
+    return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout, mesh)
 
 
 def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0) -> PreparedStep:
@@ -282,11 +284,11 @@ def _looped_step(mode, compiled: bool, example_fn, tx, state, batch):
     return (step, None, None, None) if predict is None else (step, predict.seconds, predict.memory, predict.cost)
 
 
-def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout) -> PreparedStep:
+def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout, mesh_shape) -> PreparedStep:
     """`jax.jit` the whole step ahead of time (on the mesh for an `on_mesh` variant)."""
     n_devices, out_shardings = 1, None
     if on_mesh:
-        state, batch, mesh, batch_spec = _on_mesh(state, batch, devices, layout)
+        state, batch, mesh, batch_spec = sharding.on_mesh(state, batch, devices, layout, mesh_shape)
         n_devices = len(devices)
         if mode == "train":
             # The step hands back its state laid out as it came in, so the next call can take it.
@@ -296,28 +298,3 @@ def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout) -> 
     donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
     compiled = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
     return PreparedStep(mode, compiled.fn, state, batch, compiled.seconds, compiled.memory, n_devices, compiled.cost)
-
-
-def _on_mesh(state, batch, devices, layout: str):
-    """Place state and batch on a (data, model) mesh of all `devices` as `layout` says.
-
-    Returns (state, batch, mesh, the batch's partition spec).
-    """
-    n_devices = len(devices)
-    if n_devices < 2:
-        raise NotApplicable("only one device: nothing to shard over")
-    model_size = {"data": 1, "model": n_devices, "data_model": 2}[layout]
-    if n_devices % model_size:
-        raise NotApplicable(f"{n_devices} devices do not split into a model axis of {model_size}")
-    data_size = n_devices // model_size
-    batch_size = transforms.batch_length(batch)
-    if batch_size % data_size:
-        raise NotApplicable(f"batch {batch_size} does not divide over {data_size} devices")
-    if model_size > 1 and not any(transforms.model_axis_spec(a, model_size) != PartitionSpec()
-                                  for a in jax.tree.leaves(state)):
-        raise NotApplicable(f"no weight's last dimension divides over a model axis of {model_size}")
-    mesh = compat.make_mesh((data_size, model_size), ("data", "model"), devices=devices)
-    state = transforms.place(state, mesh, lambda array: transforms.model_axis_spec(array, model_size))
-    batch_spec = PartitionSpec("data") if data_size > 1 else PartitionSpec()
-    batch = transforms.place(batch, mesh, lambda array: batch_spec)
-    return state, batch, mesh, batch_spec

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 ExampleFn = Callable[[Any, Any], Any]  # (params, one example) -> value
 BatchFn = Callable[[Any, Any], Any]  # (params, batch with a leading axis) -> value
@@ -262,19 +261,3 @@ def infer_step(predict_batch):
         return predict_batch(params, model_state, inputs)
 
     return step
-
-
-# --- placement on a device mesh -----------------------------------------------------------------
-
-
-def place(tree, mesh, spec_of: Callable[[Any], PartitionSpec]):
-    """`tree`'s arrays put on `mesh`, each with the partition `spec_of(array)` (fresh copies:
-    donation-safe)."""
-    return jax.tree.map(lambda a: jax.device_put(jnp.copy(a), NamedSharding(mesh, spec_of(a))), tree)
-
-
-def model_axis_spec(array, model_size: int) -> PartitionSpec:
-    """Weights over the `model` axis: a matrix's last dimension split when it divides, else replicated."""
-    if array.ndim >= 2 and model_size > 1 and array.shape[-1] % model_size == 0:
-        return PartitionSpec(*([None] * (array.ndim - 1)), "model")
-    return PartitionSpec()

@@ -31,6 +31,16 @@ def _mesh(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _scaling(text: str) -> tuple[str, ...]:
+    from bench.cases import SCALING
+
+    choices = (*SCALING, "both")
+    error = unknown_names("scaling sweep", (text,), choices)
+    if error:
+        raise argparse.ArgumentTypeError(error)
+    return SCALING if text == "both" else (text,)
+
+
 def _whole_number(what: str) -> callable:
     """An argparse type: a whole number of `what` >= 1."""
     return number_type(int, lambda count: count >= 1, f"a whole number of {what} >= 1")
@@ -76,6 +86,9 @@ def pytest_addoption(parser):
                          "product must be their device count); every layout then runs on it, and one that "
                          "needs an axis of size 1 is skipped (default: each layout's own: data and fsdp all "
                          "devices on data, model all on model, data_model two on model)")
+    group.addoption("--scaling", type=_scaling, default=None, metavar="strong|weak|both",
+                    help="also sweep each workload's jit_vmap train step over 1, 2, 4, ... up to all devices: "
+                         "strong keeps the global batch, weak the batch per device (default: no sweep)")
     group.addoption("--long-step-rounds", type=_whole_number("rounds"), default=3, metavar="N",
                     help="timed rounds of a step that takes half a second or more, such as an eager baseline "
                          "(default 3, fewer where they would fill more than 6 s, never under 2; the report "

@@ -97,13 +97,10 @@ def prepare(case, references) -> tuple[object | None, dict]:
     from bench import measure
     from bench.correctness import IncorrectResult
     from bench.metadata import exact_figures
-    from workloads import get_workload
-    from workloads.steps import build_step
 
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
-            step = build_step(get_workload(case.workload), case.size, case.mode, case.variant,
-                               layout=case.layout, mesh=case.mesh)
+            step = case.build()
             initial_state = step.state
             step()
             errors = references.check_step(case, step, initial_state)

@@ -9,8 +9,13 @@ import pytest
 from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from workloads.outside import WorkloadError, add_module, registered
+from workloads.contract import NotApplicable
 from workloads.sharding import MeshShape, layouts_for, shards_batch
-from workloads.variants import VARIANTS, variants_for
+from workloads.steps import PreparedStep, build_step, with_batch_size
+from workloads.variants import PRODUCTION, VARIANTS, variants_for
+
+SCALING = ("strong", "weak")
+"""The scaling sweeps: `strong` keeps the global batch, `weak` the batch per device."""
 
 
 @dataclass(frozen=True)
@@ -23,11 +28,15 @@ class Case:
     size: str
     layout: str = "data"  # multi_device only: how the step is laid out on the mesh
     mesh: MeshShape | None = None  # multi_device only: the run's `--mesh`, None for each layout's default
+    scaling: str | None = None  # a scaling sweep's point: "strong" or "weak" (`SCALING`)
+    n_devices: int | None = None  # a scaling point's device count
 
     @property
     def id(self) -> str:
-        """`workload-mode-variant`, and `-layout` for a multi_device layout other than `data` (the
-        reports spell a layout's row the same way: `reports/results.py`)."""
+        """`workload-mode-variant`, then `-layout` for a multi_device layout other than `data`, or
+        `-strong-4` for a scaling point (the reports spell a row the same way: `reports/results.py`)."""
+        if self.scaling:
+            return f"{self.workload}-{self.mode}-{self.variant}-{self.scaling}-{self.n_devices}"
         suffix = f"-{self.layout}" if self.layout != "data" else ""
         return f"{self.workload}-{self.mode}-{self.variant}{suffix}"
 
@@ -44,8 +53,35 @@ class Case:
     @property
     def wants_several_devices(self) -> bool:
         """Whether the case runs over several devices (and so, on a CPU, over virtual devices): a
-        variant on a mesh (a workflow's `multi_device` means the same)."""
-        return self.variant in VARIANTS and VARIANTS[self.variant].on_mesh
+        variant on a mesh (a workflow's `multi_device` means the same), and every point of a scaling
+        sweep, its one-device point included, so that all its points share one process."""
+        return bool(self.scaling) or (self.variant in VARIANTS and VARIANTS[self.variant].on_mesh)
+
+    def batch_size(self) -> int | None:
+        """The step's global batch: the preset's, times the device count at a weak-scaling point."""
+        preset = getattr(get_workload(self.workload).size(self.size), "batch_size", None)
+        return preset * self.n_devices if preset and self.scaling == "weak" else preset
+
+    def size_preset(self):
+        """The workload's size preset for this case, with `batch_size()` as its batch."""
+        workload = get_workload(self.workload)
+        return with_batch_size(workload, workload.size(self.size), self.batch_size())
+
+    def build(self, devices: list | None = None) -> PreparedStep:
+        """Build the case's step (`workloads.steps.build_step`). A scaling point is `jit_vmap` on
+        one device, or its batch over the `data` axis of the first `n_devices` of `devices`
+        (default: all)."""
+        workload = get_workload(self.workload)
+        if not self.scaling:
+            return build_step(workload, self.size, self.mode, self.variant, devices=devices, layout=self.layout,
+                              mesh=self.mesh)
+        import jax
+
+        chosen = (devices or jax.devices())[: self.n_devices]
+        if len(chosen) < self.n_devices:
+            raise NotApplicable(f"{self.n_devices} devices asked for, {len(chosen)} here")
+        variant = PRODUCTION.name if self.n_devices == 1 else "multi_device"
+        return build_step(workload, self.size, self.mode, variant, devices=chosen, batch_size=self.batch_size())
 
 
 def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tuple[str, ...]:
@@ -125,10 +161,32 @@ def check_mesh(config) -> None:
         raise pytest.UsageError(problem)
 
 
+def device_counts(n_max: int) -> list[int]:
+    """A scaling sweep's device counts: 1, 2, 4, ... up to `n_max`, and `n_max` itself."""
+    counts = [2**k for k in range(n_max.bit_length()) if 2**k <= n_max]
+    return counts + ([n_max] if counts[-1] != n_max else [])
+
+
+def scaling_cases(workloads: tuple[str, ...], size: str, kinds: tuple[str, ...], n_max: int) -> list[Case]:
+    """The points of the scaling sweeps `kinds` (`SCALING`): each step workload's `jit_vmap` train
+    step on each of `device_counts(n_max)`."""
+    return [Case(name, "train", PRODUCTION.name, size, scaling=kind, n_devices=n)
+            for name in workloads if name not in WORKFLOW_VARIANTS and "train" in get_workload(name).modes
+            for kind in kinds for n in device_counts(n_max)]
+
+
 def selected_cases(config) -> list[Case]:
-    """The step cases the command line selects, in workload, mode, variant order."""
-    return step_cases(config.getoption("workloads"), config.getoption("modes"), config.getoption("variants"),
-                      config.getoption("size"), config.getoption("mesh"))
+    """The step cases the command line selects, in workload, mode, variant order; then, with
+    `--scaling`, the sweeps' points (they ignore `--modes` and `--variants`)."""
+    cases = step_cases(config.getoption("workloads"), config.getoption("modes"), config.getoption("variants"),
+                       config.getoption("size"), config.getoption("mesh"))
+    kinds = config.getoption("scaling")
+    if kinds:
+        from bench.workers import multi_device_count
+
+        cases += scaling_cases(config.getoption("workloads"), config.getoption("size"), kinds,
+                               multi_device_count(config))
+    return cases
 
 
 def selected_workflow_cases(config) -> list[Case]:

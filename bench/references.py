@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from bench.cases import Case
 from bench.correctness import check_against_baseline, reordering_spread
 from workloads import get_workload
 from workloads.steps import PreparedStep, build_reference_step, build_step
-from workloads.variants import REFERENCE
+from workloads.variants import PRODUCTION, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ def _spread(case: Case, step: PreparedStep, initial_state, result: dict) -> dict
     return reordering_spread(result, to_host(reordered))
 
 
+def _has_own_batch(case: Case) -> bool:
+    """Whether `case` runs on a batch other than its preset's (a weak-scaling point past one device)."""
+    return case.scaling == "weak" and case.n_devices > 1
+
+
 @dataclass
 class References:
     """The run's reference results, computed on first use (or handed over by a parent process).
@@ -80,7 +85,8 @@ class References:
 
     @staticmethod
     def _step_key(case: Case) -> tuple:
-        return case.workload, case.mode, case.size
+        key = (case.workload, case.mode, case.size)
+        return key + (case.batch_size(),) if _has_own_batch(case) else key
 
     @staticmethod
     def _workflow_key(case: Case) -> tuple:
@@ -97,6 +103,17 @@ class References:
         return self.steps[key]
 
     def _computed_step(self, case: Case, reference_step: tuple[PreparedStep, Any] | None) -> StepReference:
+        if _has_own_batch(case):
+            # A weak-scaling point's batch is not the preset's: its reference is the single-device
+            # production step on that batch, with the preset's reordering spread.
+            step = build_step(get_workload(case.workload), case.size, case.mode, PRODUCTION.name,
+                              batch_size=case.batch_size())
+            try:
+                step()
+                result = to_host(step.result())
+            finally:
+                step.free()
+            return StepReference(result, self.step(replace(case, scaling=None, n_devices=None)).spread)
         if reference_step is None:
             step = build_reference_step(get_workload(case.workload), case.size, case.mode)
             reference_step = step, step.state
@@ -116,8 +133,7 @@ class References:
         subject = step
         with hardware.check_precision(self.float32_arithmetic):
             if hardware.rounds_float32_matmuls(self.float32_arithmetic):
-                subject = build_step(get_workload(case.workload), case.size, case.mode, case.variant,
-                                     layout=case.layout, mesh=case.mesh)
+                subject = case.build()
                 initial_state = subject.state
                 subject()
             try:

@@ -8,17 +8,16 @@ from __future__ import annotations
 from bench import interrupt, measure
 from bench.metadata import step_extra_info
 from workloads import get_workload
-from workloads.steps import build_step
 
 
 def test_step(case, benchmark, references, elsewhere, matmul_rates, environment, request):
     if elsewhere(case):  # measured in a worker process with the devices it needs
         return
     workload = get_workload(case.workload)
-    size = workload.size(case.size)
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
-            step = build_step(workload, case.size, case.mode, case.variant, layout=case.layout, mesh=case.mesh)
+            size = case.size_preset()
+            step = case.build()
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
@@ -44,6 +43,7 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             size=case.size,
             batch_size=size.batch_size,
             layout=case.layout,
+            scaling=case.scaling,
             items_per_step=workload.items(size, case.mode),
             prepared=step,
             median_s=benchmark.stats.stats.median,

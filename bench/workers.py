@@ -53,7 +53,7 @@ FORWARDED_OPTIONS = {
     "long_step_rounds": "--long-step-rounds",
     "mesh": "--mesh",
 }
-"""Options of this run a worker gets too (option dest -> flag); `--workload-module` and
+"""Options of this run a worker gets too (option dest -> flag); `--workload-module`, `--scaling` and
 `--benchmark-disable` as well."""
 
 
@@ -132,6 +132,9 @@ def _forwarded(config) -> list[str]:
             args += [flag, str(value)]
     for module in config.getoption("workload_module"):
         args += ["--workload-module", module]
+    kinds = config.getoption("scaling")
+    if kinds:
+        args += ["--scaling", kinds[0] if len(kinds) == 1 else "both"]
     if config.getoption("benchmark_disable"):
         args.append("--benchmark-disable")
     return args

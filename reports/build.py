@@ -13,6 +13,7 @@ import pandas as pd
 from reports.charts import draw_all
 from reports.expectations import expectations_markdown, expectations_table
 from reports.results import SUITE, device_set, load_results
+from reports.scaling import scaling_chart, scaling_table
 from reports.summary import summary_table, to_markdown
 from reports.workflows import workflow_findings, workflow_tables
 from workloads.variants import PRODUCTION
@@ -99,7 +100,11 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     expectations_md = (expectations_markdown(_shown(expectations, len(runs))) if len(expectations)
                        else "No expectation has data.\n")
     (out / "expectations.md").write_text(expectations_md)
+    scaling = pd.concat([scaling_table(data, label) for data, label in zip(runs, labels)], ignore_index=True)
     charts = draw_all(summary, out)
+    if not scaling.empty:
+        scaling.to_csv(out / "scaling.csv", index=False)
+        charts += [path for path in [scaling_chart(scaling, out / "scaling.png")] if path]
 
     parts = ["# jaxbench report\n", "## Environment\n", environment_table(runs).to_markdown() + "\n",
              "## Headline findings\n"]
@@ -116,6 +121,13 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
         parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]
+    if not scaling.empty:
+        shared = (" The devices here are virtual CPU devices sharing the host's cores: the curve shows the "
+                  "overhead of partitioning, not a speedup." if scaling["shared cores"].any() else "")
+        parts += ["## Scaling\n", "Each workload's `jit_vmap` train step over 1, 2, 4, ... devices "
+                  "(`--scaling`): `strong` keeps the global batch, `weak` the batch per device. Efficiency: "
+                  "throughput over devices x the sweep's one-device throughput (1 is ideal)." + shared + "\n",
+                  to_markdown(_shown(scaling.drop(columns=["shared cores", "host cores"]), len(runs)))]
     parts += ["## Summary\n", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
               "against the device's datasheet peak, where the device is known.\n", summary_md,
               "## Expectations\n", expectations_md]

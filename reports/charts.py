@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workloads.variants import PRODUCTION, VARIANTS  # noqa: E402
+from workloads.variants import VARIANTS  # noqa: E402
 
 VARIANT_ORDER = list(VARIANTS)
 """The step variants in the registry's order; a workflow's own variants come after."""
@@ -140,23 +140,6 @@ def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
                          xlabel="median step time (s, log)", ylabel="ahead-of-time compile time (s, log)")
 
 
-def scaling_chart(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Does a step's throughput grow with devices? `jit_vmap` (1 device) against `multi_device` (N)."""
-    data = _steps(summary)
-    on_mesh = [name for name, variant in VARIANTS.items() if variant.on_mesh]
-    data = data[data["variant"].isin([PRODUCTION.name, *on_mesh])].dropna(subset=["items/s"])
-    if data["devices"].nunique() < 2:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for series, group in _with_series(data, ["workload", "mode"]).groupby("series"):
-        group = group.sort_values("devices")
-        ax.plot(group["devices"], group["items/s"], marker="o", label=series)
-        ideal = group["items/s"].iloc[0] * group["devices"] / group["devices"].iloc[0]
-        ax.plot(group["devices"], ideal, ls=":", color="grey")
-    return _save_log_log(fig, ax, path, title="Throughput vs devices (dotted: linear scaling)",
-                         xlabel="devices (log)", ylabel="items per second (examples or tokens; log)")
-
-
 def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     """How much of the in-run matmul rate of its compute dtype does each step use?"""
     data = _steps(summary).dropna(subset=["MFU"])
@@ -174,7 +157,6 @@ CHARTS = {
     "speedup.png": speedup_chart,
     "memory.png": memory_chart,
     "compile_vs_step.png": compile_vs_step_chart,
-    "scaling.png": scaling_chart,
     "mfu.png": mfu_chart,
 }
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
+from reports.scaling import is_scaling_point
 from workloads.variants import PRODUCTION, REFERENCE, VARIANTS
 
 GROUP = ["run", "workload", "mode", "size", "device_set"]
@@ -168,7 +169,7 @@ def expectations_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     training_loop) are not steps: the quoted tables do not speak of them (`reports/workflows.py`).
     """
     frame = benchmarks_frame(data, run)
-    frame = frame[~is_workflow(frame)]
+    frame = frame[~is_workflow(frame) & ~is_scaling_point(frame)]
     skipped = data[SUITE].get("skipped", {})
     out = []
     for key, group in frame.groupby(GROUP, sort=False):

@@ -83,7 +83,10 @@ def held_bytes(breakdown) -> float | None:
 
 def variant_label(info: dict) -> str:
     """A row's variant as its case id spells it (bench/cases.py, `Case.id`): a multi_device layout
-    other than `data` is its own row, `multi_device-model`; `multi_device` alone is the data layout."""
+    other than `data` is its own row, `multi_device-model`; `multi_device` alone is the data layout;
+    a scaling sweep's point is `jit_vmap-strong-4`."""
+    if info.get("scaling"):
+        return f"{info['variant']}-{info['scaling']}-{info['n_devices']}"
     layout = info.get("layout")
     return info["variant"] + (f"-{layout}" if layout not in (None, "data") else "")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.results import benchmarks_frame, held_bytes
+from reports.scaling import is_scaling_point
 from workloads.variants import REFERENCE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
@@ -18,12 +19,14 @@ def _mib(nbytes: pd.Series) -> pd.Series:
 def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     """One row per (run, workload, mode, variant, size, device set) with its measured figures.
 
-    The speedup is baseline's median step time divided by the variant's, within the same run,
+    The points of scaling sweeps are left out (`reports.scaling.scaling_table`). The speedup is
+    baseline's median step time divided by the variant's, within the same run,
     workload, mode, size and device set; it is empty where the run has no baseline for them.
     `MFU` is against the in-run matmul rate of the row's compute dtype, `MFU (datasheet)` against
     the device's datasheet peak where it is known. `run` labels the rows of one results file.
     """
     frame = benchmarks_frame(data, run)
+    frame = frame[~is_scaling_point(frame)]  # the sweeps have a table of their own (`reports.scaling`)
     baseline = frame[frame["variant"] == REFERENCE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
     frame = frame.join(baseline, on=KEYS)
     column = frame.get

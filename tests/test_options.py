@@ -19,6 +19,7 @@ from tests.conftest import run_pytest
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
         ("--long-step-rounds", "two", "'two' is not a whole number of rounds >= 1"),
         ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
+        ("--scaling", "linear", "unknown scaling sweep 'linear'; valid: strong, weak, both"),
         ("--mesh", "data=4,pipe=2", "unknown mesh axis 'pipe' in 'data=4,pipe=2'; valid axes: data, model"),
         ("--mesh", "data=four", "mesh axis 'data=four' needs a whole size >= 1"),
         ("--mesh", "data=2,model=2", "--mesh data=2,model=2 spans 4 devices, but the multi-device benchmarks "
@@ -37,7 +38,7 @@ def test_options_are_listed_in_help():
     proc = run_pytest("--help", timeout=120)
     assert proc.returncode == 0
     for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--checkpoint-dir",
-                   "--cpu-devices", "--mesh", "--long-step-rounds"):
+                   "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds"):
         assert option in proc.stdout
 
 

@@ -96,7 +96,8 @@ def test_build_writes_every_file(tiny_run, tmp_path):
     report = build_report([tiny_run["dir"] / "results.json"], tmp_path / "out")
     names = {p.name for p in report.parent.iterdir()}
     assert {"summary.csv", "summary.md", "expectations.csv", "expectations.md", "report.md",
-            "speedup.png", "memory.png", "compile_vs_step.png", "scaling.png", "mfu.png"} <= names
+            "speedup.png", "memory.png", "compile_vs_step.png", "mfu.png"} <= names
+    assert "scaling.png" not in names  # drawn from the sweeps (--scaling) only, not from two points
     text = report.read_text()
     for heading in ("## Environment", "## Headline findings", "## Summary", "## Expectations", "![speedup]"):
         assert heading in text
@@ -227,7 +228,7 @@ def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
     assert expectations.groupby("run").size().to_dict() == {"run 1": 15, "run 2": 15}
     text = report.read_text()
     assert "| run 1 " in text and "| run 2 " in text
-    for chart in ("speedup.png", "memory.png", "compile_vs_step.png", "scaling.png", "mfu.png"):
+    for chart in ("speedup.png", "memory.png", "compile_vs_step.png", "mfu.png"):
         assert (tmp_path / "out" / chart).stat().st_size > 0
 
 
@@ -269,8 +270,7 @@ def test_workflow_rows_stay_out_of_the_step_charts(workflow_run, tmp_path):
 
     summary = summary_table(workflow_run["results"])
     assert set(summary["kind"]) == {"workflow"}
-    for chart in (charts.speedup_chart, charts.scaling_chart, charts.mfu_chart, charts.compile_vs_step_chart,
-                  charts.memory_chart):
+    for chart in (charts.speedup_chart, charts.mfu_chart, charts.compile_vs_step_chart, charts.memory_chart):
         assert chart(summary, tmp_path / "chart.png") is None, chart.__name__
 
 

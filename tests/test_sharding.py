@@ -57,6 +57,17 @@ def test_every_layout_on_a_chosen_mesh_agrees_with_baseline(layout, lm_train_bas
     assert_step_agrees(step, lm_train_baseline, "multi_device")
 
 
+def test_fsdp_applies_to_the_cnn_too():
+    """The CNN does not run fsdp by default (the compile time it would add to a default run), but
+    its fsdp step is right: the conv kernels split, the result baseline's."""
+    cnn = get_workload("cnn")
+    baseline = build_step(cnn, "tiny", "train", "baseline")
+    baseline()
+    step = build_step(cnn, "tiny", "train", "multi_device", layout="fsdp")
+    assert replicated_bytes(step.state[:2], min_bytes=4096) == {}
+    assert_step_agrees(step, baseline.result(), "multi_device")
+
+
 def test_fsdp_with_a_model_axis_splits_each_weight_over_both():
     kernel = np.zeros((4, 32, 128), np.float32)  # a stack of 4 blocks' weights
     assert fsdp_spec(kernel, MeshShape(data=8, model=1)) == PartitionSpec(None, None, "data")

@@ -10,6 +10,7 @@ how they treat single examples have no step for it (`Variant.not_for`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -188,19 +189,21 @@ def build_step(
     devices: list | None = None,
     layout: str = "data",
     mesh: MeshShape | None = None,
+    batch_size: int | None = None,
 ) -> PreparedStep:
     """Build `variant`'s `mode` step of `workload` at size `size_name`, from seeded state and data.
 
     Every call with the same arguments starts from the same parameters and batch, so results of
     different variants can be compared. `layout` (`workloads.LAYOUTS`) places an `on_mesh`
     variant on a mesh of `devices` (default: all), of shape `mesh` or the layout's default
-    (`workloads.sharding`). Raises `NotApplicable` when the variant cannot run here.
+    (`workloads.sharding`). `batch_size` replaces the preset's (a weak-scaling sweep's global
+    batch; the model is the preset's). Raises `NotApplicable` when the variant cannot run here.
     """
     variant = get_variant(variant) if isinstance(variant, str) else variant
     reason = variant.not_for(workload, mode)
     if reason:
         raise NotApplicable(reason)
-    size = workload.size(size_name)
+    size = with_batch_size(workload, workload.size(size_name), batch_size)
     model = _initial_model(workload, size_name, seed)
     stacks = configure_stacks(model, scan=variant.compiled, remat=variant.remat)
     if variant.remat and stacks == 0:
@@ -223,6 +226,16 @@ def build_step(
     if not variant.compiled:
         return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
     return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout, mesh)
+
+
+def with_batch_size(workload: Workload, size, batch_size: int | None):
+    """The size preset `size` with its `batch_size` replaced (unchanged for None); `NotApplicable`
+    where the preset is no dataclass with a `batch_size` field."""
+    if batch_size is None or batch_size == getattr(size, "batch_size", None):
+        return size
+    if not dataclasses.is_dataclass(size) or not hasattr(size, "batch_size"):
+        raise NotApplicable(f"{workload.name}'s size preset has no batch_size field to change")
+    return dataclasses.replace(size, batch_size=batch_size)
 
 
 def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0) -> PreparedStep:

@@ -93,6 +93,17 @@ def pytest_addoption(parser):
                     help="timed rounds of a step that takes half a second or more, such as an eager baseline "
                          "(default 3, fewer where they would fill more than 6 s, never under 2; the report "
                          "gives their spread); faster steps fill --benchmark-max-time")
+    group.addoption("--coordinator", default=None, metavar="HOST:PORT",
+                    help="this run is one process of several (jax.distributed): the coordinator's address, "
+                         "with --num-processes and --process-id (a SLURM or Open MPI launch is detected "
+                         "without them); only process 0 writes results and report")
+    group.addoption("--num-processes", type=_whole_number("processes"), default=None, metavar="N",
+                    help="how many processes the run has (with --coordinator)")
+    group.addoption("--process-id", type=number_type(int, lambda i: i >= 0, "a whole number >= 0"), default=None,
+                    metavar="I", help="this process's index, 0 to N-1 (with --coordinator)")
+    group.addoption("--distributed-timeout", type=_whole_number("seconds"), default=120, metavar="S",
+                    help="seconds a run of several processes waits for all to join, and for a heartbeat of "
+                         "each, before it ends with an error (default 120)")
     add_worker_option(group)
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bench import interrupt, workers
+from bench import distributed, interrupt, workers
 from bench import session as bench_session
 from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
 from bench.fixtures import elsewhere, environment, matmul_rates, references, worker_pool, workdir  # noqa: F401 - registers them
@@ -25,6 +25,7 @@ def pytest_configure(config):
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # (the user may choose the count through XLA_FLAGS instead; setting both is an error in JAX)
         jax.config.update("jax_num_cpu_devices", workers.process_cpu_devices(config))
+    distributed.initialize(config)  # one process of several: before anything touches a device
     check_workloads(config)
     check_mesh(config)
 
@@ -44,6 +45,7 @@ def pytest_sessionstart(session):
     interrupt.install(session)
     if not session.config.getoption("collectonly"):
         bench_session.check_folders(session.config)
+        bench_session.keep_processes(session.config)
         workers.start(session.config)
 
 

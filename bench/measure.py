@@ -126,7 +126,7 @@ def environment(cpu_devices: int | None = None) -> dict:
         "platform": platform_name,
         "device_kind": devices[0].device_kind,
         "n_devices_available": available,
-        "n_devices_in_process": len(devices),
+        "n_devices_in_process": len(jax.local_devices()),  # of all the processes' devices, this one's
         # Virtual CPU devices are partitions of one host: they share its cores.
         "devices_share_host_cores": platform_name == "cpu" and available > 1,
         "host_cores": os.cpu_count(),

@@ -18,7 +18,7 @@ from typing import Any
 
 import jax
 
-from bench import hardware
+from bench import distributed, hardware
 from bench.cases import Case
 from bench.correctness import check_against_baseline, reordering_spread
 from workloads import get_workload
@@ -41,8 +41,9 @@ class StepReference:
 
 
 def to_host(tree):
-    """`tree` with every array copied to the host as NumPy (sharded arrays gathered)."""
-    return jax.device_get(tree)
+    """`tree` with every array copied to the host as NumPy (sharded arrays gathered, from every
+    process where they span several: `bench.distributed.to_host`)."""
+    return distributed.to_host(tree)
 
 
 def _reversed_examples(batch):
@@ -138,7 +139,7 @@ class References:
                 subject()
             try:
                 reference = self.step(case, reference_step=(subject, initial_state) if is_reference else None)
-                return check_against_baseline(subject.result(), reference.result, case.compute_dtype,
+                return check_against_baseline(to_host(subject.result()), reference.result, case.compute_dtype,
                                               spread=reference.spread)
             finally:
                 if subject is not step:

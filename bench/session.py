@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import measure, workers
+from bench import distributed, measure, workers
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
 from workloads.workflow import cannot_write
 
@@ -17,6 +17,7 @@ _PLANNED = pytest.StashKey[list]()
 _OUTCOMES = pytest.StashKey[dict]()  # "skipped" / "failed" -> {case id: message}
 _BELOW = pytest.StashKey[list]()
 _MATMUL_RATES = pytest.StashKey[dict]()
+_HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
 
 
 def check_folders(config) -> None:
@@ -63,6 +64,18 @@ def keep_matmul_rates(config, rates: dict[str, float]) -> None:
     config.stash[_MATMUL_RATES] = rates
 
 
+def keep_processes(config) -> None:
+    """Remember the run's processes and their hosts (a collective in a run of several processes:
+    every process calls it as the session starts)."""
+    config.stash[_HOSTS] = distributed.hosts()
+
+
+def writes_results(config) -> bool:
+    """Whether this process writes results.json and the report: not a worker, and process 0 of a
+    run of several."""
+    return not workers.worker_folder(config) and distributed.is_main_process()
+
+
 def suite_section(config) -> dict:
     """The results file's `jaxbench` section: the run's environment, plan, skips and failures."""
     outcomes = config.stash.get(_OUTCOMES, {"skipped": {}, "failed": {}})
@@ -71,6 +84,8 @@ def suite_section(config) -> dict:
         "schema_version": SCHEMA_VERSION,
         **measure.environment(config.getoption("cpu_devices")),
         "matmul_rates": config.stash.get(_MATMUL_RATES, {}),
+        "n_processes": len(config.stash.get(_HOSTS, [None])),
+        "hosts": config.stash.get(_HOSTS, []),
         "planned": planned(config),
         "skipped": outcomes["skipped"],
         "failed": outcomes["failed"],
@@ -79,7 +94,7 @@ def suite_section(config) -> dict:
 
 def write_results_so_far(config) -> None:
     """Rewrite results.json with everything measured so far (this process's, not a worker's)."""
-    if measured_benchmarks(config) and not workers.worker_folder(config):
+    if measured_benchmarks(config) and writes_results(config):
         write_results(config, report_dir(config))
 
 
@@ -88,7 +103,7 @@ def finish(session) -> None:
     --benchmark-disable, or in a worker). With --strict-expectations, an expectation row that is
     `below` fails the run."""
     config = session.config
-    if config.getoption("collectonly") or workers.worker_folder(config) or not measured_benchmarks(config):
+    if config.getoption("collectonly") or not writes_results(config) or not measured_benchmarks(config):
         return
     from reports.build import build_report
     from reports.expectations import expectations_table

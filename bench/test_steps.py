@@ -5,7 +5,7 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from bench import interrupt, measure
+from bench import distributed, interrupt, measure
 from bench.metadata import step_extra_info
 from workloads import get_workload
 
@@ -27,7 +27,10 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 
+            spans = case.wants_several_devices  # over several processes, all call it the same times
+            first_s = distributed.agreed((first_s,))[0] if spans else first_s
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
+            warmup, rounds = distributed.agreed((warmup, rounds)) if spans else (warmup, rounds)
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
             benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
                                iterations=1)

@@ -69,8 +69,11 @@ def worker_folder(config) -> Path | None:
 
 
 def process_cpu_devices(config) -> int:
-    """The CPU devices this process makes: `--cpu-devices` in a worker, one otherwise."""
-    return config.getoption("cpu_devices") if worker_folder(config) else 1
+    """The CPU devices this process makes: `--cpu-devices` in a worker or in one process of several
+    (whose benchmarks all run in it), one otherwise."""
+    from bench import distributed
+
+    return config.getoption("cpu_devices") if worker_folder(config) or distributed.requested(config) else 1
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from workloads import compat
@@ -139,6 +140,26 @@ def place(tree, mesh, spec_of):
     return jax.tree.map(lambda a: jax.device_put(jnp.copy(a), NamedSharding(mesh, spec_of(a))), tree)
 
 
+def place_batch(batch, mesh, spec: PartitionSpec):
+    """`batch` on `mesh` with partition `spec`. In a run of several processes every process has made
+    the same seeded batch, and hands JAX only the rows of its own devices
+    (`jax.make_array_from_process_local_data`), as a data loader feeding its host's devices would."""
+    if jax.process_count() == 1:
+        return place(batch, mesh, lambda array: spec)
+    sharding = NamedSharding(mesh, spec)
+
+    def assembled(array):
+        host = np.asarray(array)
+        spans = {(index[0].indices(host.shape[0])[:2]) for index in
+                 sharding.addressable_devices_indices_map(host.shape).values()}
+        start, stop = min(s for s, _ in spans), max(e for _, e in spans)
+        if sum(e - s for s, e in spans) != stop - start:  # this process's rows are not one block
+            return jax.device_put(host, sharding)
+        return jax.make_array_from_process_local_data(sharding, host[start:stop], host.shape)
+
+    return jax.tree.map(assembled, batch)
+
+
 def on_mesh(state, batch, devices, layout: str, chosen: MeshShape | None = None):
     """Place `state` and `batch` on a (data, model) mesh of `devices` as `layout` says, on the
     `chosen` mesh shape or the layout's default (`mesh_shape`).
@@ -156,7 +177,7 @@ def on_mesh(state, batch, devices, layout: str, chosen: MeshShape | None = None)
     mesh = compat.make_mesh((shape.data, shape.model), MESH_AXES, devices=devices)
     state = place(state, mesh, lambda array: state_spec(layout, array, shape))
     batch_spec = PartitionSpec("data") if shards_batch(layout) else PartitionSpec()
-    batch = place(batch, mesh, lambda array: batch_spec)
+    batch = place_batch(batch, mesh, batch_spec)
     return state, batch, mesh, batch_spec
 
 

@@ -1,0 +1,125 @@
+"""Runs over several processes (bench/distributed.py), tested with two processes on this machine:
+each with 2 virtual CPU devices, a coordinator on localhost at a port free at run time, and JAX's
+default CPU collectives (gloo)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bench.correctness import FLOAT32_RTOL
+from tests.conftest import FAST_TIMING, ROOT, run_pytest
+
+TIMEOUT_S = 10
+"""--distributed-timeout in these tests: how long a process waits for a peer that is gone."""
+SELECTION = ["--workloads", "transformer", "--size", "tiny", "--modes", "train", "--variants", "multi_device",
+             "-k", "multi_device and not model", "--cpu-devices", "2"]  # the data layout and fsdp
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _processes(args_of, count: int = 2) -> list[subprocess.Popen]:
+    """`count` processes of one run: process I runs `args_of(I)` plus the coordinator options."""
+    coordinator = f"localhost:{_free_port()}"
+    return [subprocess.Popen([*args_of(index), "--coordinator", coordinator, "--num-processes", str(count),
+                              "--process-id", str(index)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+            for index in range(count)]
+
+
+def _bench(tmp_path):
+    """Process I's `pytest bench` command line, with a report folder of its own."""
+    return lambda index: [sys.executable, "-m", "pytest", "bench", *SELECTION, "-q", *FAST_TIMING,
+                          "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path / f"process{index}")]
+
+
+def test_two_processes_measure_over_both_and_only_process_0_writes(tmp_path):
+    procs = _processes(_bench(tmp_path))
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+    assert [path.name for path in tmp_path.rglob("results.json")] == ["results.json"]
+    results = json.loads((tmp_path / "process0" / "results.json").read_text())
+    suite = results["jaxbench"]
+    assert suite["n_processes"] == 2 and len(suite["hosts"]) == 2 and suite["n_devices_available"] == 4
+    rows = {b["extra_info"]["case_id"]: b["extra_info"] for b in results["benchmarks"]}
+    assert sorted(rows) == ["transformer-train-multi_device", "transformer-train-multi_device-fsdp"]
+    for info in rows.values():
+        assert info["n_devices"] == 4 and info["n_devices_in_process"] == 2
+        assert info["max_rel_error"] < 1e-5  # checked against the single-device baseline first
+    assert "results and report in" in outputs[0] and "results and report in" not in outputs[1]
+
+
+@pytest.mark.parametrize("layout", ["data", "fsdp"])
+def test_two_processes_compute_what_one_process_computes_on_as_many_devices(layout, tmp_path):
+    """Loss and updated parameters after one step over 2 processes x 2 devices, against one process
+    with 4 devices, to the suite's float32 tolerance on the loss and on all parameters together, as
+    the check against baseline measures them (not per array: gloo sums across processes in another
+    order, and a bias that starts at zero is, after one Adam step, +/- the learning rate wherever
+    its gradient is not exactly zero, so a rounding-level gradient flips the sign of an element)."""
+    script = [sys.executable, str(ROOT / "tests" / "distributed_step.py"), "--layout", layout]
+    single = subprocess.run([*script, "--cpu-devices", "4", "--out", str(tmp_path / "one.npz")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    procs = _processes(lambda index: [*script, "--cpu-devices", "2", "--out", str(tmp_path / "two.npz")])
+    for proc in procs:
+        output = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, output[-3000:]
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert int(one["devices"]) == int(two["devices"]) == 4
+    assert sorted(one.files) == sorted(two.files) and len(one.files) > 10
+    assert abs(float(two["loss"]) - float(one["loss"])) <= FLOAT32_RTOL * abs(float(one["loss"]))
+    names = [name for name in one.files if name.startswith("[")]  # the parameters
+    ours, theirs = (np.concatenate([run[name].ravel() for name in names]) for run in (two, one))
+    assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < FLOAT32_RTOL
+
+
+def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(tmp_path):
+    start = time.monotonic()
+    proc = run_pytest("bench", *SELECTION, "--coordinator", f"localhost:{_free_port()}", "--num-processes", "2",
+                      "--process-id", "1", "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path),
+                      timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no coordinator answers at localhost:" in proc.stderr and f"after {TIMEOUT_S} s" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert elapsed < TIMEOUT_S + 30  # the wait, plus starting Python and JAX
+
+
+def test_a_killed_process_ends_the_run_within_the_timeout(tmp_path):
+    """Process 1 is killed as soon as the run has started: process 0, waiting in a collective for
+    it, is ended by JAX's heartbeat check (measured: 7 s after the kill, with a timeout of 10 s),
+    never left hanging."""
+    procs = _processes(_bench(tmp_path))
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "process0").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the report folder is made as the session starts, after jax.distributed is up
+    time.sleep(2)
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    output = procs[0].communicate(timeout=TIMEOUT_S * 6)[0]
+    assert procs[0].returncode != 0, output[-3000:]
+    assert time.monotonic() - killed < TIMEOUT_S * 3
+    procs[1].communicate()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--process-id", "1"], "--num-processes and --process-id need --coordinator HOST:PORT"),
+    (["--coordinator", "localhost:1", "--process-id", "0"], "--coordinator needs --num-processes too"),
+    (["--coordinator", "nowhere", "--num-processes", "2", "--process-id", "1"], "--coordinator 'nowhere' is not HOST:PORT"),
+])
+def test_incomplete_distributed_options_are_usage_errors(args, message, tmp_path):
+    proc = run_pytest("bench", "--report-dir", str(tmp_path), *args, timeout=120)
+    assert proc.returncode == 4 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr

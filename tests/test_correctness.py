@@ -115,21 +115,22 @@ def test_float32_tolerance_follows_the_reordering_spread():
 
 
 def test_pytest_bench_fails_a_planted_fault_by_name_in_both_processes(tmp_path):
-    """A wrong compiled update fails jit_vmap (this process) and multi_device (a worker), each
-    with its message; the eager baseline passes; the results keep the failures."""
+    """A wrong compiled update fails jit_vmap (this process) and multi_device in both its layouts
+    (a worker), each with its message; the eager baseline passes; the results keep the failures."""
     env = {**os.environ, "PYTEST_PLUGINS": "tests.planted_faults", FAULT_VARIABLE: "flip_sign"}
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "train",
                       "--variants", "baseline,jit_vmap,multi_device", "--report-dir", str(tmp_path),
                       "-q", *FAST_TIMING, env=env)
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "2 failed, 1 passed" in proc.stdout
+    assert "3 failed, 1 passed" in proc.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     assert [b["extra_info"]["variant"] for b in results["benchmarks"]] == ["baseline"]
     failed = results["jaxbench"]["failed"]
-    assert set(failed) == {"mlp-train-jit_vmap", "mlp-train-multi_device"}
+    assert set(failed) == {"mlp-train-jit_vmap", "mlp-train-multi_device", "mlp-train-multi_device-fsdp"}
     for message in failed.values():
         assert "IncorrectResult: disagrees with baseline (float32): params:" in message, message
     assert failed["mlp-train-multi_device"].startswith("in a worker: ")
+    assert failed["mlp-train-multi_device-fsdp"].startswith("in a worker: ")
     assert "Failed" in (tmp_path / "report.md").read_text()
 
 

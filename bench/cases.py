@@ -141,7 +141,7 @@ def mesh_problem(mesh: MeshShape, n_devices: int, cases: list[Case]) -> str | No
     for case in cases:
         if not case.wants_several_devices or case.scaling or not shards_batch(case.layout):
             continue  # (a scaling point lays its batch out on a mesh of its own device count)
-        batch = getattr(get_workload(case.workload).size(case.size), "batch_size", None)
+        batch = case.batch_size()
         if batch and batch % mesh.data:
             return (f"--mesh {mesh}: data={mesh.data} does not divide {case.workload}'s batch of {batch} at "
                     f"size {case.size}; choose a data size that divides {batch}")

@@ -139,9 +139,9 @@ def mesh_problem(mesh: MeshShape, n_devices: int, cases: list[Case]) -> str | No
         return (f"--mesh {mesh} spans {mesh.size} devices, but the multi-device benchmarks have {n_devices} "
                 "(on a CPU: --cpu-devices); give axis sizes whose product is that")
     for case in cases:
-        if not case.wants_several_devices or not shards_batch(case.layout):
-            continue
-        batch = getattr(get_workload(case.workload).size(case.size), "batch_size", None)
+        if not case.wants_several_devices or case.scaling or not shards_batch(case.layout):
+            continue  # (a scaling point lays its batch out on a mesh of its own device count)
+        batch = case.batch_size()
         if batch and batch % mesh.data:
             return (f"--mesh {mesh}: data={mesh.data} does not divide {case.workload}'s batch of {batch} at "
                     f"size {case.size}; choose a data size that divides {batch}")

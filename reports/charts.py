@@ -56,9 +56,10 @@ def _by_variant(frame: pd.DataFrame, values: str) -> pd.DataFrame:
     return table.reindex(sorted(table.index, key=_rank))
 
 
-def _save(fig, path: Path) -> Path:
+def save_chart(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay `fig` out, write it to `path` as a PNG and close it; returns `path`."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -67,7 +68,7 @@ def _save_log_log(fig, ax, path: Path, **labels) -> Path:
     ax.set(xscale="log", yscale="log", **labels)
     ax.grid(which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def _grouped_bars(pivot: pd.DataFrame, ax, log: bool = False) -> None:
@@ -90,7 +91,7 @@ def speedup_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     ax.axhline(1, color="black", lw=0.8)
     ax.set(title="Speedup over the eager baseline (higher is better)", xlabel="variant",
            ylabel="baseline step time / variant step time (x, log)")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def memory_chart(summary: pd.DataFrame, path: Path) -> Path | None:
@@ -122,7 +123,7 @@ def memory_chart(summary: pd.DataFrame, path: Path) -> Path | None:
         ax.set_visible(False)
     fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", fontsize=8)
     fig.suptitle("Per-device memory of the compiled train step (lower is better)", x=0.02, ha="left")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
@@ -150,7 +151,7 @@ def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     _grouped_bars(pivot, ax, log=True)
     ax.set(title="MFU vs the in-run matmul rate of each step's compute dtype", xlabel="variant",
            ylabel="MFU (% of that rate, log)")
-    return _save(fig, path)
+    return save_chart(fig, path)
 
 
 CHARTS = {

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reports.charts import save_chart  # noqa: E402
 from reports.results import ResultsError, benchmarks_frame, load_results, run_label  # noqa: E402
 
 BENCHMARK = ["workload", "mode", "variant", "size", "n_devices"]
@@ -57,10 +58,7 @@ def comparison_chart(table: pd.DataFrame, path: Path) -> Path:
            ylabel="median step time (ms, log)")
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, path)
 
 
 def compare_runs(paths: list[str | Path], out: str | Path) -> Path:

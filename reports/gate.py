@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reports.charts import save_chart  # noqa: E402
 from reports.results import write_atomically  # noqa: E402
 from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict  # noqa: E402
 
@@ -128,10 +129,7 @@ def ratio_chart(result: GateResult, path: Path) -> Path:
     ax.set_yticks(range(len(rows)), [f"{row['benchmark']} ({row['verdict']})" for row in rows], fontsize=8)
     ax.set(xlabel="step time head / base (above 1: head slower)", title=f"jaxbench: {result.method}")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, path)
 
 
 def print_result(result: GateResult) -> None:

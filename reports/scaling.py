@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
+from reports.charts import save_chart  # noqa: E402
 from reports.results import benchmarks_frame  # noqa: E402
 
 SWEEP_KEYS = ["run", "workload", "size", "sweep"]
@@ -85,7 +86,4 @@ def scaling_chart(table: pd.DataFrame, path: Path) -> Path | None:
         title += (f"\nvirtual CPU devices sharing {cores} cores: the curves show the overhead of "
                   "partitioning, not a speedup")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, path)

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import ruptures  # noqa: E402
 
+from reports.charts import save_chart  # noqa: E402
 from reports.regress import benchmark_name  # noqa: E402
 from reports.results import ResultsError, load_results, write_atomically  # noqa: E402
 from reports.verdicts import EXACT_TOLERANCE  # noqa: E402
@@ -169,10 +170,7 @@ def trend_chart(frame: pd.DataFrame, changes: list[ChangePoint], path: Path, lim
         ax.set_visible(False)
     fig.suptitle("jaxbench trend: step time (and memory, dashed) per run, ordered by commit date; "
                  "change points in step time red, in memory grey")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_chart(fig, path, dpi=100)
 
 
 def write_trend(paths: list[str | Path], out: str | Path, min_step: float = DEFAULT_MIN_STEP) -> Path:

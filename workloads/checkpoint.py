@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from workloads import WORKFLOW_VARIANTS, compat, sharding, transformer
+from workloads import WORKFLOW_VARIANTS, sharding, transformer
 from workloads.contract import IncorrectResult
 from workloads.steps import build_step
 from workloads.workflow import RunTimings, Workflow
@@ -47,8 +47,8 @@ def sharded(state, devices):
     """`state` on a 1 x N (data, model) mesh of `devices`, each weight's last dimension over `model`
     where it divides (replicated otherwise)."""
     shape = sharding.mesh_shape("model", len(devices))
-    mesh = compat.make_mesh((shape.data, shape.model), sharding.MESH_AXES, devices=devices)
-    return sharding.place(state, mesh, lambda array: sharding.model_axis_spec(array, shape.model))
+    return sharding.place(state, sharding.mesh_of(shape, devices),
+                          lambda array: sharding.model_axis_spec(array, shape.model))
 
 
 def abstract(state):

@@ -18,7 +18,6 @@ which every layout then uses; a layout that needs an axis the chosen mesh does n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from workloads import compat
+from workloads import compat, transforms
 from workloads.contract import LAYOUTS, NotApplicable
 
 MESH_AXES = ("data", "model")
@@ -134,6 +133,11 @@ def state_spec(layout: str, array, shape: MeshShape) -> PartitionSpec:
     return PartitionSpec()
 
 
+def mesh_of(shape: MeshShape, devices):
+    """The (data, model) mesh of `shape` over `devices`."""
+    return compat.make_mesh((shape.data, shape.model), MESH_AXES, devices=devices)
+
+
 def place(tree, mesh, spec_of):
     """`tree`'s arrays put on `mesh`, each with the partition `spec_of(array)` (fresh copies:
     donation-safe)."""
@@ -168,13 +172,13 @@ def on_mesh(state, batch, devices, layout: str, chosen: MeshShape | None = None)
     does not divide over the `data` axis, or no weight over the `model` axis.
     """
     shape = mesh_shape(layout, len(devices), chosen)
-    batch_size = jax.tree.leaves(batch)[0].shape[0]
+    batch_size = transforms.batch_length(batch)
     if shards_batch(layout) and batch_size % shape.data:
         raise NotApplicable(f"batch {batch_size} does not divide over {shape.data} devices")
     if "model" in _needs(layout) and not any(model_axis_spec(a, shape.model) != PartitionSpec()
                                              for a in jax.tree.leaves(state)):
         raise NotApplicable(f"no weight's last dimension divides over a model axis of {shape.model}")
-    mesh = compat.make_mesh((shape.data, shape.model), MESH_AXES, devices=devices)
+    mesh = mesh_of(shape, devices)
     state = place(state, mesh, lambda array: state_spec(layout, array, shape))
     batch_spec = PartitionSpec("data") if shards_batch(layout) else PartitionSpec()
     batch = place_batch(batch, mesh, batch_spec)
@@ -186,7 +190,6 @@ def replicated_bytes(state, min_bytes: int) -> dict[str, int]:
     (its sharding splits nothing): what `fsdp` must not leave replicated."""
     found = {}
     for path, array in jax.tree_util.tree_leaves_with_path(state):
-        nbytes = math.prod(array.shape) * array.dtype.itemsize
-        if nbytes >= min_bytes and array.sharding.is_fully_replicated:
-            found[jax.tree_util.keystr(path)] = nbytes
+        if array.nbytes >= min_bytes and array.sharding.is_fully_replicated:
+            found[jax.tree_util.keystr(path)] = array.nbytes
     return found

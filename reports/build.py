@@ -6,7 +6,6 @@ the environment, the headline findings, both tables and the charts on one page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ import pandas as pd
 from reports.charts import draw_all
 from reports.expectations import expectations_markdown, expectations_shown, expectations_table
 from reports.html import write_html
+from reports.sections import Section, section_markdown
 from reports.results import SUITE, device_set, load_results
 from reports.scaling import scaling_chart, scaling_table
 from reports.summary import summary_table, to_markdown
@@ -83,31 +83,6 @@ def headline_findings(summary: pd.DataFrame, expectations: pd.DataFrame) -> list
     return lines
 
 
-@dataclass
-class Section:
-    """One section of the report, written out as Markdown (`section_markdown`) and as HTML
-    (`reports.html`): a paragraph, bullet lines, tables (each with a title, or none), charts."""
-
-    title: str
-    text: str = ""
-    items: list[str] = field(default_factory=list)
-    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
-    charts: list[Path] = field(default_factory=list)
-    index: bool = False  # whether the tables' index is a column worth showing (the environment's)
-
-
-def section_markdown(section: Section) -> str:
-    """`section` as Markdown: its heading, paragraph, bullets, tables, then charts as images."""
-    parts = [f"## {section.title}\n"]
-    parts += [section.text + "\n"] if section.text else []
-    parts += ["".join(f"- {line}\n" for line in section.items)] if section.items else []
-    for title, table in section.tables:
-        body = table.to_markdown() + "\n" if section.index else to_markdown(table)
-        parts.append(f"### {title}\n\n{body}" if title else body)
-    parts += [f"![{path.stem}]({path.name})\n" for path in section.charts]
-    return "\n".join(parts)
-
-
 def build_report(results: list[str | Path], out: str | Path) -> Path:
     """Write the report folder `out` for the results files; returns the path of report.md.
 
@@ -168,7 +143,7 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
         sections.append(Section("Workflows", "Each workflow's own figures, medians over its timed runs "
                                 "(`check:` columns: the worst figure of its correctness check).", tables=tables))
     sections.append(Section("Charts", charts=charts))
-    write_html(sections, environment_table(runs), out / "report.html")
+    write_html(sections, out / "report.html")
     report = out / "report.md"
     report.write_text("# jaxbench report\n\n" + "\n".join(map(section_markdown, sections)))
     return report

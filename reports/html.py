@@ -30,7 +30,7 @@ def _number(value) -> str:
 def table_html(table: pd.DataFrame, index: bool = False) -> Markup:
     """`table` as an HTML table (pandas `Styler`), numbers to 4 significant digits, `-` where empty;
     the page's script makes it sortable by any column."""
-    styler = table.style.format(_number, na_rep="-").set_table_attributes('class="sortable"')
+    styler = table.style.format(_number, na_rep="-", escape="html").set_table_attributes('class="sortable"')
     if not index:
         styler = styler.hide(axis="index")
     return Markup(styler.to_html())
@@ -41,10 +41,10 @@ def image_data(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def write_html(sections: list, environment: pd.DataFrame, path: Path) -> Path:
-    """Write the report's `sections` (`reports.build.Section`) to `path` as one HTML page."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]))
+def write_html(sections: list, path: Path, title: str = "jaxbench report") -> Path:
+    """Write `sections` (`reports.sections.Section`) to `path` as one HTML page."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     env.filters.update(code=_inline_code, table=table_html, image=image_data)
-    page = env.get_template("report.html.j2").render(sections=sections, title="jaxbench report")
+    page = env.get_template("report.html.j2").render(sections=sections, title=title)
     Path(path).write_text(page)
     return Path(path)

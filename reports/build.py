@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from reports.charts import draw_all
-from reports.expectations import expectations_markdown, expectations_table
+from reports.expectations import expectations_markdown, expectations_shown, expectations_table
+from reports.html import write_html
+from reports.sections import Section, section_markdown
 from reports.results import SUITE, device_set, load_results
 from reports.scaling import scaling_chart, scaling_table
 from reports.summary import summary_table, to_markdown
@@ -106,40 +108,43 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
         scaling.to_csv(out / "scaling.csv", index=False)
         charts += [path for path in [scaling_chart(scaling, out / "scaling.png")] if path]
 
-    parts = ["# jaxbench report\n", "## Environment\n", environment_table(runs).to_markdown() + "\n",
-             "## Headline findings\n"]
     findings = headline_findings(summary, expectations) + [line for data in runs for line in workflow_findings(data)]
-    parts += ["".join(f"- {line}\n" for line in findings)]
+    sections = [Section("Environment", tables=[("", environment_table(runs))], index=True),
+                Section("Headline findings", items=findings)]
     missing = [case for data in runs for case in missing_benchmarks(data)]
     if missing:
-        parts += ["## Missing\n", "The run planned these benchmarks but has no result for them "
-                  "(interrupted, failed or out of memory): " + ", ".join(missing) + ".\n"]
+        sections.append(Section("Missing", "The run planned these benchmarks but has no result for them "
+                                "(interrupted, failed or out of memory): " + ", ".join(missing) + "."))
     failed = {case: reason for data in runs for case, reason in data[SUITE].get("failed", {}).items()}
     if failed:
-        parts += ["## Failed\n", "These benchmarks failed, most often their check against baseline; they "
-                  "have no timing:\n\n" + "".join(f"- {case}: {reason}\n" for case, reason in failed.items())]
+        sections.append(Section("Failed", "These benchmarks failed, most often their check against baseline; "
+                                "they have no timing:", items=[f"{case}: {reason}" for case, reason in failed.items()]))
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
-        parts += ["## Skipped\n", "".join(f"- {case}: {reason}\n" for case, reason in skipped.items())]
+        sections.append(Section("Skipped", items=[f"{case}: {reason}" for case, reason in skipped.items()]))
     if not scaling.empty:
         shared = (" The devices here are virtual CPU devices sharing the host's cores: the curve shows the "
                   "overhead of partitioning, not a speedup." if scaling["shared cores"].any() else "")
-        parts += ["## Scaling\n", "Each workload's `jit_vmap` train step over 1, 2, 4, ... devices "
-                  "(`--scaling`): `strong` keeps the global batch, `weak` the batch per device. Efficiency: "
-                  "throughput over devices x the sweep's one-device throughput (1 is ideal)." + shared + "\n",
-                  to_markdown(_shown(scaling.drop(columns=["shared cores", "host cores"]), len(runs)))]
-    parts += ["## Summary\n", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
-              "against the device's datasheet peak, where the device is known.\n", summary_md,
-              "## Expectations\n", expectations_md]
+        sections.append(Section("Scaling", "Each workload's `jit_vmap` train step over 1, 2, 4, ... devices "
+                                "(`--scaling`): `strong` keeps the global batch, `weak` the batch per device. "
+                                "Efficiency: throughput over devices x the sweep's one-device throughput (1 is "
+                                "ideal)." + shared,
+                                tables=[("", _shown(scaling.drop(columns=["shared cores", "host cores"]), len(runs)))]))
+    sections += [
+        Section("Summary", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
+                "against the device's datasheet peak, where the device is known.",
+                tables=[("", _shown(summary.drop(columns="kind"), len(runs)))]),
+        Section("Expectations", "" if len(expectations) else "No expectation has data.",
+                tables=expectations_shown(_shown(expectations, len(runs))) if len(expectations) else []),
+    ]
     tables = [(name if len(runs) == 1 else f"{name} ({label})", table)
               for data, label in zip(runs, labels) for name, table in workflow_tables(data).items()]
     if tables:
-        parts += ["## Workflows\n", "Each workflow's own figures, medians over its timed runs "
-                  "(`check:` columns: the worst figure of its correctness check).\n"]
-        parts += [f"### {name}\n\n{to_markdown(table)}" for name, table in tables]
-    parts += ["## Charts\n"]
-    parts += [f"![{path.stem}]({path.name})\n" for path in charts]
+        sections.append(Section("Workflows", "Each workflow's own figures, medians over its timed runs "
+                                "(`check:` columns: the worst figure of its correctness check).", tables=tables))
+    sections.append(Section("Charts", charts=charts))
+    write_html(sections, out / "report.html")
     report = out / "report.md"
-    report.write_text("\n".join(parts))
+    report.write_text("# jaxbench report\n\n" + "\n".join(map(section_markdown, sections)))
     return report
 

@@ -184,14 +184,20 @@ def expectations_table(data: dict, run: str = "run 1") -> pd.DataFrame:
 
 def expectations_markdown(table: pd.DataFrame) -> str:
     """The expectations as two Markdown tables (speedup, then memory)."""
+    return "\n\n".join(f"### {title}\n\n" + shown.to_markdown(index=False)
+                       for title, shown in expectations_shown(table)) + "\n"
+
+
+def expectations_shown(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The expectations as (title, table for reading) pairs: speedup, then memory, each with its
+    measured figures written out ("12.3x", "2.1x less", "+35%")."""
     parts = []
     group = [column for column in GROUP if column in table]  # `run` may be left out for one run
     speed = table[table["table"] == "speedup"]
     if len(speed):
         shown = speed[group + ["claim", "expected", "measured", "verdict", "reason"]].copy()
         shown["measured"] = shown["measured"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}x")
-        parts.append("### Speedup by transformation (baseline step time / variant step time)\n\n"
-                     + shown.to_markdown(index=False))
+        parts.append(("Speedup by transformation (baseline step time / variant step time)", shown))
     memory = table[table["table"] == "memory"]
     if len(memory):
         shown = memory[group + ["claim", "expected", "measured", "verdict", "expected_time",
@@ -200,6 +206,5 @@ def expectations_markdown(table: pd.DataFrame) -> str:
         shown["time_ratio"] = shown["time_ratio"].map(lambda v: "-" if pd.isna(v) else f"{v - 1:+.0%}")
         shown = shown.rename(columns={"measured": "measured memory", "time_ratio": "measured step time",
                                       "expected_time": "expected step time"})
-        parts.append("### Memory by technique (jit_vmap bytes per device / variant bytes per device)\n\n"
-                     + shown.to_markdown(index=False))
-    return "\n\n".join(parts) + "\n"
+        parts.append(("Memory by technique (jit_vmap bytes per device / variant bytes per device)", shown))
+    return parts

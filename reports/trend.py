@@ -24,7 +24,9 @@ import pandas as pd  # noqa: E402
 import ruptures  # noqa: E402
 
 from reports.charts import save_chart  # noqa: E402
+from reports.html import write_html  # noqa: E402
 from reports.regress import benchmark_name  # noqa: E402
+from reports.sections import Section, section_markdown  # noqa: E402
 from reports.results import ResultsError, load_results, write_atomically  # noqa: E402
 from reports.verdicts import EXACT_TOLERANCE  # noqa: E402
 
@@ -174,7 +176,8 @@ def trend_chart(frame: pd.DataFrame, changes: list[ChangePoint], path: Path, lim
 
 
 def write_trend(paths: list[str | Path], out: str | Path, min_step: float = DEFAULT_MIN_STEP) -> Path:
-    """trend.csv (the series), trend.md (the change points) and trend.png into `out`; returns trend.md."""
+    """trend.csv (the series), trend.md and trend.html (the change points and the chart) and
+    trend.png into `out`; returns trend.md."""
     frame = history(paths)
     changes = find_changes(frame, min_step)
     out = Path(out)
@@ -185,7 +188,11 @@ def write_trend(paths: list[str | Path], out: str | Path, min_step: float = DEFA
                            f"{c.before_commit} -> {c.after_commit}", "before": c.before, "after": c.after,
                            "step": f"{c.step:+.1%}"} for c in changes])
     runs = frame["order"].nunique()
-    body = table.to_markdown(index=False, floatfmt=".4g") if len(table) else "No change point."
-    write_atomically(out / "trend.md", f"# jaxbench trend over {runs} runs\n\n## Change points\n\n{body}\n\n"
-                                       "![trend](trend.png)\n")
+    sections = [Section("Change points", "" if len(table) else "No change point.",
+                        tables=[("", table)] if len(table) else []),
+                Section("History", "Each benchmark's step time (and memory) over the runs, by commit date; "
+                        "a dashed line marks each change point.", charts=[out / "trend.png"])]
+    write_atomically(out / "trend.md", f"# jaxbench trend over {runs} runs\n\n"
+                     + "\n".join(map(section_markdown, sections)))
+    write_html(sections, out / "trend.html", title=f"jaxbench trend over {runs} runs")
     return out / "trend.md"

@@ -214,6 +214,8 @@ def test_trend_command_reads_folders(tiny_run, tmp_path):
     text = (tmp_path / "out" / "trend.md").read_text()
     assert "over 24 runs" in text and "c011000000 -> c012000000" in text and "+2" in text
     assert (tmp_path / "out" / "trend.png").stat().st_size > 0
+    page = (tmp_path / "out" / "trend.html").read_text()  # the same, as one page with the chart inside
+    assert "over 24 runs" in page and "c011000000 -&gt; c012000000" in page and 'src="data:image/png;base64,' in page
     assert main(["trend", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]) == 2
 
 

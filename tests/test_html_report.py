@@ -1,0 +1,56 @@
+"""report.html (reports/html.py): one self-contained page, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from reports.build import build_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def html_report(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("html")
+    build_report([tiny_run["dir"] / "results.json"], out)
+    return out / "report.html"
+
+
+def test_the_page_stands_alone_and_holds_the_report(html_report):
+    page = html_report.read_text()
+    sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)  # nothing beside it
+    for title in ("Environment", "Headline findings", "Summary", "Expectations", "Charts"):
+        assert f"<h2>{title}</h2>" in page
+    assert page.count('class="sortable"') == 4  # environment, summary, the two expectation tables
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium)")
+def test_the_page_reads_well_in_a_real_browser(html_report, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(html_report.as_uri())
+            assert page.title() == "jaxbench report"
+            assert page.locator("table").count() == 4
+            images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+            assert len(images) == 4 and all(done and width > 0 and height > 0 for done, width, height in images)
+            summary = page.locator("section", has=page.locator("h2", has_text="Summary")).locator("table")
+            column = """(t, name) => { const i = Array.from(t.tHead.rows[0].cells)
+                          .findIndex(h => h.textContent.trim().startsWith(name));
+                        return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[i].textContent)); }"""
+            header = summary.locator("thead th", has_text="median step (ms)")
+            header.click()
+            ascending = summary.evaluate(column, "median step (ms)")
+            assert ascending == sorted(ascending) and len(ascending) == 15
+            header.click()
+            assert summary.evaluate(column, "median step (ms)") == sorted(ascending, reverse=True)
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            assert (tmp_path / "report.png").stat().st_size > 10_000
+        finally:
+            browser.close()

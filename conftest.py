@@ -104,6 +104,19 @@ def pytest_addoption(parser):
     group.addoption("--distributed-timeout", type=_whole_number("seconds"), default=120, metavar="S",
                     help="seconds a run of several processes waits for all to join, and for a heartbeat of "
                          "each, before it ends with an error (default 120)")
+    group.addoption("--profile", action="store_true",
+                    help="after each benchmark's timed rounds, trace a few of its steps with jax.profiler into "
+                         "<report dir>/profiles/<benchmark>/ (a Perfetto trace: ui.perfetto.dev, or TensorBoard's "
+                         "profile plugin), and report where the op time went")
+    group.addoption("--isolate", action="store_true",
+                    help="run each benchmark in a fresh process of its own: a crash (a segfault, an XLA abort, "
+                         "an out-of-memory kill) or a timeout becomes that benchmark's status and the run goes "
+                         "on; on a GPU each row also gets the device's peak memory (slower: every benchmark "
+                         "starts JAX and compiles afresh)")
+    group.addoption("--benchmark-timeout", type=number_type(float, lambda s: s > 0, "a number of seconds > 0"),
+                    default=1800.0, metavar="S",
+                    help="with --isolate, seconds one benchmark's process may run before it is stopped and the "
+                         "benchmark recorded as 'timeout' (default 1800)")
     add_worker_option(group)
 
 

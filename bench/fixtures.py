@@ -52,7 +52,8 @@ def worker_pool(request, references) -> workers.WorkerPool:
     config = request.config
     planned = set(session.planned(config))
     cases = [case for case in selected_cases(config) + selected_workflow_cases(config) if case.id in planned]
-    return workers.WorkerPool(config, references, cases, lambda: request.getfixturevalue("matmul_rates"))
+    return workers.WorkerPool(config, references, cases, lambda: request.getfixturevalue("matmul_rates"),
+                              session.report_dir(config))
 
 
 @pytest.fixture

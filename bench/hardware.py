@@ -105,3 +105,12 @@ def compute_arithmetic(compute_dtype: str, float32_arithmetic: str) -> str:
     """The matmul arithmetic of a step computing in `compute_dtype` (`float32` or `bfloat16`) on a
     device whose float32 matmuls run in `float32_arithmetic`."""
     return "bf16" if compute_dtype == "bfloat16" else float32_arithmetic
+
+
+def peak_bytes_in_use(devices) -> int | None:
+    """The largest `peak_bytes_in_use` in `devices`' memory statistics (`device.memory_stats()`):
+    what the allocator really held at its peak since the process started, on GPUs and TPUs. None
+    where the platform keeps no statistics (a CPU: `memory_stats()` is None)."""
+    peaks = [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
+    peaks = [peak for peak in peaks if peak is not None]
+    return max(peaks) if peaks else None

@@ -75,6 +75,8 @@ def step_extra_info(
         "n_devices": prepared.n_devices,
         **_environment_keys(environment),
         "compile_s": prepared.compile_s,
+        "compile_cached_s": prepared.compile_cached_s,
+        "compile_cache": prepared.compile_cache if prepared.compile_s is not None else None,
         **exact_figures(prepared),
         "mem_temp_bytes": memory["temp"] if memory else None,
         "mem_breakdown": memory,

@@ -21,6 +21,7 @@ import jax
 from bench import distributed, hardware
 from bench.cases import Case
 from bench.correctness import check_against_baseline, reordering_spread
+from reports.results import write_atomically
 from workloads import get_workload
 from workloads.steps import PreparedStep, build_reference_step, build_step
 from workloads.variants import PRODUCTION, REFERENCE
@@ -180,16 +181,28 @@ class References:
                 shutil.rmtree(workdir, ignore_errors=True)
         return self.workflows[key]
 
-    def save(self, path: Path, cases: list[Case]) -> None:
-        """Write the references `cases` need to `path` (for a worker process), computing missing ones."""
-        for case in cases:
+    def save(self, path: Path, cases: list[Case] | None = None, compute: bool = True) -> None:
+        """Write the references `cases` need (all held, when None) to `path`, for a worker process
+        or back from one, computing missing ones unless `compute` is False (an isolated run leaves
+        them to the workers, so that a model that crashes its process crashes a worker, not the run)."""
+        for case in cases if compute and cases else []:
             if case.is_workflow:
                 self.workflow(case)
             else:
                 self.step(case)
-        steps = {k: v for k, v in self.steps.items() if k in {self._step_key(c) for c in cases}}
-        workflows = {k: v for k, v in self.workflows.items() if k in {self._workflow_key(c) for c in cases}}
-        path.write_bytes(pickle.dumps({"steps": steps, "workflows": workflows}))
+        steps, workflows = self.steps, self.workflows
+        if cases is not None:
+            steps = {k: v for k, v in steps.items() if k in {self._step_key(c) for c in cases}}
+            workflows = {k: v for k, v in workflows.items() if k in {self._workflow_key(c) for c in cases}}
+        write_atomically(path, pickle.dumps({"steps": steps, "workflows": workflows}))
+
+    def take(self, path: Path) -> None:
+        """Keep the references a worker wrote back to `path` (`save`) that this run lacks, so that
+        the next worker is handed them instead of computing them again."""
+        if path.exists():
+            data = pickle.loads(path.read_bytes())
+            self.steps = {**data["steps"], **self.steps}
+            self.workflows = {**data["workflows"], **self.workflows}
 
     @classmethod
     def load(cls, path: Path, checkpoint_dir: str | None = None, float32_arithmetic: str = "fp32") -> References:

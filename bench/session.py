@@ -4,20 +4,41 @@ what the run does at its end (results and report written, strict mode applied)."
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from bench import distributed, measure, workers
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
+from reports.results import NOT_MEASURED
+from workloads import compile_cache
 from workloads.workflow import cannot_write
 
 _REPORT_DIR = pytest.StashKey[Path]()
 _PLANNED = pytest.StashKey[list]()
-_OUTCOMES = pytest.StashKey[dict]()  # "skipped" / "failed" -> {case id: message}
+_OUTCOMES = pytest.StashKey[dict]()  # "skipped" / "failed" / "crashed" / "timeout" -> {case id: message}
+
 _BELOW = pytest.StashKey[list]()
 _MATMUL_RATES = pytest.StashKey[dict]()
+_COMPILE_CACHE = pytest.StashKey[Path]()
 _HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
+
+
+def start_compile_cache(config) -> None:
+    """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
+    cache the user configured is not used: every first compilation is cold), so that each compiled
+    step is also timed compiling from it (`workloads.compile_cache`)."""
+    folder = Path(tempfile.mkdtemp(prefix="jaxbench-compile-cache-"))
+    config.stash[_COMPILE_CACHE] = folder
+    compile_cache.enable(folder)
+
+
+def remove_compile_cache(config) -> None:
+    """Remove the folder `start_compile_cache` made."""
+    if _COMPILE_CACHE in config.stash:
+        shutil.rmtree(config.stash[_COMPILE_CACHE], ignore_errors=True)
 
 
 def check_folders(config) -> None:
@@ -31,9 +52,11 @@ def check_folders(config) -> None:
 
 
 def report_dir(config) -> Path:
-    """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use)."""
+    """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use);
+    in a worker, its parent's."""
     if _REPORT_DIR not in config.stash:
-        chosen = config.getoption("report_dir")
+        folder = workers.worker_folder(config)
+        chosen = workers.read_input(folder).get("report_dir") if folder else config.getoption("report_dir")
         if chosen:
             path = Path(chosen)
         else:
@@ -46,7 +69,7 @@ def report_dir(config) -> Path:
 def plan(config, case_ids: list[str]) -> None:
     """Remember the benchmarks this run will measure, so a report can say which ones it lacks."""
     config.stash[_PLANNED] = case_ids
-    config.stash[_OUTCOMES] = {"skipped": {}, "failed": {}}
+    config.stash[_OUTCOMES] = {outcome: {} for outcome in NOT_MEASURED}
 
 
 def planned(config) -> list[str]:
@@ -55,7 +78,7 @@ def planned(config) -> list[str]:
 
 
 def record(config, case_id: str, outcome: str, message: str) -> None:
-    """Remember why a benchmark was skipped or failed (`outcome`: "skipped" or "failed")."""
+    """Remember why a benchmark has no timing (`outcome`: one of `NOT_MEASURED`)."""
     config.stash[_OUTCOMES][outcome][case_id] = message
 
 
@@ -77,8 +100,9 @@ def writes_results(config) -> bool:
 
 
 def suite_section(config) -> dict:
-    """The results file's `jaxbench` section: the run's environment, plan, skips and failures."""
-    outcomes = config.stash.get(_OUTCOMES, {"skipped": {}, "failed": {}})
+    """The results file's `jaxbench` section: the run's environment, plan, skips and failures
+    (crashes and timeouts of isolated benchmarks apart)."""
+    outcomes = config.stash.get(_OUTCOMES, None) or {outcome: {} for outcome in NOT_MEASURED}
     return {
         "suite": SUITE,
         "schema_version": SCHEMA_VERSION,
@@ -87,8 +111,8 @@ def suite_section(config) -> dict:
         "n_processes": len(config.stash.get(_HOSTS, [None])),
         "hosts": config.stash.get(_HOSTS, []),
         "planned": planned(config),
-        "skipped": outcomes["skipped"],
-        "failed": outcomes["failed"],
+        **outcomes,
+        "isolated": workers.isolating(config),
     }
 
 

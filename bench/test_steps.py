@@ -5,7 +5,7 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from bench import distributed, interrupt, measure
+from bench import distributed, interrupt, measure, profile, workers
 from bench.metadata import step_extra_info
 from workloads import get_workload
 
@@ -34,6 +34,7 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
             benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
                                iterations=1)
+            profiled = profile.profile_info(request.config, case.id, step, benchmark.stats.stats.median)
         finally:
             step.free()  # nothing of this benchmark stays on the device for the next one
 
@@ -56,4 +57,6 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             environment=environment,
             errors=errors,
         )
+        | workers.process_peak_info(request.config)
+        | profiled
     )

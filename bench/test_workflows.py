@@ -8,7 +8,7 @@ state equal to the saved one, ...). See `workloads/workflow.py`.
 
 from __future__ import annotations
 
-from bench import interrupt, measure
+from bench import interrupt, measure, profile, workers
 from bench.metadata import workflow_extra_info
 from workloads import get_workload
 
@@ -33,8 +33,9 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
             run.clear_timings()  # the run's own figures cover exactly the timed runs
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
             benchmark.pedantic(run, setup=interrupt.stop_if_requested, rounds=rounds, iterations=1)
+            profiled = profile.profile_info(request.config, case.id, run, benchmark.stats.stats.median)
             info = workflow_extra_info(case_id=case.id, workload=case.workload, mode=case.mode,
                                        variant=case.variant, size=case.size, run=run,
                                        throughput=workflow.throughput, environment=environment,
                                        checks=checks)
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(info | workers.process_peak_info(request.config) | profiled)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,8 +54,9 @@ FORWARDED_OPTIONS = {
     "long_step_rounds": "--long-step-rounds",
     "mesh": "--mesh",
 }
+FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile"}
 """Options of this run a worker gets too (option dest -> flag); `--workload-module`, `--scaling` and
-`--benchmark-disable` as well."""
+the switches of `FORWARDED_FLAGS` as well."""
 
 
 def add_worker_option(parser) -> None:
@@ -78,15 +80,23 @@ def process_cpu_devices(config) -> int:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker process is started with."""
+    """What a worker process is started with: its CPU device count, and for `--isolate` the one
+    case it runs (so that no two cases share a configuration, hence a worker)."""
 
     cpu_devices: int
+    isolated: str | None = None
 
     def arguments(self) -> list[str]:
         return ["--cpu-devices", str(self.cpu_devices)]
 
     def __str__(self) -> str:
-        return f"{self.cpu_devices} CPU devices"
+        devices = f"{self.cpu_devices} CPU device{'s' * (self.cpu_devices > 1)}"
+        return f"its own process, {devices}" if self.isolated else devices
+
+
+def isolating(config) -> bool:
+    """Whether this run measures each benchmark in a fresh process of its own (`--isolate`)."""
+    return bool(config.getoption("isolate", False)) and worker_folder(config) is None
 
 
 def multi_device_count(config) -> int:
@@ -103,10 +113,16 @@ def multi_device_count(config) -> int:
 def worker_config_for(case: Case, config) -> WorkerConfig | None:
     """Where `case` runs: None for this process, or the configuration of the worker it needs.
 
-    Only a case that wants several devices, on a CPU whose process has fewer than `--cpu-devices`
-    of them, goes to a worker. Real accelerators are all visible to this process already.
+    With `--isolate`, every case goes to a worker of its own. Otherwise only a case that wants
+    several devices, on a CPU whose process has fewer than `--cpu-devices` of them, goes to a
+    worker. Real accelerators are all visible to this process already.
     """
-    if worker_folder(config) or not case.wants_several_devices:
+    if worker_folder(config):
+        return None
+    if isolating(config):
+        return WorkerConfig(cpu_devices=config.getoption("cpu_devices") if case.wants_several_devices else 1,
+                            isolated=case.id)
+    if not case.wants_several_devices:
         return None
     import jax
 
@@ -115,12 +131,20 @@ def worker_config_for(case: Case, config) -> WorkerConfig | None:
     return WorkerConfig(cpu_devices=config.getoption("cpu_devices"))
 
 
+class WorkerFailure(pytest.fail.Exception):
+    """A failure replayed from a worker, with its status (one of `reports.results.FAILURES`)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message, pytrace=False)
+        self.status = status
+
+
 @dataclass
 class Outcome:
     """What a worker measured for one case."""
 
     case_id: str
-    outcome: str  # "passed", "failed" or "skipped"
+    outcome: str  # "passed", "skipped", or a failure: "failed", "crashed", "timeout" (`reports.results.FAILURES`)
     message: str = ""
     rounds: list[float] = field(default_factory=list)
     group: str | None = None
@@ -138,8 +162,7 @@ def _forwarded(config) -> list[str]:
     kinds = config.getoption("scaling")
     if kinds:
         args += ["--scaling", kinds[0] if len(kinds) == 1 else "both"]
-    if config.getoption("benchmark_disable"):
-        args.append("--benchmark-disable")
+    args += [flag for dest, flag in FORWARDED_FLAGS.items() if config.getoption(dest)]
     return args
 
 
@@ -147,26 +170,65 @@ def _tail(text: str, lines: int = 15) -> str:
     return " | ".join(line for line in text.strip().splitlines()[-lines:])
 
 
+def _last_words(text: str, frames: int = 4) -> str:
+    """What a crashed worker printed that says where it died: Python's fatal-error report and its
+    innermost `frames` (faulthandler prints the innermost first), else its last lines."""
+    lines = text.strip().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if start is None:
+        return _tail(text, 5)
+    report = [lines[start]] + [line.strip() for line in lines[start + 1:] if line.strip().startswith("File ")][:frames]
+    return " | ".join(report)
+
+
+def how_it_ended(returncode: int) -> tuple[str, str]:
+    """(status, words) of a worker that exited with `returncode` before it finished its cases:
+    `crashed`, by the signal that killed it (a segfault, an abort such as XLA's, an out-of-memory
+    kill) or with the exit status it chose."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return "crashed", f"was killed by {name}" + (" (often the out-of-memory killer)" if name == "SIGKILL" else "")
+    return "crashed", f"exited with status {returncode}"
+
+
 def run_worker(config, cases: list[Case], worker: WorkerConfig, references: References,
-               matmul_rates: dict[str, float] | None, timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Outcome]:
-    """Run `cases` in one fresh worker process; case id -> its outcome (a failure for each case the
-    worker did not finish)."""
+               matmul_rates: dict[str, float] | None, timeout_s: float = WORKER_TIMEOUT_S,
+               report_dir: Path | None = None) -> dict[str, Outcome]:
+    """Run `cases` in one fresh worker process; case id -> its outcome. A case the worker did not
+    finish gets the status of its end: `crashed` (with the signal or exit status and the last lines
+    it printed) or `timeout`. References the worker computed are kept for the next worker.
+    `report_dir`: the run's report folder, where the worker writes what goes beside the results
+    (`--profile`'s traces)."""
+    isolated = worker.isolated is not None
     with tempfile.TemporaryDirectory(prefix="jaxbench-worker-") as folder:
         folder = Path(folder)
-        references.save(folder / REFERENCES_FILE, cases)
+        references.save(folder / REFERENCES_FILE, cases, compute=not isolated)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
                                                         "matmul_rates": matmul_rates,
-                                                        "initial_states": initial_states_of(cases)}))
+                                                        "initial_states": initial_states_of(cases),
+                                                        "isolated": isolated,
+                                                        "report_dir": report_dir}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
         try:
             proc = subprocess.run(command, cwd=config.rootpath, capture_output=True, text=True, timeout=timeout_s)
-            ended = f"the worker ({worker}) exited with status {proc.returncode}: {_tail(proc.stdout + proc.stderr)}"
+            status, words = how_it_ended(proc.returncode)
+            ended = f"the worker ({worker}) {words}: {_last_words(proc.stdout + proc.stderr)}"
         except subprocess.TimeoutExpired:
-            ended = f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
+            status, ended = "timeout", f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
         outcomes = read_outcomes(folder)
+        references.take(folder / REFERENCES_FILE)
     unfinished = f"not measured: {ended}"
-    return {case.id: outcomes.get(case.id) or Outcome(case.id, "failed", unfinished) for case in cases}
+    return {case.id: outcomes.get(case.id) or Outcome(case.id, status, unfinished) for case in cases}
+
+
+def timeout_for(config, worker: WorkerConfig) -> float:
+    """How long `worker` may run: `--benchmark-timeout` for one benchmark's own process, else
+    `WORKER_TIMEOUT_S` for all the cases of its configuration."""
+    return config.getoption("benchmark_timeout") if worker.isolated else WORKER_TIMEOUT_S
 
 
 def initial_states_of(cases: list[Case]) -> dict[tuple, dict]:
@@ -205,6 +267,21 @@ def write_outcome(folder: Path, outcome: Outcome) -> None:
     write_atomically(folder / OUTCOMES_FILE, json.dumps(outcomes, default=str))
 
 
+def process_peak_info(config) -> dict:
+    """`{"peak_bytes_in_use": bytes}` for a benchmark measured in a process of its own (`--isolate`),
+    the peak of its devices' allocators (`bench.hardware.peak_bytes_in_use`; None on a CPU), read
+    after its timed rounds; empty elsewhere, where the peak cannot be reset and would include the
+    benchmarks before it."""
+    folder = worker_folder(config)
+    if folder is None or not read_input(folder).get("isolated"):
+        return {}
+    import jax
+
+    from bench.hardware import peak_bytes_in_use
+
+    return {"peak_bytes_in_use": peak_bytes_in_use(jax.local_devices())}
+
+
 def read_input(folder: Path) -> dict:
     """A worker's input: the case ids to run and the run's in-run matmul rate of each compute dtype."""
     return pickle.loads((folder / INPUT_FILE).read_bytes())
@@ -214,8 +291,9 @@ class WorkerPool:
     """Runs the cases that need a worker, one worker per configuration, all of that configuration's
     planned cases at once (the first time one of them comes up), and keeps their outcomes."""
 
-    def __init__(self, config, references: References, planned: list[Case], matmul_rates):
+    def __init__(self, config, references: References, planned: list[Case], matmul_rates, report_dir: Path):
         self.config, self.references, self.planned, self.matmul_rates = config, references, planned, matmul_rates
+        self.report_dir = report_dir
         self.outcomes: dict[str, Outcome] = {}
 
     def outcome(self, case: Case, worker: WorkerConfig) -> Outcome:
@@ -224,7 +302,8 @@ class WorkerPool:
             batch = [c for c in self.planned if c.id not in self.outcomes
                      and worker_config_for(c, self.config) == worker]
             batch = batch if case in batch else [case, *batch]
-            self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.matmul_rates()))
+            self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.matmul_rates(),
+                                            timeout_for(self.config, worker), self.report_dir))
         return self.outcomes[case.id]
 
 
@@ -248,7 +327,7 @@ def replay(outcome: Outcome, benchmark) -> None:
     if outcome.outcome == "skipped":
         pytest.skip(outcome.message)
     if outcome.outcome != "passed":
-        pytest.fail(outcome.message, pytrace=False)
+        raise WorkerFailure(outcome.message, outcome.outcome)
     if not benchmark.enabled:
         benchmark.pedantic(lambda: None)  # --benchmark-disable: the worker ran and checked it once
     elif outcome.rounds:
@@ -266,8 +345,10 @@ def outcome_of(item, case: Case, report, call) -> Outcome:
     if report.failed:
         if call.excinfo is None:
             return Outcome(case.id, "failed", _tail(report.longreprtext, 3))
+        if call.excinfo.errisinstance(WorkerFailure):  # already a worker's message and status
+            return Outcome(case.id, call.excinfo.value.status, str(call.excinfo.value))
         if call.excinfo.errisinstance(pytest.fail.Exception):
-            return Outcome(case.id, "failed", str(call.excinfo.value))  # already a worker's message
+            return Outcome(case.id, "failed", str(call.excinfo.value))
         where = "in a worker: " if worker_folder(item.config) else ""
         return Outcome(case.id, "failed", where + call.excinfo.exconly())
     benchmark = item.funcargs.get("benchmark")

@@ -14,7 +14,7 @@ from reports.charts import draw_all
 from reports.expectations import expectations_markdown, expectations_shown, expectations_table
 from reports.html import write_html
 from reports.sections import Section, section_markdown
-from reports.results import SUITE, device_set, load_results
+from reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
 from reports.scaling import scaling_chart, scaling_table
 from reports.summary import summary_table, to_markdown
 from reports.workflows import workflow_findings, workflow_tables
@@ -25,8 +25,15 @@ def missing_benchmarks(data: dict) -> list[str]:
     """Benchmarks the run planned but neither measured nor skipped (an interrupted or failed run)."""
     suite = data[SUITE]
     measured = {b["extra_info"]["case_id"] for b in data["benchmarks"] if "case_id" in b.get("extra_info", {})}
-    accounted = measured | set(suite.get("skipped", {})) | set(suite.get("failed", {}))
+    accounted = measured.union(*(suite.get(outcome, {}) for outcome in NOT_MEASURED))
     return [case for case in suite.get("planned", []) if case not in accounted]
+
+
+def profile_links(runs: list[dict], labels: list[str]) -> list[tuple[str, str]]:
+    """(benchmark, its trace's address) of each profiled benchmark (`--profile`), labelled with its
+    run where there are several."""
+    return [(b["extra_info"]["case_id"] + (f" ({label})" if len(runs) > 1 else ""), b["extra_info"]["profile"])
+            for data, label in zip(runs, labels) for b in data["benchmarks"] if b["extra_info"].get("profile")]
 
 
 def run_labels(runs: list[dict]) -> list[str]:
@@ -115,10 +122,19 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     if missing:
         sections.append(Section("Missing", "The run planned these benchmarks but has no result for them "
                                 "(interrupted, failed or out of memory): " + ", ".join(missing) + "."))
-    failed = {case: reason for data in runs for case, reason in data[SUITE].get("failed", {}).items()}
+    failed = [f"{case}" + (f" ({status})" if status != "failed" else "") + f": {reason}"
+              for data in runs for status in FAILURES for case, reason in data[SUITE].get(status, {}).items()]
     if failed:
-        sections.append(Section("Failed", "These benchmarks failed, most often their check against baseline; "
-                                "they have no timing:", items=[f"{case}: {reason}" for case, reason in failed.items()]))
+        sections.append(Section("Failed", "These benchmarks have no timing: they failed, most often their check "
+                                "against baseline, or (with `--isolate`) their process crashed or ran past "
+                                "`--benchmark-timeout`:", items=failed))
+    traces = profile_links(runs, labels)
+    if traces:
+        sections.append(Section("Profiles", "Each benchmark's steps traced after its timed rounds (`--profile`); "
+                                "the summary's `% op time` columns say where their XLA op time went. Open a "
+                                "`perfetto_trace.json.gz` at https://ui.perfetto.dev (Open trace file), or its "
+                                "folder with TensorBoard's profile plugin (`tensorboard --logdir FOLDER`).",
+                                links=traces))
     skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
     if skipped:
         sections.append(Section("Skipped", items=[f"{case}: {reason}" for case, reason in skipped.items()]))

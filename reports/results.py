@@ -12,18 +12,28 @@ import pandas as pd
 SUITE = "jaxbench"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader (or a Ctrl-C) never sees a half-written file."""
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` so that a reader (or a Ctrl-C, or a crash) never sees a
+    half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+FAILURES = ("failed", "crashed", "timeout")
+"""How a benchmark can fail, each a dict {case id: why} in the results' `jaxbench` section: its own
+error (a wrong result, an exception), or the end of its process under `--isolate`: a crash (a
+signal such as SIGSEGV or SIGABRT, or an exit) or a timeout."""
+NOT_MEASURED = ("skipped", *FAILURES)
+"""Every record of a planned benchmark without a timing."""
 
 
 class ResultsError(ValueError):

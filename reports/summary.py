@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reports.profiles import SHARE_CATEGORIES
 from reports.results import benchmarks_frame, held_bytes
 from reports.scaling import is_scaling_point
 from workloads.variants import REFERENCE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""
+CACHE_NOTE = "compile cache"
+"""The column that says why a compiled row has no `compile cached (s)` (e.g. no persistent cache)."""
+PEAK = "peak in use (MiB)"
+"""The column of the device allocator's peak (`peak_bytes_in_use`), beside the compiled estimate."""
 
 
 def _mib(nbytes: pd.Series) -> pd.Series:
@@ -30,7 +35,8 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     baseline = frame[frame["variant"] == REFERENCE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
     frame = frame.join(baseline, on=KEYS)
     column = frame.get
-    return pd.DataFrame(
+    none = pd.Series(None, index=frame.index, dtype=object)
+    table = pd.DataFrame(
         {
             "run": frame["run"],
             "kind": frame["kind"],
@@ -48,12 +54,24 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             "memory/device (MiB)": _mib(frame["mem_bytes"]),
             "held (MiB)": _mib(column("mem_breakdown", pd.Series(None, index=frame.index)).map(held_bytes).astype(float)),
             "temporaries (MiB)": _mib(frame["mem_temp_bytes"]),
+            **{f"{category} (% op time)": 100 * column("op_shares", none).map(
+                lambda shares, category=category: shares[category] if isinstance(shares, dict) else None).astype(float)
+               for category in SHARE_CATEGORIES},
+            PEAK: _mib(column("peak_bytes_in_use", pd.Series(None, index=frame.index)).astype(float)),
             "compile (s)": frame["compile_s"],
+            "compile cached (s)": column("compile_cached_s", pd.Series(None, index=frame.index)).astype(float),
+            CACHE_NOTE: column("compile_cache", pd.Series(None, index=frame.index)).where(lambda note: note != "hit"),
             "compute dtype": column("compute_dtype"),
             "MFU": frame["mfu"],
             "MFU (datasheet)": column("mfu_datasheet"),
         }
     ).reset_index(drop=True)
+    # The allocator's real peak exists only for benchmarks run in a process of their own (--isolate)
+    # on a platform that keeps memory statistics (not a CPU); the cache note only where a compiled
+    # row has no cached compile time; op time shares only with --profile: no column where no row
+    # has a value.
+    optional = [PEAK, CACHE_NOTE, *(f"{category} (% op time)" for category in SHARE_CATEGORIES)]
+    return table.drop(columns=[name for name in optional if table[name].isna().all()])
 
 
 def to_markdown(table: pd.DataFrame) -> str:

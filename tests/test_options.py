@@ -20,6 +20,7 @@ from tests.conftest import run_pytest
         ("--long-step-rounds", "two", "'two' is not a whole number of rounds >= 1"),
         ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
         ("--scaling", "linear", "unknown scaling sweep 'linear'; valid: strong, weak, both"),
+        ("--benchmark-timeout", "0", "'0' is not a number of seconds > 0"),
         ("--mesh", "data=4,pipe=2", "unknown mesh axis 'pipe' in 'data=4,pipe=2'; valid axes: data, model"),
         ("--mesh", "data=four", "mesh axis 'data=four' needs a whole size >= 1"),
         ("--mesh", "data=2,model=2", "--mesh data=2,model=2 spans 4 devices, but the multi-device benchmarks "

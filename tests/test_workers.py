@@ -11,12 +11,12 @@ from bench.cases import Case
 from bench.references import References
 
 
-def test_a_worker_past_its_timeout_fails_its_cases_with_the_reason(pytestconfig):
+def test_a_worker_past_its_timeout_records_its_cases_as_timed_out_with_the_reason(pytestconfig):
     cases = [Case("mlp", "infer", "multi_device", "tiny")]
     outcomes = workers.run_worker(pytestconfig, cases, workers.WorkerConfig(cpu_devices=2), References(),
                                   matmul_rates={"float32": 1e9}, timeout_s=0.5)
     (outcome,) = outcomes.values()
-    assert outcome.outcome == "failed"
+    assert outcome.outcome == "timeout"
     assert outcome.message == "not measured: the worker (2 CPU devices) was stopped after its timeout of 0.5 s"
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from workloads import compat, sharding, transforms
+from workloads import compat, compile_cache, sharding, transforms
 from workloads.contract import NotApplicable, Workload
 from workloads.sharding import MeshShape
 from workloads.layers import configure_stacks
@@ -49,6 +49,9 @@ class PreparedStep:
         n_devices: devices the step runs on.
         cost: XLA's `flops` and `bytes_accessed` of the compiled step (`compat.cost_analysis`),
             None if eager; for `jit` the sum of one call of each of its two compiled pieces.
+        compile_cached_s: seconds of a second compilation from JAX's persistent cache
+            (`workloads.compile_cache`); None where there was none, `compile_cache` saying why
+            ("hit" where there was).
     """
 
     mode: str
@@ -60,6 +63,8 @@ class PreparedStep:
     n_devices: int
     cost: dict[str, float] | None = None
     output: Any = None
+    compile_cached_s: float | None = None
+    compile_cache: str = "not measured"
 
     def __call__(self):
         """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
@@ -158,25 +163,43 @@ def compile_ahead_of_time(fn, *args, **jit_options):
 
 @dataclass(frozen=True)
 class Compiled:
-    """An ahead-of-time compiled function with what XLA says of it (`_compile`)."""
+    """An ahead-of-time compiled function with what XLA says of it (`_compile`), and the seconds of
+    its cold compilation and of one from the persistent cache (`workloads.compile_cache`)."""
 
     fn: Callable
     seconds: float
     memory: dict[str, int] | None
     cost: dict[str, float] | None
+    cached_seconds: float | None = None
+    cache: str = "not measured"
 
 
 def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
     """AOT-compile `jax.jit(fn)` for `args`, with its per-device memory and XLA cost analysis."""
-    options = {} if out_shardings is None else {"out_shardings": out_shardings}
-    compiled, seconds = compile_ahead_of_time(fn, *args, donate_argnums=donate_argnums, **options)
-    return Compiled(compiled, seconds, compat.memory_analysis(compiled), compat.cost_analysis(compiled))
+    options = {"donate_argnums": donate_argnums} | ({} if out_shardings is None else {"out_shardings": out_shardings})
+    both = compile_cache.compile_both(fn, args, options)
+    compiled = both.compiled
+    return Compiled(compiled, both.cold_s, compat.memory_analysis(compiled), compat.cost_analysis(compiled),
+                    both.cached_s, both.cache)
 
 
-def _summed_cost(*pieces: Compiled) -> dict[str, float] | None:
-    if any(piece.cost is None for piece in pieces):
-        return None
-    return {key: sum(piece.cost[key] for piece in pieces) for key in pieces[0].cost}
+def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: int = 1) -> PreparedStep:
+    """A PreparedStep of compiled `pieces` (none when eager): its compile seconds summed, its memory
+    the largest piece's, its XLA cost the sum of one call of each piece."""
+    if not pieces:
+        return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=n_devices)
+    memories = [piece.memory for piece in pieces]
+    cached = [piece.cached_seconds for piece in pieces]
+    return PreparedStep(
+        mode, step, state, batch,
+        compile_s=sum(piece.seconds for piece in pieces),
+        memory=max(memories, key=footprint_bytes) if all(memories) else None,
+        n_devices=n_devices,
+        cost=None if any(piece.cost is None for piece in pieces)
+        else {key: sum(piece.cost[key] for piece in pieces) for key in pieces[0].cost},
+        compile_cached_s=None if None in cached else sum(cached),
+        compile_cache=next((piece.cache for piece in pieces if piece.cache != "hit"), "hit"),
+    )
 
 
 def build_step(
@@ -220,11 +243,11 @@ def build_step(
     if variant.precision:
         fn = transforms.mixed_precision(fn, variant.precision)
     if variant.batching == "loop":
-        step, compile_s, memory, cost = _looped_step(mode, variant.compiled, fn, tx, state, batch)
-        return PreparedStep(mode, step, state, batch, compile_s, memory, n_devices=1, cost=cost)
+        step, pieces = _looped_step(mode, variant.compiled, fn, tx, state, batch)
+        return _pieces_step(mode, step, state, batch, pieces)
     step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
     if not variant.compiled:
-        return PreparedStep(mode, step, state, batch, compile_s=None, memory=None, n_devices=1)
+        return _pieces_step(mode, step, state, batch, [])
     return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout, mesh)
 
 
@@ -278,23 +301,20 @@ def _vectorised_step(workload: Workload, mode: str, fn, tx, batch, micro_batches
 
 def _looped_step(mode, compiled: bool, example_fn, tx, state, batch):
     """A Python loop over the examples: eager (`baseline`), or with the per-example function and
-    the update compiled (`jit`). Returns (step, compile seconds, per-device memory, XLA cost), the
-    last three None when eager."""
+    the update compiled (`jit`). Returns (step, its compiled pieces: none when eager)."""
     if mode == "train":
         add_example, update = transforms.add_example_gradient(example_fn), transforms.optimizer_update(tx)
         if not compiled:
-            return transforms.train_step(transforms.loop_mean_gradient(add_example), update), None, None, None
+            return transforms.train_step(transforms.loop_mean_gradient(add_example), update), []
         params, opt_state, _ = state
         sums = transforms.zero_sums(params)
         add = _compile(add_example, params, sums, transforms.example_at(batch, 0))
         apply = _compile(update, params, opt_state, sums[1])
-        memory = max(add.memory, apply.memory, key=footprint_bytes) if add.memory and apply.memory else None
-        step = transforms.train_step(transforms.loop_mean_gradient(add.fn), apply.fn)
-        return step, add.seconds + apply.seconds, memory, _summed_cost(add, apply)
+        return transforms.train_step(transforms.loop_mean_gradient(add.fn), apply.fn), [add, apply]
     predict = _compile(example_fn, state[0], transforms.example_at(batch, 0)) if compiled else None
     step = transforms.infer_step(transforms.ignoring_model_state(
         transforms.loop_over_examples(predict.fn if predict else example_fn)))
-    return (step, None, None, None) if predict is None else (step, predict.seconds, predict.memory, predict.cost)
+    return step, [predict] if predict else []
 
 
 def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout, mesh_shape) -> PreparedStep:
@@ -310,4 +330,4 @@ def _compiled_step(mode, on_mesh: bool, step, state, batch, devices, layout, mes
             out_shardings = NamedSharding(mesh, batch_spec)
     donate = (0,) if mode == "train" else ()  # the production step reuses the state's buffers
     compiled = _compile(step, state, batch, donate_argnums=donate, out_shardings=out_shardings)
-    return PreparedStep(mode, compiled.fn, state, batch, compiled.seconds, compiled.memory, n_devices, compiled.cost)
+    return _pieces_step(mode, compiled.fn, state, batch, [compiled], n_devices)

@@ -1,0 +1,88 @@
+"""`--isolate`: each benchmark in a fresh process of its own, a crash or a hang recorded as that
+benchmark's status while the run goes on; the device's peak memory where the platform keeps it."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bench.hardware import peak_bytes_in_use
+from bench.workers import how_it_ended
+from reports.summary import PEAK, summary_table
+from tests.conftest import FAST_TIMING, run_pytest
+
+TIMEOUT_S = 45
+"""--benchmark-timeout of the planted run: room for a tiny benchmark's fresh process on a slow CI
+host (about 10 s here), and what the planted hang costs."""
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory) -> dict:
+    """An isolated tiny run of the MLP and of two planted workloads (`tests.planted_ends`) whose
+    `jit` steps segfault and hang; their eager `baseline` works."""
+    report_dir = tmp_path_factory.mktemp("isolated")
+    proc = run_pytest("bench", "--isolate", "--benchmark-timeout", str(TIMEOUT_S),
+                      "--workload-module", "tests.planted_crash", "--workload-module", "tests.planted_hang",
+                      "--workloads", "mlp,crashes,hangs", "--modes", "train", "--variants", "baseline,jit",
+                      "--size", "tiny", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600)
+    assert (report_dir / "results.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((report_dir / "results.json").read_text())
+    return {"proc": proc, "results": results, "dir": report_dir}
+
+
+def test_a_crash_and_a_hang_are_recorded_and_every_other_benchmark_measured(planted_run):
+    proc, suite = planted_run["proc"], planted_run["results"]["jaxbench"]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # two benchmarks failed
+    assert suite["isolated"] is True
+    assert list(suite["crashed"]) == ["crashes-train-jit"]
+    assert "was killed by SIGSEGV: Fatal Python error: Segmentation fault" in suite["crashed"]["crashes-train-jit"]
+    assert "in segfault" in suite["crashed"]["crashes-train-jit"]  # where it died, innermost frame first
+    assert list(suite["timeout"]) == ["hangs-train-jit"]
+    assert f"stopped after its timeout of {TIMEOUT_S} s" in suite["timeout"]["hangs-train-jit"]
+    assert suite["failed"] == {} and suite["skipped"] == {}
+    measured = sorted(b["extra_info"]["case_id"] for b in planted_run["results"]["benchmarks"])
+    assert measured == ["crashes-train-baseline", "hangs-train-baseline",
+                        "mlp-train-baseline", "mlp-train-jit"]
+    assert all(len(b["stats"]["data"]) >= 2 for b in planted_run["results"]["benchmarks"])
+
+
+def test_the_report_names_each_status(planted_run):
+    report = (planted_run["dir"] / "report.md").read_text()
+    assert "- crashes-train-jit (crashed): not measured: the worker (its own process, 1 CPU device) was " \
+           "killed by SIGSEGV" in report
+    assert "- hangs-train-jit (timeout): not measured:" in report
+    assert "## Missing" not in report  # every planned benchmark is accounted for
+
+
+def test_each_process_reads_its_device_peak_where_the_platform_keeps_one(planted_run):
+    # A CPU keeps no memory statistics: the figure is recorded as unknown and the report has no column.
+    rows = planted_run["results"]["benchmarks"]
+    assert all("peak_bytes_in_use" in b["extra_info"] and b["extra_info"]["peak_bytes_in_use"] is None for b in rows)
+    assert PEAK not in summary_table(planted_run["results"])
+    # Where it has one (a GPU), the summary shows it beside the compiled estimate.
+    for b in rows:
+        b["extra_info"]["peak_bytes_in_use"] = 3 * 2**20
+    assert (summary_table(planted_run["results"])[PEAK] == 3.0).all()
+
+
+def device(stats):
+    return SimpleNamespace(memory_stats=lambda: stats)
+
+
+def test_peak_bytes_in_use_is_the_largest_over_the_devices_and_none_without_statistics():
+    gpus = [device({"peak_bytes_in_use": 5, "bytes_in_use": 1}), device({"peak_bytes_in_use": 7})]
+    assert peak_bytes_in_use(gpus) == 7
+    assert peak_bytes_in_use([device(None), device(None)]) is None  # a CPU
+    assert peak_bytes_in_use([device({"bytes_in_use": 1})]) is None
+
+
+@pytest.mark.parametrize("returncode,words", [
+    (-11, "was killed by SIGSEGV"),
+    (-6, "was killed by SIGABRT"),
+    (-9, "was killed by SIGKILL (often the out-of-memory killer)"),
+    (3, "exited with status 3"),
+])
+def test_how_a_worker_ended_is_named(returncode, words):
+    assert how_it_ended(returncode) == ("crashed", words)

@@ -1,0 +1,105 @@
+"""`--profile`: a trace per benchmark after its timed rounds, linked from the report, and where the
+op time went (`reports.profiles`); nothing traced without it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from reports.profiles import SHARE_CATEGORIES, category_of, op_time_shares
+from reports.summary import summary_table
+from tests.conftest import FAST_TIMING, run_pytest
+
+
+def op(name, ts, dur, pid=1, tid=1):
+    return {"ph": "X", "name": name, "ts": ts, "dur": dur, "pid": pid, "tid": tid, "args": {"hlo_op": name}}
+
+
+def write_trace(path, events):
+    with gzip.open(path, "wt") as handle:
+        json.dump({"traceEvents": events}, handle)
+    return path
+
+
+def test_an_op_counts_its_own_time_only_and_each_category_its_share(tmp_path):
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        op("while.1", 0, 100),  # holds the next three: 30 of its own
+        op("dot.1", 10, 40), op("copy.2", 50, 20), op("multiply_add_fusion", 70, 10),
+        op("all-reduce.3", 200, 50, tid=2),  # another thread
+        {"ph": "X", "name": "$python frame", "ts": 0, "dur": 500, "pid": 1, "tid": 3},  # no op: not counted
+    ]
+    shares = op_time_shares(write_trace(tmp_path / "t.json.gz", events))
+    total = 30 + 40 + 20 + 10 + 50  # the loop's own 30 once, not its whole 100 on top of its ops
+    assert shares == pytest.approx({"collectives": 50 / total, "matmul/conv": 40 / total, "copies": 20 / total,
+                                    "elementwise": (30 + 10) / total})
+
+
+def test_on_a_gpu_only_the_device_streams_count(tmp_path):
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 7, "args": {"name": "/device:GPU:0"}},
+        op("dot.1", 0, 1000, pid=1),  # the host's launch of it: not device time
+        {**op("custom-call.4", 0, 60, pid=7), "name": "sm90_xmma_gemm_f32f32_tf32f32"},
+        op("all-reduce-start.2", 100, 40, pid=7),
+    ]
+    shares = op_time_shares(write_trace(tmp_path / "t.json.gz", events))
+    assert shares["matmul/conv"] == pytest.approx(0.6) and shares["collectives"] == pytest.approx(0.4)
+
+
+def test_a_trace_without_ops_tells_nothing(tmp_path):
+    assert op_time_shares(write_trace(tmp_path / "t.json.gz", [{"ph": "X", "name": "f", "ts": 0, "dur": 1}])) is None
+
+
+@pytest.mark.parametrize("name,category", [
+    ("all-gather.2", "collectives"), ("reduce-scatter", "collectives"), ("convolution.3", "matmul/conv"),
+    ("ynn_fusion.1", "matmul/conv"), ("transpose_copy_fusion", "copies"), ("dynamic-update-slice.1", "copies"),
+    ("broadcast_maximum_fusion", "elementwise"), ("wrapped_reduce", "elementwise"),
+])
+def test_op_names_fall_into_their_category(name, category):
+    assert category_of(name) == category
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory) -> dict:
+    report_dir = tmp_path_factory.mktemp("profiled")
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "train", "--variants",
+                      "baseline,jit_vmap,multi_device", "--profile", "--report-dir", str(report_dir), "-q",
+                      *FAST_TIMING, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"dir": report_dir, "results": json.loads((report_dir / "results.json").read_text())}
+
+
+def test_each_benchmark_has_a_trace_that_opens_and_its_op_time_shares(profiled_run):
+    report_dir, rows = profiled_run["dir"], [b["extra_info"] for b in profiled_run["results"]["benchmarks"]]
+    assert sorted(row["case_id"] for row in rows) == ["mlp-train-baseline", "mlp-train-jit_vmap",
+                                                       "mlp-train-multi_device", "mlp-train-multi_device-fsdp"]
+    for row in rows:
+        trace = report_dir / row["profile"]
+        assert trace.name == "perfetto_trace.json.gz" and trace.is_relative_to(report_dir / "profiles" / row["case_id"])
+        assert json.loads(gzip.open(trace).read())["traceEvents"]  # Perfetto's JSON format
+        assert row["op_shares"] and sum(row["op_shares"].values()) == pytest.approx(1)
+    by_case = {row["case_id"]: row["op_shares"] for row in rows}
+    assert by_case["mlp-train-jit_vmap"]["matmul/conv"] > 0
+    assert by_case["mlp-train-jit_vmap"]["collectives"] == 0  # one device: nothing to exchange
+    assert by_case["mlp-train-multi_device"]["collectives"] > 0  # the gradients' reduction over 8 devices
+    assert by_case["mlp-train-multi_device-fsdp"]["collectives"] > 0  # and the weights' gathering
+
+
+def test_the_report_links_each_trace_and_says_how_to_open_it(profiled_run):
+    report_dir, rows = profiled_run["dir"], [b["extra_info"] for b in profiled_run["results"]["benchmarks"]]
+    report = (report_dir / "report.md").read_text()
+    assert "## Profiles" in report and "https://ui.perfetto.dev" in report
+    assert all(f"- [{row['case_id']}]({row['profile']})" in report for row in rows)
+    html = (report_dir / "report.html").read_text()
+    assert all(f'<a href="{row["profile"]}">{row["case_id"]}</a>' in html for row in rows)
+    summary = summary_table(profiled_run["results"])
+    assert all(f"{category} (% op time)" in summary for category in SHARE_CATEGORIES)
+
+
+def test_without_profile_nothing_is_traced(tiny_run):
+    assert not (tiny_run["dir"] / "profiles").exists()
+    assert all("profile" not in b["extra_info"] for b in tiny_run["results"]["benchmarks"])
+    assert not any(column.endswith("(% op time)") for column in summary_table(tiny_run["results"]))

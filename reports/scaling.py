@@ -18,7 +18,7 @@ from reports.results import benchmarks_frame  # noqa: E402
 SWEEP_KEYS = ["run", "workload", "size", "sweep"]
 """What one curve is: a run's sweep of one kind over one workload at one size."""
 COLLECTIVES_NOT_MEASURED = "n/a: needs a profile of the step"
-"""The collectives' share of step time where the run has no profile to tell it."""
+"""The collectives' share of step time where the run has no profile to tell it (`--profile`)."""
 
 
 def is_scaling_point(frame: pd.DataFrame) -> pd.Series:
@@ -52,7 +52,9 @@ def scaling_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     one = table[table["devices"] == 1].set_index(SWEEP_KEYS)["items/s"].rename("one")
     table = table.join(one, on=SWEEP_KEYS)
     table["efficiency"] = table["items/s"] / (table["devices"] * table.pop("one"))
-    table["collectives share"] = COLLECTIVES_NOT_MEASURED
+    shares = frame.get("op_shares", pd.Series(None, index=frame.index, dtype=object)).reindex(table.index)
+    table["collectives share"] = shares.map(
+        lambda share: f"{share['collectives']:.0%} of op time" if isinstance(share, dict) else COLLECTIVES_NOT_MEASURED)
     return table.reset_index(drop=True)
 
 

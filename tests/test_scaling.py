@@ -55,3 +55,16 @@ def test_the_report_has_the_sweeps_table_and_chart(sweep_run):
     # The sweep's points stay out of the summary and the expectations, which hold the variants.
     summary = pd.read_csv(sweep_run["dir"] / "summary.csv")
     assert summary["variant"].tolist() == ["jit_vmap"]
+
+
+def test_each_point_has_its_collectives_share_where_a_profile_tells_it(sweep_run):
+    from reports.scaling import COLLECTIVES_NOT_MEASURED, scaling_table
+
+    data = json.loads(json.dumps(sweep_run["results"]))
+    assert (scaling_table(data)["collectives share"] == COLLECTIVES_NOT_MEASURED).all()  # run without --profile
+    for b in data["benchmarks"]:  # as `--profile` records them (tests/test_profile.py runs it)
+        n = b["extra_info"]["n_devices"]
+        b["extra_info"]["op_shares"] = {"collectives": 0.1 * n, "matmul/conv": 1 - 0.1 * n, "copies": 0.0,
+                                        "elementwise": 0.0}
+    table = scaling_table(data)
+    assert table.set_index(["sweep", "devices"]).loc[("strong", 4), "collectives share"] == "40% of op time"

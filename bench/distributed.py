@@ -8,14 +8,17 @@ benchmarks in the same order over the global mesh of every process's devices; on
 writes `results.json` and the report.
 
 A process that is gone must not leave the others waiting for ever: initialisation and JAX's
-heartbeats both time out after `--distributed-timeout` seconds, and the survivors end with an
-error then.
+heartbeats both time out after `--distributed-timeout` seconds. Before JAX's heartbeat check
+aborts a survivor (a C++ abort and a stack trace, which name nothing), `watch_peers` ends it
+with one line that names the process that stopped answering.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 import time
 
 import numpy as np
@@ -66,6 +69,79 @@ def initialize(config) -> None:
     except Exception as error:  # JAX raises XlaRuntimeError / RuntimeError / ValueError here
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise pytest.UsageError(f"jax.distributed could not start ({where}, timeout {timeout} s): {first}") from None
+    _CAPTURE[:] = [config.pluginmanager.getplugin("capturemanager")] if config.pluginmanager.has_plugin("capturemanager") else []
+    watch_peers(timeout)
+
+
+HEARTBEAT_KEY = "jaxbench/alive/"
+"""Where each process counts its heartbeats in the coordinator's key-value store (`watch_peers`)."""
+_WATCH = threading.Event()  # set: the watch is over (this process is finishing)
+
+
+def watch_peers(timeout_s: float) -> None:
+    """In a run of several processes: a daemon thread that counts this process's heartbeats in the
+    coordinator's key-value store every `timeout_s / 10` s and reads the others'. A peer whose count
+    has not moved for half of `timeout_s` (before JAX's own heartbeat check, at `timeout_s`, aborts
+    this process), or a coordinator that stopped answering, ends this process at once with one
+    line on stderr and exit status 3. `stop_watching` ends the watch (a peer that finished is
+    marked so, and not missed)."""
+    if not is_multi_process():
+        return
+    import jax
+    from jax._src.distributed import global_state  # JAX's client of the coordinator (no public accessor)
+
+    client, me, count = global_state.client, jax.process_index(), jax.process_count()
+
+    def watch():
+        beats, seen, changed = 0, {}, {peer: time.monotonic() for peer in range(count) if peer != me}
+        while not _WATCH.wait(timeout_s / 10):
+            beats += 1
+            try:
+                client.key_value_set(f"{HEARTBEAT_KEY}{me}", str(beats), allow_overwrite=True)
+                values = {key.rsplit("/", 1)[-1]: value for key, value in client.key_value_dir_get(HEARTBEAT_KEY)}
+            except Exception as error:  # the coordinator (process 0's service) is gone
+                if _WATCH.is_set():
+                    return
+                _end(f"the coordinator stopped answering ({str(error).strip().splitlines()[0][:200]}): process 0 "
+                     f"of {count} is probably gone; this run cannot go on")
+            now = time.monotonic()
+            for peer in changed:
+                value = values.get(str(peer))
+                if value == "done":
+                    continue
+                if value != seen.get(peer):
+                    seen[peer], changed[peer] = value, now
+                elif now - changed[peer] > timeout_s / 2 and not _WATCH.is_set():
+                    _end(f"process {peer} of {count} stopped answering (no heartbeat for {timeout_s / 2:g} s, "
+                         f"--distributed-timeout {timeout_s:g}); this run cannot go on")
+
+    threading.Thread(target=watch, name="jaxbench-watch-peers", daemon=True).start()
+
+
+def stop_watching() -> None:
+    """End `watch_peers`'s watch as this process finishes, and tell the others it is done."""
+    if _WATCH.is_set() or not is_multi_process():
+        return
+    _WATCH.set()
+    import jax
+    from jax._src.distributed import global_state
+
+    try:
+        global_state.client.key_value_set(f"{HEARTBEAT_KEY}{jax.process_index()}", "done", allow_overwrite=True)
+    except Exception:
+        pass  # the coordinator is gone already: nobody is left to tell
+
+
+_CAPTURE: list = []  # pytest's capture manager, whose capture must be suspended for `_end`'s line
+
+
+def _end(message: str) -> None:
+    """One line on the terminal's stderr (pytest's capture suspended), and exit status 3 at once."""
+    if _CAPTURE:
+        _CAPTURE[0].suspend_global_capture(in_=False)
+    sys.stderr.write(f"\njaxbench: {message}\n")
+    sys.stderr.flush()
+    os._exit(3)
 
 
 def _answers(address: str, timeout_s: float) -> bool:

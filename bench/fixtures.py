@@ -53,7 +53,7 @@ def worker_pool(request, references) -> workers.WorkerPool:
     planned = set(session.planned(config))
     cases = [case for case in selected_cases(config) + selected_workflow_cases(config) if case.id in planned]
     return workers.WorkerPool(config, references, cases, lambda: request.getfixturevalue("matmul_rates"),
-                              session.report_dir(config))
+                              lambda: session.report_dir(config))
 
 
 @pytest.fixture

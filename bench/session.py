@@ -146,7 +146,7 @@ def finish(session) -> None:
 def summary_lines(config) -> list[tuple[str, bool]]:
     """What the run prints at its end: (line, whether in red)."""
     lines = []
-    if _REPORT_DIR in config.stash:
+    if _REPORT_DIR in config.stash and writes_results(config) and (config.stash[_REPORT_DIR] / RESULTS_FILE).exists():
         lines.append((f"results and report in {config.stash[_REPORT_DIR]}", False))
     lines += [(f"expectation below (--strict-expectations): {line}", True) for line in config.stash.get(_BELOW, [])]
     return lines

@@ -289,9 +289,10 @@ def read_input(folder: Path) -> dict:
 
 class WorkerPool:
     """Runs the cases that need a worker, one worker per configuration, all of that configuration's
-    planned cases at once (the first time one of them comes up), and keeps their outcomes."""
+    planned cases at once (the first time one of them comes up), and keeps their outcomes.
+    `matmul_rates` and `report_dir` are callables, asked only when a worker starts."""
 
-    def __init__(self, config, references: References, planned: list[Case], matmul_rates, report_dir: Path):
+    def __init__(self, config, references: References, planned: list[Case], matmul_rates, report_dir):
         self.config, self.references, self.planned, self.matmul_rates = config, references, planned, matmul_rates
         self.report_dir = report_dir
         self.outcomes: dict[str, Outcome] = {}
@@ -303,7 +304,7 @@ class WorkerPool:
                      and worker_config_for(c, self.config) == worker]
             batch = batch if case in batch else [case, *batch]
             self.outcomes.update(run_worker(self.config, batch, worker, self.references, self.matmul_rates(),
-                                            timeout_for(self.config, worker), self.report_dir))
+                                            timeout_for(self.config, worker), self.report_dir()))
         return self.outcomes[case.id]
 
 

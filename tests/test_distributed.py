@@ -97,10 +97,11 @@ def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(
     assert elapsed < TIMEOUT_S + 30  # the wait, plus starting Python and JAX
 
 
-def test_a_killed_process_ends_the_run_within_the_timeout(tmp_path):
+def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path):
     """Process 1 is killed as soon as the run has started: process 0, waiting in a collective for
-    it, is ended by JAX's heartbeat check (measured: 7 s after the kill, with a timeout of 10 s),
-    never left hanging."""
+    it, is ended by the suite's watch of its peers (`distributed.watch_peers`: no heartbeat for half
+    the timeout) before JAX's own heartbeat check would abort it. Measured: 6.1 s after the kill,
+    with a timeout of 10 s; the bound is the timeout."""
     procs = _processes(_bench(tmp_path))
     deadline = time.monotonic() + 300
     while not (tmp_path / "process0").exists() and time.monotonic() < deadline:
@@ -109,8 +110,11 @@ def test_a_killed_process_ends_the_run_within_the_timeout(tmp_path):
     procs[1].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     output = procs[0].communicate(timeout=TIMEOUT_S * 6)[0]
-    assert procs[0].returncode != 0, output[-3000:]
-    assert time.monotonic() - killed < TIMEOUT_S * 3
+    elapsed = time.monotonic() - killed
+    assert procs[0].returncode == 3, output[-3000:]
+    assert (f"jaxbench: process 1 of 2 stopped answering (no heartbeat for {TIMEOUT_S / 2:g} s, "
+            f"--distributed-timeout {TIMEOUT_S}); this run cannot go on") in output
+    assert elapsed < TIMEOUT_S * 1.5  # the bound, with room for a loaded CI host
     procs[1].communicate()
 
 

@@ -63,6 +63,9 @@ def test_each_mesh_layout_is_its_own_benchmark():
         for suffix in ("", "-model", "-data_model"):
             assert f"test_step[transformer-{mode}-multi_device{suffix}]" in collected
     assert "test_step[transformer-train-multi_device-fsdp]" in collected
+    # Every workload with stacked weights gets fsdp for train: the CNNs too.
+    assert "test_step[cnn-train-multi_device-fsdp]" in collected
+    assert "test_step[cnn_batchnorm-train-multi_device-fsdp]" in collected
 
 
 def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_a_usage_error(tmp_path):

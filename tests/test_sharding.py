@@ -58,8 +58,7 @@ def test_every_layout_on_a_chosen_mesh_agrees_with_baseline(layout, lm_train_bas
 
 
 def test_fsdp_applies_to_the_cnn_too():
-    """The CNN does not run fsdp by default (the compile time it would add to a default run), but
-    its fsdp step is right: the conv kernels split, the result baseline's."""
+    """The CNN's fsdp step splits its conv kernels, and its result is baseline's."""
     cnn = get_workload("cnn")
     baseline = build_step(cnn, "tiny", "train", "baseline")
     baseline()

@@ -190,6 +190,7 @@ WORKLOAD_BATCHNORM = Workload(
     set_mode=set_mode,
     make_optimizer=make_optimizer,
     flops_per_step=flops_per_step,
+    layouts=("data", "fsdp"),
 )
 """The same ResNet with BatchNorm: running statistics are state, carried through the step."""
 
@@ -203,4 +204,5 @@ WORKLOAD = Workload(
     example_predict=example_predict,
     make_optimizer=make_optimizer,
     flops_per_step=flops_per_step,
+    layouts=("data", "fsdp"),
 )

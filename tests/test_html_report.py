@@ -30,7 +30,7 @@ def test_the_page_stands_alone_and_holds_the_report(html_report):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium)")
 def test_the_page_reads_well_in_a_real_browser(html_report, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[browser]')")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:

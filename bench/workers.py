@@ -5,8 +5,9 @@ Why: on a CPU the number of (virtual) devices is fixed when JAX starts, and thei
 slows every single-device step (measured on a 2-core host: the MLP `small` train step 5.3 ms with
 8 devices against 4.0 ms with 1, the transformer's 653 against 578 ms). So `pytest bench` runs
 with one device, and the benchmarks that want several run in a worker started with
-`--cpu-devices N`. The same mechanism serves whatever needs a fresh process per configuration
-(a device-count sweep, a benchmark per process, base against head).
+`--cpu-devices N`. The same mechanism serves whatever needs a fresh process per configuration:
+a device-count sweep, and `--isolate`, a worker per benchmark whose crash or timeout becomes that
+benchmark's status.
 
 How: a worker is `python -m pytest bench --jaxbench-worker DIR ...`. It reads `DIR/input.pkl`
 (the case ids to run, their reference results, the run's matmul rates, and the initial state of
@@ -15,8 +16,10 @@ the way every benchmark runs (checked against its reference, then timed), and af
 rewrites `DIR/outcomes.json`: per case its outcome (`passed`, `failed`, `skipped`), the message,
 the raw timed rounds, the group and the `extra_info`. The parent replays each outcome into its
 own benchmark fixture (`replay`), so pytest-benchmark's table, `results.json` and the report hold
-it like any other benchmark. A worker that crashes or runs past its timeout fails the cases it
-did not finish, with the reason; what it finished is kept.
+it like any other benchmark. A worker that crashes or runs past its timeout gives the cases it
+did not finish the status `crashed` or `timeout`, with the reason; what it finished is kept.
+The worker also writes back into `DIR` the reference results it computed (an isolated run's
+parent computes none), which the parent hands to its next workers.
 """
 
 from __future__ import annotations
@@ -181,17 +184,17 @@ def _last_words(text: str, frames: int = 4) -> str:
     return " | ".join(report)
 
 
-def how_it_ended(returncode: int) -> tuple[str, str]:
-    """(status, words) of a worker that exited with `returncode` before it finished its cases:
-    `crashed`, by the signal that killed it (a segfault, an abort such as XLA's, an out-of-memory
-    kill) or with the exit status it chose."""
+def how_it_ended(returncode: int) -> str:
+    """How a worker that exited with `returncode` before it finished its cases crashed: the signal
+    that killed it (a segfault, an abort such as XLA's, an out-of-memory kill), or the exit status
+    it chose."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return "crashed", f"was killed by {name}" + (" (often the out-of-memory killer)" if name == "SIGKILL" else "")
-    return "crashed", f"exited with status {returncode}"
+        return f"was killed by {name}" + (" (often the out-of-memory killer)" if name == "SIGKILL" else "")
+    return f"exited with status {returncode}"
 
 
 def run_worker(config, cases: list[Case], worker: WorkerConfig, references: References,
@@ -215,8 +218,8 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
         try:
             proc = subprocess.run(command, cwd=config.rootpath, capture_output=True, text=True, timeout=timeout_s)
-            status, words = how_it_ended(proc.returncode)
-            ended = f"the worker ({worker}) {words}: {_last_words(proc.stdout + proc.stderr)}"
+            status = "crashed"
+            ended = f"the worker ({worker}) {how_it_ended(proc.returncode)}: {_last_words(proc.stdout + proc.stderr)}"
         except subprocess.TimeoutExpired:
             status, ended = "timeout", f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
         outcomes = read_outcomes(folder)

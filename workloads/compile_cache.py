@@ -46,7 +46,8 @@ class Compilation:
     cache: str  # "hit", or why there is no cached figure
 
 
-def _timed(fn, args, jit_options):
+def timed_compile(fn, args, jit_options: dict):
+    """`jax.jit(fn, **jit_options)` lowered and compiled for `args`: (compiled, seconds it took)."""
     start = time.perf_counter()
     compiled = jax.jit(fn, **jit_options).lower(*args).compile()
     return compiled, time.perf_counter() - start
@@ -56,17 +57,18 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
     """`jax.jit(fn, **jit_options)` lowered and compiled for `args`, timed cold; then, where the
     cache is enabled (`enable`), timed again after `jax.clear_caches()`, from the persistent cache.
     Where JAX wrote no cache entry (a platform or version without the persistent cache), the
-    second compilation is not made and `cache` says so."""
+    second compilation is not made and `cache` says so; likewise where the second compilation
+    wrote one again (it missed the cache)."""
     before = _entries()
-    compiled, cold_s = _timed(fn, args, jit_options)
+    compiled, cold_s = timed_compile(fn, args, jit_options)
     if not _FOLDER:
         return Compilation(compiled, cold_s, None, "no persistent cache in this process")
     if _entries() == before:
-        return Compilation(compiled, cold_s, None,
-                           f"JAX {jax.__version__} wrote no persistent cache entry on {jax.default_backend()}")
+        return Compilation(compiled, cold_s, None, f"JAX {jax.__version__} on {jax.default_backend()} wrote no "
+                           "persistent cache entry (no cache support, or the same program was compiled before)")
     jax.clear_caches()  # only the persistent cache can spare the second compilation its work
     written = _entries()
-    _, cached_s = _timed(fn, args, jit_options)
+    _, cached_s = timed_compile(fn, args, jit_options)
     if _entries() > written:  # compiled afresh and written again: it missed
         return Compilation(compiled, cold_s, None, "the second compilation missed the persistent cache")
     return Compilation(compiled, cold_s, cached_s, "hit")

@@ -11,7 +11,6 @@ how they treat single examples have no step for it (`Variant.not_for`).
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -156,9 +155,7 @@ def _split(model):
 
 def compile_ahead_of_time(fn, *args, **jit_options):
     """`jax.jit(fn, **jit_options)` lowered and compiled for `args`: (compiled, seconds it took)."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn, **jit_options).lower(*args).compile()
-    return compiled, time.perf_counter() - start
+    return compile_cache.timed_compile(fn, args, jit_options)
 
 
 @dataclass(frozen=True)

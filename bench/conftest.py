@@ -21,6 +21,7 @@ def pytest_configure(config):
     Then the workloads asked for, outside ones imported and checked (after the device count: a
     module of the user's may start a backend as it is imported), and `--mesh` against them. Last,
     a fresh persistent compilation cache of this process's own, for cold and cached compile times."""
+    workers.leave_device_memory_to_workers(config)
     import jax
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -100,6 +101,15 @@ class WorkerConfig:
 def isolating(config) -> bool:
     """Whether this run measures each benchmark in a fresh process of its own (`--isolate`)."""
     return bool(config.getoption("isolate", False)) and worker_folder(config) is None
+
+
+def leave_device_memory_to_workers(config, environ=os.environ) -> None:
+    """With `--isolate`, before JAX starts: turn off JAX's preallocation of 75% of a GPU's memory
+    in this process (which only measures matmul rates) and, inherited, in its workers, so that each
+    benchmark's process gets the memory it needs; unless the user chose
+    `XLA_PYTHON_CLIENT_PREALLOCATE` themselves."""
+    if isolating(config):
+        environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
 def multi_device_count(config) -> int:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench.hardware import peak_bytes_in_use
-from bench.workers import how_it_ended
+from bench.workers import how_it_ended, leave_device_memory_to_workers
 from reports.summary import PEAK, summary_table
 from tests.conftest import FAST_TIMING, run_pytest
 
@@ -86,3 +86,16 @@ def test_peak_bytes_in_use_is_the_largest_over_the_devices_and_none_without_stat
 ])
 def test_how_a_worker_ended_is_named(returncode, words):
     assert how_it_ended(returncode) == words
+
+
+def test_an_isolated_run_leaves_the_gpus_memory_to_its_workers():
+    isolated = SimpleNamespace(getoption=lambda name, default=None: {"isolate": True}.get(name, default))
+    environ = {}
+    leave_device_memory_to_workers(isolated, environ)
+    assert environ == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # no 75% grabbed by the parent
+    chosen = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+    leave_device_memory_to_workers(isolated, chosen)
+    assert chosen == {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}  # the user's choice stands
+    plain, environ = SimpleNamespace(getoption=lambda name, default=None: default), {}
+    leave_device_memory_to_workers(plain, environ)
+    assert environ == {}

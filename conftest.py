@@ -102,8 +102,8 @@ def pytest_addoption(parser):
     group.addoption("--process-id", type=number_type(int, lambda i: i >= 0, "a whole number >= 0"), default=None,
                     metavar="I", help="this process's index, 0 to N-1 (with --coordinator)")
     group.addoption("--distributed-timeout", type=_whole_number("seconds"), default=120, metavar="S",
-                    help="seconds a run of several processes waits for all to join, and for a heartbeat of "
-                         "each, before it ends with an error (default 120)")
+                    help="seconds a run of several processes waits for all to join; a process silent for "
+                         "half of it ends the others with an error naming it (default 120)")
     group.addoption("--profile", action="store_true",
                     help="after each benchmark's timed rounds, trace a few of its steps with jax.profiler into "
                          "<report dir>/profiles/<benchmark>/ (a Perfetto trace: ui.perfetto.dev, or TensorBoard's "

@@ -70,7 +70,8 @@ def test_a_gpu_rows_mfu_is_divided_by_its_own_dtypes_rates(compute_dtype, rate, 
     environment = {"platform": "gpu", "device_kind": H100, "devices_share_host_cores": False,
                    "n_devices_in_process": 2, "host_cores": 16, "jax_version": "0.11",
                    "float32_matmul_arithmetic": "tf32"}
-    prepared = SimpleNamespace(memory=None, cost=None, n_devices=2, compile_s=1.0)
+    prepared = SimpleNamespace(memory=None, cost=None, n_devices=2, compile_s=1.0, compile_cached_s=0.1,
+                               compile_cache="hit")
     info = step_extra_info(case_id="c", workload="w", mode="train", variant="v", size="large", batch_size=8,
                            layout="data", items_per_step=(8, "examples"), prepared=prepared, median_s=0.01,
                            flops_per_step=1e12, compute_dtype=compute_dtype, matmul_rate=rate,

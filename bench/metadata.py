@@ -25,6 +25,10 @@ def _environment_keys(environment: dict) -> dict:
     return {key: environment[key] for key in ENVIRONMENT_KEYS}
 
 
+WORKFLOW_COMPILE_CACHE = "not measured for a workflow (its compilations are its own, e.g. NumPyro's sampler)"
+"""Why a workflow row has no cached compile time."""
+
+
 def step_extra_info(
     *,
     case_id: str,
@@ -126,6 +130,8 @@ def workflow_extra_info(
         "n_devices": run.n_devices,
         **_environment_keys(environment),
         "compile_s": run.compile_s,
+        "compile_cached_s": None,
+        "compile_cache": None if run.compile_s is None else WORKFLOW_COMPILE_CACHE,
         "mem_bytes": None,
         "mem_temp_bytes": None,
         "mem_breakdown": None,

@@ -34,7 +34,10 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
             benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
                                iterations=1)
-            profiled = profile.profile_info(request.config, case.id, step, benchmark.stats.stats.median)
+            median_s = benchmark.stats.stats.median
+            if spans and profile.profiling(request.config):  # every process traces as many steps as process 0
+                median_s = distributed.agreed((median_s,))[0]
+            profiled = profile.profile_info(request.config, case.id, step, median_s)
         finally:
             step.free()  # nothing of this benchmark stays on the device for the next one
 

@@ -47,6 +47,7 @@ def _whole_number(what: str) -> callable:
 
 
 def pytest_addoption(parser):
+    from bench.distributed import DEFAULT_TIMEOUT_S
     from bench.workers import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.variants import VARIANTS
@@ -101,9 +102,9 @@ def pytest_addoption(parser):
                     help="how many processes the run has (with --coordinator)")
     group.addoption("--process-id", type=number_type(int, lambda i: i >= 0, "a whole number >= 0"), default=None,
                     metavar="I", help="this process's index, 0 to N-1 (with --coordinator)")
-    group.addoption("--distributed-timeout", type=_whole_number("seconds"), default=120, metavar="S",
+    group.addoption("--distributed-timeout", type=_whole_number("seconds"), default=DEFAULT_TIMEOUT_S, metavar="S",
                     help="seconds a run of several processes waits for all to join; a process silent for "
-                         "half of it ends the others with an error naming it (default 120)")
+                         f"half of it ends the others with an error naming it (default {DEFAULT_TIMEOUT_S})")
     group.addoption("--profile", action="store_true",
                     help="after each benchmark's timed rounds, trace a few of its steps with jax.profiler into "
                          "<report dir>/profiles/<benchmark>/ (a Perfetto trace: ui.perfetto.dev, or TensorBoard's "

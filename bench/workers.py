@@ -25,6 +25,7 @@ parent computes none), which the parent hands to its next workers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -295,8 +296,12 @@ def process_peak_info(config) -> dict:
     return {"peak_bytes_in_use": peak_bytes_in_use(jax.local_devices())}
 
 
+@functools.cache
 def read_input(folder: Path) -> dict:
-    """A worker's input: the case ids to run and the run's in-run matmul rate of each compute dtype."""
+    """A worker's input (`run_worker` writes it once, before the worker starts): the case ids to
+    run, the run's in-run matmul rates, the initial states handed over, whether it is isolated, the
+    report folder. Read once per process: its callers (collection, fixtures, each benchmark's
+    `process_peak_info`) would otherwise unpickle the handed-over model states again each time."""
     return pickle.loads((folder / INPUT_FILE).read_bytes())
 
 

@@ -52,7 +52,7 @@ def scaling_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     one = table[table["devices"] == 1].set_index(SWEEP_KEYS)["items/s"].rename("one")
     table = table.join(one, on=SWEEP_KEYS)
     table["efficiency"] = table["items/s"] / (table["devices"] * table.pop("one"))
-    shares = frame.get("op_shares", pd.Series(None, index=frame.index, dtype=object)).reindex(table.index)
+    shares = frame.get("op_shares", pd.Series(None, index=frame.index, dtype=object))  # aligned by index
     table["collectives share"] = shares.map(
         lambda share: f"{share['collectives']:.0%} of op time" if isinstance(share, dict) else COLLECTIVES_NOT_MEASURED)
     return table.reset_index(drop=True)

@@ -21,6 +21,11 @@ def _mib(nbytes: pd.Series) -> pd.Series:
     return nbytes / 2**20
 
 
+def share_column(category: str) -> str:
+    """The summary's column of the share of op time in `category` (`reports.profiles`, `--profile`)."""
+    return f"{category} (% op time)"
+
+
 def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     """One row per (run, workload, mode, variant, size, device set) with its measured figures.
 
@@ -34,8 +39,11 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     frame = frame[~is_scaling_point(frame)]  # the sweeps have a table of their own (`reports.scaling`)
     baseline = frame[frame["variant"] == REFERENCE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
     frame = frame.join(baseline, on=KEYS)
-    column = frame.get
     none = pd.Series(None, index=frame.index, dtype=object)
+
+    def column(key, default=none):  # an extra_info key that older runs, or some rows, lack
+        return frame.get(key, default)
+
     table = pd.DataFrame(
         {
             "run": frame["run"],
@@ -52,15 +60,15 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             "speedup vs baseline": frame["baseline_median_s"] / frame["median_s"],
             "items/s": frame["items_per_s"],
             "memory/device (MiB)": _mib(frame["mem_bytes"]),
-            "held (MiB)": _mib(column("mem_breakdown", pd.Series(None, index=frame.index)).map(held_bytes).astype(float)),
+            "held (MiB)": _mib(column("mem_breakdown").map(held_bytes).astype(float)),
             "temporaries (MiB)": _mib(frame["mem_temp_bytes"]),
-            **{f"{category} (% op time)": 100 * column("op_shares", none).map(
+            **{share_column(category): 100 * column("op_shares").map(
                 lambda shares, category=category: shares[category] if isinstance(shares, dict) else None).astype(float)
                for category in SHARE_CATEGORIES},
-            PEAK: _mib(column("peak_bytes_in_use", pd.Series(None, index=frame.index)).astype(float)),
+            PEAK: _mib(column("peak_bytes_in_use").astype(float)),
             "compile (s)": frame["compile_s"],
-            "compile cached (s)": column("compile_cached_s", pd.Series(None, index=frame.index)).astype(float),
-            CACHE_NOTE: column("compile_cache", pd.Series(None, index=frame.index)).where(lambda note: note != "hit"),
+            "compile cached (s)": column("compile_cached_s").astype(float),
+            CACHE_NOTE: column("compile_cache").where(lambda note: note != "hit"),
             "compute dtype": column("compute_dtype"),
             "MFU": frame["mfu"],
             "MFU (datasheet)": column("mfu_datasheet"),
@@ -70,7 +78,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     # on a platform that keeps memory statistics (not a CPU); the cache note only where a compiled
     # row has no cached compile time; op time shares only with --profile: no column where no row
     # has a value.
-    optional = [PEAK, CACHE_NOTE, *(f"{category} (% op time)" for category in SHARE_CATEGORIES)]
+    optional = [PEAK, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
     return table.drop(columns=[name for name in optional if table[name].isna().all()])
 
 

@@ -109,9 +109,7 @@ def pytest_runtest_teardown(item, nextitem):
 
 def pytest_sessionfinish(session, exitstatus):
     """Write the final results and the report, also after a failure or a Ctrl-C (a Ctrl-C while
-    they are written is held until they are whole, then ends the run as interrupted). In a run of
-    several processes, this one stops watching the others (`distributed.watch_peers`)."""
-    distributed.stop_watching()
+    they are written is held until they are whole, then ends the run as interrupted)."""
     interrupt.finishing(session)
     try:
         bench_session.finish(session)

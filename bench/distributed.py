@@ -15,6 +15,7 @@ with one line that names the process that stopped answering.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
@@ -74,8 +75,10 @@ def initialize(config) -> None:
 
 
 HEARTBEAT_KEY = "jaxbench/alive/"
-"""Where each process counts its heartbeats in the coordinator's key-value store (`watch_peers`)."""
-_WATCH = threading.Event()  # set: the watch is over (this process is finishing)
+"""Where each process counts its heartbeats in the coordinator's key-value store (`watch_peers`):
+"COUNT" while it runs, "leaving COUNT" while it waits for the others to finish, "left" after."""
+LEAVING, LEFT = "leaving", "left"
+_LEAVING = threading.Event()  # set: this process is leaving (`leave`), and waits for the others to leave too
 
 
 def watch_peers(timeout_s: float) -> None:
@@ -83,8 +86,13 @@ def watch_peers(timeout_s: float) -> None:
     coordinator's key-value store every `timeout_s / 10` s and reads the others'. A peer whose count
     has not moved for half of `timeout_s` (before JAX's own heartbeat check, at `timeout_s`, aborts
     this process), or a coordinator that stopped answering, ends this process at once with one
-    line on stderr and exit status 3. `stop_watching` ends the watch (a peer that finished is
-    marked so, and not missed)."""
+    line on stderr and exit status 3.
+
+    The watch lasts until every process is leaving: as this one exits, `leave` marks it so and
+    waits, still beating, until every peer is leaving too (process 0 may still be writing the
+    report), for at most `timeout_s`. So the processes reach JAX's shutdown barrier together, and
+    a peer that dies after its benchmarks (which would fail that barrier in a C++ abort) is named
+    in one line too."""
     if not is_multi_process():
         return
     import jax
@@ -94,42 +102,51 @@ def watch_peers(timeout_s: float) -> None:
 
     def watch():
         beats, seen, changed = 0, {}, {peer: time.monotonic() for peer in range(count) if peer != me}
-        while not _WATCH.wait(timeout_s / 10):
+        left_at = None  # when this process began to leave
+        while True:
+            if _LEAVING.is_set():
+                time.sleep(min(0.5, timeout_s / 10))
+            else:
+                _LEAVING.wait(timeout_s / 10)
             beats += 1
+            now = time.monotonic()
+            if _LEAVING.is_set() and left_at is None:
+                left_at = now
             try:
-                client.key_value_set(f"{HEARTBEAT_KEY}{me}", str(beats), allow_overwrite=True)
+                client.key_value_set(f"{HEARTBEAT_KEY}{me}", f"{LEAVING} {beats}" if left_at else str(beats),
+                                     allow_overwrite=True)
                 values = {key.rsplit("/", 1)[-1]: value for key, value in client.key_value_dir_get(HEARTBEAT_KEY)}
-            except Exception as error:  # the coordinator (process 0's service) is gone
-                if _WATCH.is_set():
+                states = {peer: values.get(str(peer), "") for peer in changed}
+                if left_at and (all(state.startswith((LEAVING, LEFT)) for state in states.values())
+                                or now - left_at > timeout_s):
+                    # everyone is leaving (on to JAX's shutdown barrier together), or a peer is still
+                    # busy after the timeout: it is not waited for any longer, nor it for this one
+                    client.key_value_set(f"{HEARTBEAT_KEY}{me}", LEFT, allow_overwrite=True)
                     return
+            except Exception as error:  # the coordinator (process 0's service) is gone
                 _end(f"the coordinator stopped answering ({str(error).strip().splitlines()[0][:200]}): process 0 "
                      f"of {count} is probably gone; this run cannot go on")
-            now = time.monotonic()
-            for peer in changed:
-                value = values.get(str(peer))
-                if value == "done":
+            for peer, state in states.items():
+                if state == LEFT:
                     continue
-                if value != seen.get(peer):
-                    seen[peer], changed[peer] = value, now
-                elif now - changed[peer] > timeout_s / 2 and not _WATCH.is_set():
+                if state != seen.get(peer):
+                    seen[peer], changed[peer] = state, now
+                elif now - changed[peer] > timeout_s / 2:
                     _end(f"process {peer} of {count} stopped answering (no heartbeat for {timeout_s / 2:g} s, "
                          f"--distributed-timeout {timeout_s:g}); this run cannot go on")
 
-    threading.Thread(target=watch, name="jaxbench-watch-peers", daemon=True).start()
+    watcher = threading.Thread(target=watch, name="jaxbench-watch-peers", daemon=True)
+    watcher.start()
+    # JAX's own atexit function (registered as jax was imported, so run after this one) shuts its
+    # client down in a barrier of every process.
+    atexit.register(leave, watcher)
 
 
-def stop_watching() -> None:
-    """End `watch_peers`'s watch as this process finishes, and tell the others it is done."""
-    if _WATCH.is_set() or not is_multi_process():
-        return
-    _WATCH.set()
-    import jax
-    from jax._src.distributed import global_state
-
-    try:
-        global_state.client.key_value_set(f"{HEARTBEAT_KEY}{jax.process_index()}", "done", allow_overwrite=True)
-    except Exception:
-        pass  # the coordinator is gone already: nobody is left to tell
+def leave(watcher: threading.Thread) -> None:
+    """As this process exits: mark it leaving, and wait until every peer is leaving too (or
+    `watch_peers` has ended this process for a peer that stopped answering)."""
+    _LEAVING.set()
+    watcher.join()
 
 
 _CAPTURE: list = []  # pytest's capture manager, whose capture must be suspended for `_end`'s line

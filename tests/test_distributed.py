@@ -5,6 +5,7 @@ default CPU collectives (gloo)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -29,19 +30,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _processes(args_of, count: int = 2) -> list[subprocess.Popen]:
-    """`count` processes of one run: process I runs `args_of(I)` plus the coordinator options."""
+def _processes(args_of, count: int = 2, env: dict | None = None) -> list[subprocess.Popen]:
+    """`count` processes of one run: process I runs `args_of(I)` plus the coordinator options
+    (`env`: added to their environment)."""
     coordinator = f"localhost:{_free_port()}"
     return [subprocess.Popen([*args_of(index), "--coordinator", coordinator, "--num-processes", str(count),
                               "--process-id", str(index)], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
             for index in range(count)]
 
 
-def _bench(tmp_path):
-    """Process I's `pytest bench` command line, with a report folder of its own."""
-    return lambda index: [sys.executable, "-m", "pytest", "bench", *SELECTION, "-q", *FAST_TIMING,
+def _bench(tmp_path, *more: str):
+    """Process I's `pytest bench` command line, with a report folder of its own (`more`: added)."""
+    return lambda index: [sys.executable, "-m", "pytest", "bench", *SELECTION, "-q", *FAST_TIMING, *more,
                           "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path / f"process{index}")]
+
+
+def _ended_with_one_line(proc: subprocess.Popen, peer: int, since: float) -> None:
+    """`proc` ends, within the timeout's bound of `since`, by the suite's watch of its peers with
+    the one line that names `peer`, exit status 3."""
+    output = proc.communicate(timeout=TIMEOUT_S * 6)[0]
+    elapsed = time.monotonic() - since
+    assert proc.returncode == 3, output[-3000:]
+    assert (f"jaxbench: process {peer} of 2 stopped answering (no heartbeat for {TIMEOUT_S / 2:g} s, "
+            f"--distributed-timeout {TIMEOUT_S}); this run cannot go on") in output, output[-3000:]
+    assert "Traceback" not in output and "Check failure" not in output
+    assert elapsed < TIMEOUT_S * 1.5  # the bound, with room for a loaded CI host
 
 
 def test_two_processes_measure_over_both_and_only_process_0_writes(tmp_path):
@@ -98,24 +112,48 @@ def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(
 
 
 def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path):
-    """Process 1 is killed as soon as the run has started: process 0, waiting in a collective for
-    it, is ended by the suite's watch of its peers (`distributed.watch_peers`: no heartbeat for half
-    the timeout) before JAX's own heartbeat check would abort it. Measured: 6.1 s after the kill,
-    with a timeout of 10 s; the bound is the timeout."""
-    procs = _processes(_bench(tmp_path))
+    """Process 1 is killed as process 0 writes its first results, in the middle of the run (the
+    second benchmark is timed for 5 s). Process 0 is ended by the suite's watch of its peers
+    (`distributed.watch_peers`: no heartbeat for half the timeout) before JAX's own heartbeat
+    check would abort it: while it waits in a collective for the dead process, or after gloo saw
+    the closed connection and failed the benchmark (then at the session's end, as it waits for
+    its peers to leave). Measured: 6.1 s after the kill, with a timeout of 10 s; the bound is
+    the timeout."""
+    procs = _processes(_bench(tmp_path, "--benchmark-max-time=5"))
     deadline = time.monotonic() + 300
-    while not (tmp_path / "process0").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the report folder is made as the session starts, after jax.distributed is up
-    time.sleep(2)
+    while not (tmp_path / "process0" / "results.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # written after the first benchmark
     procs[1].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    output = procs[0].communicate(timeout=TIMEOUT_S * 6)[0]
-    elapsed = time.monotonic() - killed
-    assert procs[0].returncode == 3, output[-3000:]
-    assert (f"jaxbench: process 1 of 2 stopped answering (no heartbeat for {TIMEOUT_S / 2:g} s, "
-            f"--distributed-timeout {TIMEOUT_S}); this run cannot go on") in output
-    assert elapsed < TIMEOUT_S * 1.5  # the bound, with room for a loaded CI host
+    _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
     procs[1].communicate()
+
+
+def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path):
+    """Process 1 has finished and waits for process 0, still busy after its session (as if it
+    wrote a long report; `tests.planted_linger`), when it is killed: process 0 is ended with the
+    same line, rather than by JAX's shutdown barrier failing in a C++ abort at its exit."""
+    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
+                       env={"JAXBENCH_TEST_LINGER_S": "120", "PYTHONUNBUFFERED": "1"})
+    for line in procs[1].stdout:
+        if " passed" in line:  # pytest's last line: process 1's session is over
+            break
+    procs[1].send_signal(signal.SIGKILL)
+    _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
+    procs[1].communicate()
+
+
+def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_path):
+    """Process 0 stays busy for twice the timeout after its session: process 1, finished, waits for
+    it for at most the timeout (beating, so it is not missed), then leaves without being missed;
+    both end well, and process 0 still writes the results."""
+    start = time.monotonic()
+    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
+                       env={"JAXBENCH_TEST_LINGER_S": str(2 * TIMEOUT_S)})
+    for proc in procs:
+        output = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, output[-3000:]
+    assert time.monotonic() - start > 2 * TIMEOUT_S
+    assert (tmp_path / "process0" / "results.json").exists()
 
 
 @pytest.mark.parametrize("args,message", [

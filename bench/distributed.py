@@ -150,14 +150,24 @@ def leave(watcher: threading.Thread) -> None:
 
 
 _CAPTURE: list = []  # pytest's capture manager, whose capture must be suspended for `_end`'s line
+_AT_END: list = []  # what `_end` does before the process exits (`at_end`)
+
+
+def at_end(cleanup) -> None:
+    """Have `cleanup()` called if a peer's end ends this process too (`_end` exits at once, past
+    atexit and pytest's own ends)."""
+    _AT_END.append(cleanup)
 
 
 def _end(message: str) -> None:
-    """One line on the terminal's stderr (pytest's capture suspended), and exit status 3 at once."""
+    """One line on the terminal's stderr (pytest's capture suspended), the `at_end` cleanups, and
+    exit status 3 at once (the main thread may be stuck in a collective that never returns)."""
     if _CAPTURE:
         _CAPTURE[0].suspend_global_capture(in_=False)
     sys.stderr.write(f"\njaxbench: {message}\n")
     sys.stderr.flush()
+    for cleanup in _AT_END:
+        cleanup()
     os._exit(3)
 
 

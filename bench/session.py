@@ -29,9 +29,16 @@ _HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
     cache the user configured is not used: every first compilation is cold), so that each compiled
-    step is also timed compiling from it (`workloads.compile_cache`)."""
-    folder = Path(tempfile.mkdtemp(prefix="jaxbench-compile-cache-"))
+    step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
+    folder, which its parent removes also after a crash or a timeout."""
+    worker = workers.worker_folder(config)
+    if worker:
+        folder = worker / "compile-cache"
+        folder.mkdir()
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="jaxbench-compile-cache-"))
     config.stash[_COMPILE_CACHE] = folder
+    distributed.at_end(lambda: shutil.rmtree(folder, ignore_errors=True))
     compile_cache.enable(folder)
 
 

@@ -119,13 +119,15 @@ def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path
     the closed connection and failed the benchmark (then at the session's end, as it waits for
     its peers to leave). Measured: 6.1 s after the kill, with a timeout of 10 s; the bound is
     the timeout."""
-    procs = _processes(_bench(tmp_path, "--benchmark-max-time=5"))
+    procs = _processes(_bench(tmp_path, "--benchmark-max-time=5"), env={"TMPDIR": str(tmp_path)})
     deadline = time.monotonic() + 300
     while not (tmp_path / "process0" / "results.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # written after the first benchmark
     procs[1].send_signal(signal.SIGKILL)
     _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
     procs[1].communicate()
+    # the survivor removed its compilation cache as it ended; the killed process could not
+    assert len(list(tmp_path.glob("jaxbench-compile-cache-*"))) == 1
 
 
 def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path):
@@ -133,13 +135,15 @@ def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path
     wrote a long report; `tests.planted_linger`), when it is killed: process 0 is ended with the
     same line, rather than by JAX's shutdown barrier failing in a C++ abort at its exit."""
     procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
-                       env={"JAXBENCH_TEST_LINGER_S": "120", "PYTHONUNBUFFERED": "1"})
+                       env={"JAXBENCH_TEST_LINGER_S": "120", "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
     for line in procs[1].stdout:
         if " passed" in line:  # pytest's last line: process 1's session is over
             break
     procs[1].send_signal(signal.SIGKILL)
     _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
     procs[1].communicate()
+    # the survivor removed its compilation cache as it ended; the killed process could not
+    assert len(list(tmp_path.glob("jaxbench-compile-cache-*"))) == 1
 
 
 def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_path):

@@ -4,6 +4,7 @@ benchmark's status while the run goes on; the device's peak memory where the pla
 from __future__ import annotations
 
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -22,14 +23,15 @@ host (about 10 s here), and what the planted hang costs."""
 def planted_run(tmp_path_factory) -> dict:
     """An isolated tiny run of the MLP and of two planted workloads (`tests.planted_ends`) whose
     `jit` steps segfault and hang; their eager `baseline` works."""
-    report_dir = tmp_path_factory.mktemp("isolated")
+    report_dir, temp = tmp_path_factory.mktemp("isolated"), tmp_path_factory.mktemp("temp")
     proc = run_pytest("bench", "--isolate", "--benchmark-timeout", str(TIMEOUT_S),
                       "--workload-module", "tests.planted_crash", "--workload-module", "tests.planted_hang",
                       "--workloads", "mlp,crashes,hangs", "--modes", "train", "--variants", "baseline,jit",
-                      "--size", "tiny", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600)
+                      "--size", "tiny", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600,
+                      env={**os.environ, "TMPDIR": str(temp)})
     assert (report_dir / "results.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
-    return {"proc": proc, "results": results, "dir": report_dir}
+    return {"proc": proc, "results": results, "dir": report_dir, "temp": temp}
 
 
 def test_a_crash_and_a_hang_are_recorded_and_every_other_benchmark_measured(planted_run):
@@ -46,6 +48,8 @@ def test_a_crash_and_a_hang_are_recorded_and_every_other_benchmark_measured(plan
     assert measured == ["crashes-train-baseline", "hangs-train-baseline",
                         "mlp-train-baseline", "mlp-train-jit"]
     assert all(len(b["stats"]["data"]) >= 2 for b in planted_run["results"]["benchmarks"])
+    # every process's compilation cache is gone, the killed workers' too (in their worker folders)
+    assert list(planted_run["temp"].iterdir()) == []
 
 
 def test_the_report_names_each_status(planted_run):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
+from flax import nnx
 import pytest
 
 from bench import workers
@@ -66,3 +69,28 @@ def test_a_state_over_the_limit_is_not_kept(monkeypatch):
     steps.keep_initial_states(100)
     steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
     assert steps.initial_state("mlp", "tiny") is None
+
+
+def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again(monkeypatch):
+    """Only a model's first build in a process initialises it (seconds of eager compiles on
+    XLA:CPU); the next builds start from the kept state, so from exactly the same parameters."""
+    from workloads import get_workload
+    from workloads import steps
+
+    for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
+        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
+    workload = get_workload("mlp")
+    steps.keep_initial_states(10**9)
+    first = steps.build_step(workload, "tiny", "train", "jit_vmap")
+    initialised = []
+    real_build_model = workload.build_model
+
+    def counted(size, rngs):
+        model = real_build_model(size, rngs)
+        initialised.append(not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(model))))
+        return model
+
+    second = steps.build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit")
+    assert initialised == [False]  # traced for its structure only (`nnx.eval_shape`), never run
+    for ours, kept in zip(jax.tree.leaves(second.state[0]), jax.tree.leaves(first.state[0])):
+        assert np.array_equal(ours, kept)

@@ -107,7 +107,8 @@ _HANDED_OVER: dict[tuple, dict] = {}
 over (`take_initial_states`): built from it, a worker skips initialising the model again, which
 on XLA:CPU costs seconds of eager compiles per model (some 13 s for the CNN at `small`)."""
 _KEPT: dict[tuple, dict] = {}
-"""The same, kept from this process's first build of each model (`keep_initial_states`)."""
+"""The same, kept from this process's first build of each model (`keep_initial_states`), for a
+worker and for this process's next builds of that model."""
 _KEEP_UP_TO_BYTES: list[int] = []
 
 
@@ -130,12 +131,15 @@ def take_initial_states(states: dict[tuple, dict]) -> None:
 
 
 def _initial_model(workload: Workload, size_name: str, seed: int):
-    """`workload`'s freshly initialised model at `size_name` (from a handed-over state if any)."""
+    """`workload`'s freshly initialised model at `size_name`: from a handed-over or kept state if
+    there is one (only the first build of a model in a process initialises it, which on XLA:CPU
+    costs seconds of eager compiles, and each later one again a second or two)."""
     size = workload.size(size_name)
     key = (workload.name, size_name, seed)
-    if key in _HANDED_OVER:
+    state = _HANDED_OVER.get(key, _KEPT.get(key))
+    if state is not None:
         graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
-        return nnx.merge(graphdef, jax.tree.map(jnp.asarray, _HANDED_OVER[key]))
+        return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
     model = workload.build_model(size, nnx.Rngs(seed))
     if _KEEP_UP_TO_BYTES and key not in _KEPT:
         state = nnx.to_pure_dict(nnx.state(model))

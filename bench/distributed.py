@@ -90,9 +90,11 @@ def watch_peers(timeout_s: float) -> None:
 
     The watch lasts until every process is leaving: as this one exits, `leave` marks it so and
     waits, still beating, until every peer is leaving too (process 0 may still be writing the
-    report), for at most `timeout_s`. So the processes reach JAX's shutdown barrier together, and
-    a peer that dies after its benchmarks (which would fail that barrier in a C++ abort) is named
-    in one line too."""
+    report). So the processes reach JAX's shutdown barrier together, and a peer that dies after
+    its benchmarks (which would fail that barrier in a C++ abort) is named in one line too. No
+    wait is endless: a peer that has not finished `timeout_s` after this process (stuck in a
+    collective this one never joined, say, after a failure in one process only) ends this one
+    with one line, whereupon the peer misses its heartbeats and ends too."""
     if not is_multi_process():
         return
     import jax
@@ -117,15 +119,19 @@ def watch_peers(timeout_s: float) -> None:
                                      allow_overwrite=True)
                 values = {key.rsplit("/", 1)[-1]: value for key, value in client.key_value_dir_get(HEARTBEAT_KEY)}
                 states = {peer: values.get(str(peer), "") for peer in changed}
-                if left_at and (all(state.startswith((LEAVING, LEFT)) for state in states.values())
-                                or now - left_at > timeout_s):
-                    # everyone is leaving (on to JAX's shutdown barrier together), or a peer is still
-                    # busy after the timeout: it is not waited for any longer, nor it for this one
+                if left_at and all(state.startswith((LEAVING, LEFT)) for state in states.values()):
+                    # everyone is leaving: on to JAX's shutdown barrier together
                     client.key_value_set(f"{HEARTBEAT_KEY}{me}", LEFT, allow_overwrite=True)
                     return
             except Exception as error:  # the coordinator (process 0's service) is gone
                 _end(f"the coordinator stopped answering ({str(error).strip().splitlines()[0][:200]}): process 0 "
                      f"of {count} is probably gone; this run cannot go on")
+            busy = [peer for peer, state in states.items() if not state.startswith((LEAVING, LEFT))]
+            if left_at and now - left_at > timeout_s:
+                # a peer stuck (in a collective this process never joined) or still busy: neither
+                # may wait for the other for ever
+                _end(f"process {', '.join(map(str, busy))} of {count} had not finished {timeout_s:g} s after "
+                     f"this one (--distributed-timeout); this run cannot end cleanly")
             for peer, state in states.items():
                 if state == LEFT:
                     continue

@@ -126,15 +126,14 @@ def watch_peers(timeout_s: float) -> None:
             except Exception as error:  # the coordinator (process 0's service) is gone
                 _end(f"the coordinator stopped answering ({str(error).strip().splitlines()[0][:200]}): process 0 "
                      f"of {count} is probably gone; this run cannot go on")
-            busy = [peer for peer, state in states.items() if not state.startswith((LEAVING, LEFT))]
             if left_at and now - left_at > timeout_s:
                 # a peer stuck (in a collective this process never joined) or still busy: neither
                 # may wait for the other for ever
+                busy = [peer for peer, state in states.items() if not state.startswith((LEAVING, LEFT))]
                 _end(f"process {', '.join(map(str, busy))} of {count} had not finished {timeout_s:g} s after "
                      f"this one (--distributed-timeout); this run cannot end cleanly")
+            # (a peer marks itself LEFT only once every process is leaving, which returned above)
             for peer, state in states.items():
-                if state == LEFT:
-                    continue
                 if state != seen.get(peer):
                     seen[peer], changed[peer] = state, now
                 elif now - changed[peer] > timeout_s / 2:

@@ -38,7 +38,7 @@ def start_compile_cache(config) -> None:
     else:
         folder = Path(tempfile.mkdtemp(prefix="jaxbench-compile-cache-"))
     config.stash[_COMPILE_CACHE] = folder
-    distributed.at_end(lambda: shutil.rmtree(folder, ignore_errors=True))
+    distributed.at_end(lambda: remove_compile_cache(config))
     compile_cache.enable(folder)
 
 

@@ -46,6 +46,17 @@ def _bench(tmp_path, *more: str):
                           "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path / f"process{index}")]
 
 
+def _lingering(tmp_path, linger_s: int) -> list[subprocess.Popen]:
+    """Two processes of a run whose process 0 stays busy for `linger_s` after its session
+    (`tests.planted_linger`); returned once process 1's session is over (pytest's last line)."""
+    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
+                       env={"JAXBENCH_TEST_LINGER_S": str(linger_s), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
+    for line in procs[1].stdout:
+        if " passed" in line:
+            break
+    return procs
+
+
 def _ended_with_one_line(proc: subprocess.Popen, peer: int, since: float) -> None:
     """`proc` ends, within the timeout's bound of `since`, by the suite's watch of its peers with
     the one line that names `peer`, exit status 3."""
@@ -134,11 +145,7 @@ def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path
     """Process 1 has finished and waits for process 0, still busy after its session (as if it
     wrote a long report; `tests.planted_linger`), when it is killed: process 0 is ended with the
     same line, rather than by JAX's shutdown barrier failing in a C++ abort at its exit."""
-    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
-                       env={"JAXBENCH_TEST_LINGER_S": "120", "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
-    for line in procs[1].stdout:
-        if " passed" in line:  # pytest's last line: process 1's session is over
-            break
+    procs = _lingering(tmp_path, linger_s=120)
     procs[1].send_signal(signal.SIGKILL)
     _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
     procs[1].communicate()
@@ -151,13 +158,9 @@ def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_p
     collective would): process 1, finished, waits for it, beating, for the timeout, then ends with
     one line; process 0 then misses its heartbeats and ends with its own line. No wait is endless,
     nothing ends in a C++ abort, and process 0 wrote its results before."""
-    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
-                       env={"JAXBENCH_TEST_LINGER_S": "600", "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
-    for line in procs[1].stdout:
-        if " passed" in line:  # pytest's last line: process 1 begins to leave
-            break
+    procs = _lingering(tmp_path, linger_s=600)  # process 1 begins to leave
     left = time.monotonic()
-    output = line + procs[1].communicate(timeout=TIMEOUT_S * 6)[0]
+    output = procs[1].communicate(timeout=TIMEOUT_S * 6)[0]
     assert procs[1].returncode == 3, output[-3000:]
     assert (f"jaxbench: process 0 of 2 had not finished {TIMEOUT_S} s after this one (--distributed-timeout); "
             "this run cannot end cleanly") in output, output[-3000:]

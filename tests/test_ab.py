@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.version_independent
+
 EXAMPLE_MODULE = ROOT / "examples" / "jaxbench-example" / "jaxbench_example" / "wide_mlp.py"
 FAST = ["--workers", "2", "--block-time", "0.1", "--max-pairs", "12", "--worker-timeout", "300"]
 

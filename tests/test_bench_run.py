@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -45,8 +44,14 @@ def test_every_benchmark_has_the_contract_keys(tiny_run):
 
 
 def test_single_device_rows_are_measured_in_a_one_device_process(tiny_run):
-    """Virtual devices slow a single-device step by their presence alone, so only the multi-device
-    rows are measured in a process that has them (a worker); they still join the same results."""
+    """Virtual devices slow a single-device step by their presence alone (measured: with 8 in its
+    process the MLP `small` train step ran 30-45% slower than with one, 9.7-10.4 against 6.9-7.0
+    ms), so only the multi-device rows are measured in a process that has them (a worker); they
+    still join the same results. `n_devices_in_process` is read in the measuring process
+    (`len(jax.local_devices())`), so a single-device row measured beside the virtual devices
+    fails here. (An end-to-end timing of the same claim, three pairs of runs at 1 and 8
+    devices, cost more than a minute of CI and, with both sides in a one-device process,
+    compared like with like.)"""
     rows = {b["extra_info"]["case_id"]: b["extra_info"] for b in tiny_run["results"]["benchmarks"]}
     for case_id, info in rows.items():
         assert info["n_devices_in_process"] == (8 if info["variant"] == "multi_device" else 1), case_id
@@ -98,10 +103,10 @@ def test_interrupted_run_keeps_what_was_measured(tmp_path):
 def test_benchmark_disable_runs_and_checks_every_case_once_and_times_nothing(tmp_path):
     """pytest-benchmark's way to run benchmarks as plain tests: each step and workflow (the
     multi-device ones in their worker) runs once and is checked; nothing is timed or reported."""
-    proc = run_pytest("bench", "--workloads", "mlp,checkpoint", "--size", "tiny",
+    proc = run_pytest("bench", "--workloads", "mlp,checkpoint", "--modes", "train", "--size", "tiny",
                       "--benchmark-disable", "--report-dir", str(tmp_path), "-q")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "18 passed" in proc.stdout, proc.stdout[-2000:]  # mlp's 15 steps, checkpoint's 3 variants
+    assert "12 passed" in proc.stdout, proc.stdout[-2000:]  # mlp's 9 train steps, checkpoint's 3 variants
     assert "Benchmark fixture was not used" not in proc.stdout
     assert list(tmp_path.iterdir()) == []  # no results, no report
 
@@ -112,31 +117,3 @@ def test_a_failure_in_the_check_is_caught_under_benchmark_disable(tmp_path):
                       "--variants", "baseline,jit", "--benchmark-disable", "--report-dir", str(tmp_path),
                       "-q", env=env)
     assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
-
-
-def _fastest_s(tmp_path, name: str, *args: str) -> float:
-    """Fastest round of the one benchmark a `pytest bench ARGS` run measures (the least disturbed
-    by whatever else the shared machine runs meanwhile)."""
-    proc = run_pytest("bench", "--report-dir", str(tmp_path / name), "-q", *args)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (bench,) = json.loads((tmp_path / name / "results.json").read_text())["benchmarks"]
-    return bench["stats"]["min"]
-
-
-def test_a_single_device_step_does_not_pay_for_virtual_devices(tmp_path):
-    """With 8 virtual devices in its process the MLP `small` train step ran 30-45% slower than
-    with one (measured in this very test, with the parent given `--cpu-devices` devices: 9.7-10.4
-    against 6.9-7.0 ms); now it runs in a one-device process whatever --cpu-devices says.
-    On a shared machine the medians of two processes differed by up to 40% with nothing but the
-    process changed (pairs read 0.82, 0.78, then 1.42, 1.12, 1.29), so each run's fastest of 2 s
-    of rounds is compared (the tax slows every round; a neighbour's burst only some), the runs
-    come in three pairs of alternating order, and the median ratio is held under 1.2, which the
-    old tax fails. The lower bound only says the ratio is a time ratio at all."""
-    selection = ("--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap", "--size", "small",
-                 "--benchmark-max-time", "2")
-    ratios = []
-    for pair, order in enumerate(((1, 8), (8, 1), (1, 8))):
-        fastest = {devices: _fastest_s(tmp_path, f"pair{pair}-{devices}", *selection, "--cpu-devices", str(devices))
-                   for devices in order}
-        ratios.append(fastest[8] / fastest[1])
-    assert 0.67 < statistics.median(ratios) < 1.2, ratios

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reports.__main__ import build_parser
@@ -19,6 +20,7 @@ WORKFLOW = ROOT / "examples" / "github-actions" / "jaxbench-regression.yml"
 SELECTION = ["bench", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap,remat", "--size", "tiny"]
 
 
+@pytest.mark.version_independent
 def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
     """--benchmark-autosave, --benchmark-compare, --benchmark-compare-fail and
     `pytest-benchmark compare` all work on a run of the suite."""

@@ -22,6 +22,7 @@ TIMEOUT_S = 10
 """--distributed-timeout in these tests: how long a process waits for a peer that is gone."""
 SELECTION = ["--workloads", "transformer", "--size", "tiny", "--modes", "train", "--variants", "multi_device",
              "-k", "multi_device and not model", "--cpu-devices", "2"]  # the data layout and fsdp
+ONE_LAYOUT = [*SELECTION, "-k", "multi_device and not model and not fsdp"]  # the last -k counts: data only
 
 
 def _free_port() -> int:
@@ -40,16 +41,17 @@ def _processes(args_of, count: int = 2, env: dict | None = None) -> list[subproc
             for index in range(count)]
 
 
-def _bench(tmp_path, *more: str):
+def _bench(tmp_path, *more: str, selection=SELECTION):
     """Process I's `pytest bench` command line, with a report folder of its own (`more`: added)."""
-    return lambda index: [sys.executable, "-m", "pytest", "bench", *SELECTION, "-q", *FAST_TIMING, *more,
+    return lambda index: [sys.executable, "-m", "pytest", "bench", *selection, "-q", *FAST_TIMING, *more,
                           "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path / f"process{index}")]
 
 
 def _lingering(tmp_path, linger_s: int) -> list[subprocess.Popen]:
     """Two processes of a run whose process 0 stays busy for `linger_s` after its session
-    (`tests.planted_linger`); returned once process 1's session is over (pytest's last line)."""
-    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger"),
+    (`tests.planted_linger`); returned once process 1's session is over (pytest's last line).
+    One benchmark is enough for what these runs test, their ends."""
+    procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger", selection=ONE_LAYOUT),
                        env={"JAXBENCH_TEST_LINGER_S": str(linger_s), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
     for line in procs[1].stdout:
         if " passed" in line:

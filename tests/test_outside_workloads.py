@@ -74,6 +74,7 @@ def test_a_bad_workload_module_is_a_one_line_usage_error(module, source, message
     assert not (tmp_path / "r").exists()  # nothing ran, nothing written
 
 
+@pytest.mark.version_independent
 def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
     """examples/jaxbench-example installed as a package (its entry point names `wide_mlp`): every
     variant of both modes runs, is checked against baseline, and is in the results and report."""
@@ -92,6 +93,7 @@ def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
     assert "| wide_mlp" in (tmp_path / "r" / "expectations.md").read_text()
 
 
+@pytest.mark.version_independent
 def test_a_workload_module_on_the_command_line_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
     proc = run_pytest("bench", "--workload-module", "jaxbench_example.wide_mlp", "--workloads", "wide_mlp",

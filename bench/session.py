@@ -4,6 +4,7 @@ what the run does at its end (results and report written, strict mode applied)."
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,7 +37,7 @@ def start_compile_cache(config) -> None:
         folder = worker / "compile-cache"
         folder.mkdir()
     else:
-        folder = Path(tempfile.mkdtemp(prefix="jaxbench-compile-cache-"))
+        folder = Path(tempfile.mkdtemp(prefix=f"jaxbench-compile-cache-{os.getpid()}-"))  # whose it is
     config.stash[_COMPILE_CACHE] = folder
     distributed.at_end(lambda: remove_compile_cache(config))
     compile_cache.enable(folder)

@@ -26,6 +26,9 @@ _MATMUL_RATES = pytest.StashKey[dict]()
 _COMPILE_CACHE = pytest.StashKey[Path]()
 _HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
 
+COMPILE_CACHE_PREFIX = "jaxbench-compile-cache-"
+"""How a process's compilation cache folder is named in the temporary folder: this, its process id, `-`."""
+
 
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
@@ -37,7 +40,7 @@ def start_compile_cache(config) -> None:
         folder = worker / "compile-cache"
         folder.mkdir()
     else:
-        folder = Path(tempfile.mkdtemp(prefix=f"jaxbench-compile-cache-{os.getpid()}-"))  # whose it is
+        folder = Path(tempfile.mkdtemp(prefix=f"{COMPILE_CACHE_PREFIX}{os.getpid()}-"))  # whose it is
     config.stash[_COMPILE_CACHE] = folder
     distributed.at_end(lambda: remove_compile_cache(config))
     compile_cache.enable(folder)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bench.correctness import FLOAT32_RTOL
+from bench.session import COMPILE_CACHE_PREFIX
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 TIMEOUT_S = 10
@@ -126,7 +127,8 @@ def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(
 
 def _compile_caches(folder) -> list[int]:
     """The process ids of the compilation cache folders left in `folder` (a run's TMPDIR)."""
-    return [int(path.name.split("-")[3]) for path in folder.glob("jaxbench-compile-cache-*")]
+    return [int(path.name.removeprefix(COMPILE_CACHE_PREFIX).split("-")[0])
+            for path in folder.glob(f"{COMPILE_CACHE_PREFIX}*")]
 
 
 def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path):

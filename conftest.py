@@ -48,6 +48,7 @@ def _whole_number(what: str) -> callable:
 
 def pytest_addoption(parser):
     from bench.distributed import DEFAULT_TIMEOUT_S
+    from bench.eager_baseline import DEFAULT_BUDGET_S as DEFAULT_BASELINE_BUDGET_S
     from bench.workers import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.variants import VARIANTS
@@ -94,6 +95,12 @@ def pytest_addoption(parser):
                     help="timed rounds of a step that takes half a second or more, such as an eager baseline "
                          "(default 3, fewer where they would fill more than 6 s, never under 2; the report "
                          "gives their spread); faster steps fill --benchmark-max-time")
+    group.addoption("--baseline-budget", type=number_type(float, lambda s: s > 0, "a number of seconds > 0"),
+                    default=DEFAULT_BASELINE_BUDGET_S, metavar="S",
+                    help="seconds one step of the eager baseline may take; past that its per-example loop is "
+                         "timed over the batch's first k examples (as many as fill S, at least 4) and the "
+                         "step time extrapolated to the whole batch, the row saying so "
+                         f"(default {DEFAULT_BASELINE_BUDGET_S:g})")
     group.addoption("--coordinator", default=None, metavar="HOST:PORT",
                     help="this run is one process of several (jax.distributed): the coordinator's address, "
                          "with --num-processes and --process-id (a SLURM or Open MPI launch is detected "

@@ -101,9 +101,8 @@ def prepare(case, references) -> tuple[object | None, dict]:
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
             step = case.build()
-            initial_state = step.state
             step()
-            errors = references.check_step(case, step, initial_state)
+            errors = references.check_step(case, step)
     except pytest.skip.Exception as reason:
         return None, {"status": "skipped", "message": str(reason)}
     except IncorrectResult as error:

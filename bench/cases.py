@@ -30,6 +30,7 @@ class Case:
     mesh: MeshShape | None = None  # multi_device only: the run's `--mesh`, None for each layout's default
     scaling: str | None = None  # a scaling sweep's point: "strong" or "weak" (`SCALING`)
     n_devices: int | None = None  # a scaling point's device count
+    examples: int | None = None  # only the batch's first `examples` (an eager baseline timed over part of it)
 
     @property
     def id(self) -> str:
@@ -74,7 +75,7 @@ class Case:
         workload = get_workload(self.workload)
         if not self.scaling:
             return build_step(workload, self.size, self.mode, self.variant, devices=devices, layout=self.layout,
-                              mesh=self.mesh)
+                              mesh=self.mesh, examples=self.examples)
         import jax
 
         chosen = (devices or jax.devices())[: self.n_devices]

@@ -49,6 +49,21 @@ def seconds_of(call) -> float:
     return time.perf_counter() - start
 
 
+def record_rounds(benchmark, rounds: list[float], how: str) -> None:
+    """Record `rounds` (seconds each, timed other than by `benchmark.pedantic`: in a worker, or
+    extrapolated from part of a batch) as `benchmark`'s timed rounds, in pytest-benchmark's
+    session like rounds it timed itself; `how` says how they were timed.
+
+    pytest-benchmark has no public way to record rounds timed elsewhere. `_make_stats` is what
+    `benchmark.pedantic` itself calls before it times its rounds, and `_mode` is what it sets to
+    say the fixture was used (otherwise it warns that it was not). This is the one place the suite
+    reaches into the fixture."""
+    benchmark._mode = how
+    stats = benchmark._make_stats(1)
+    for seconds in rounds:
+        stats.update(seconds)
+
+
 LONG_STEP_S = 0.5
 """A step at least this long (an eager baseline takes seconds) is timed for at most
 `--long-step-rounds` rounds."""

@@ -1,8 +1,10 @@
 """The results every variant is checked against, computed once per run and kept on the host.
 
-A step's reference is `baseline`'s first step (or, for a model that couples the examples of a
-batch, the same batch step run eagerly: `workloads.steps.build_reference_step`), with its
-reordering spread (`bench.correctness.reordering_spread`) for training. A workflow's reference is
+A step's reference is one step of `workloads.variants.REFERENCE` (the per-example function in a
+`lax.scan` under `jax.jit`; for a model that couples the examples of a batch, its batch step run
+eagerly: `workloads.steps.build_reference_step`), with its reordering spread
+(`bench.correctness.reordering_spread`) for training. `baseline`, the eager loop the speedups
+divide by, is checked against it like every other variant. A workflow's reference is
 its reference variant's run. Both are host (NumPy) copies: nothing stays on the device between
 benchmarks, and a worker process can be handed them in a file.
 """
@@ -14,7 +16,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import jax
 
@@ -24,7 +25,7 @@ from bench.correctness import check_against_baseline, reordering_spread
 from reports.results import write_atomically
 from workloads import get_workload
 from workloads.steps import PreparedStep, build_reference_step, build_step
-from workloads.variants import PRODUCTION, REFERENCE
+from workloads.variants import PRODUCTION
 
 
 @dataclass(frozen=True)
@@ -88,58 +89,57 @@ class References:
     @staticmethod
     def _step_key(case: Case) -> tuple:
         key = (case.workload, case.mode, case.size)
+        if case.examples is not None:
+            key += (f"first {case.examples}",)
         return key + (case.batch_size(),) if _has_own_batch(case) else key
 
     @staticmethod
     def _workflow_key(case: Case) -> tuple:
         return case.workload, case.size
 
-    def step(self, case: Case, reference_step: tuple[PreparedStep, Any] | None = None) -> StepReference:
-        """The reference for `case`'s workload, mode and size. `reference_step`: when `case` is the
-        reference variant itself, its prepared step after its first call and the state it started
-        from; that first step is then the reference (no step of seconds run twice)."""
+    def step(self, case: Case) -> StepReference:
+        """The reference for `case`'s workload, mode and size, computed on first use."""
         key = self._step_key(case)
         with hardware.check_precision(self.float32_arithmetic):
             if key not in self.steps:
-                self.steps[key] = self._computed_step(case, reference_step)
+                self.steps[key] = self._computed_step(case)
         return self.steps[key]
 
-    def _computed_step(self, case: Case, reference_step: tuple[PreparedStep, Any] | None) -> StepReference:
+    def _computed_step(self, case: Case) -> StepReference:
+        workload = get_workload(case.workload)
         if _has_own_batch(case):
             # A weak-scaling point's batch is not the preset's: its reference is the single-device
             # production step on that batch, with the preset's reordering spread.
-            step = build_step(get_workload(case.workload), case.size, case.mode, PRODUCTION.name,
-                              batch_size=case.batch_size())
+            step = build_step(workload, case.size, case.mode, PRODUCTION.name, batch_size=case.batch_size())
             try:
                 step()
                 result = to_host(step.result())
             finally:
                 step.free()
             return StepReference(result, self.step(replace(case, scaling=None, n_devices=None)).spread)
-        if reference_step is None:
-            step = build_reference_step(get_workload(case.workload), case.size, case.mode)
-            reference_step = step, step.state
+        step = build_reference_step(workload, case.size, case.mode, examples=case.examples)
+        initial_state = step.state  # (an eager reference does not donate it: `_spread` runs from it again)
+        try:
             step()
-        step, initial_state = reference_step
-        result = to_host(step.result())
-        return StepReference(result, _spread(case, step, initial_state, result))
+            result = to_host(step.result())
+            return StepReference(result, _spread(case, step, initial_state, result))
+        finally:
+            step.free()
 
-    def check_step(self, case: Case, step: PreparedStep, initial_state) -> dict[str, float]:
-        """Check `case`'s prepared `step`, after its first call from `initial_state`, against its
+    def check_step(self, case: Case, step: PreparedStep) -> dict[str, float]:
+        """Check `case`'s prepared `step`, after its first call, against its
         reference (`bench.correctness.check_against_baseline`); returns the errors.
 
         Where float32 matmuls round by default, the check is made on the same variant prepared
         and run again at full float32 precision (the timed step keeps the platform's default), so
         that the check's float32 tolerance means the same on a GPU or a TPU as on a CPU."""
-        is_reference = case.variant == REFERENCE.name and not get_workload(case.workload).couples_examples
         subject = step
         with hardware.check_precision(self.float32_arithmetic):
             if hardware.rounds_float32_matmuls(self.float32_arithmetic):
                 subject = case.build()
-                initial_state = subject.state
                 subject()
             try:
-                reference = self.step(case, reference_step=(subject, initial_state) if is_reference else None)
+                reference = self.step(case)
                 return check_against_baseline(to_host(subject.result()), reference.result, case.compute_dtype,
                                               spread=reference.spread)
             finally:

@@ -1,11 +1,11 @@
-"""Every selected (workload, mode, variant): checked against `baseline`, then timed.
+"""Every selected (workload, mode, variant): checked against its reference, then timed.
 
 Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selection options).
 """
 
 from __future__ import annotations
 
-from bench import distributed, interrupt, measure, profile, workers
+from bench import distributed, eager_baseline, interrupt, measure, profile, workers
 from bench.metadata import step_extra_info
 from workloads import get_workload
 
@@ -17,13 +17,14 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
             size = case.size_preset()
-            step = case.build()
+            timed_case = (eager_baseline.part_to_time(case, size.batch_size, request.config.getoption("baseline_budget"))
+                          if benchmark.enabled else case)
+            step = timed_case.build()
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
-            initial_state = step.state
             first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
-            errors = references.check_step(case, step, initial_state)
+            errors = references.check_step(timed_case, step)
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 
@@ -32,8 +33,16 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
             warmup, rounds = distributed.agreed((warmup, rounds)) if spans else (warmup, rounds)
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-            benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
-                               iterations=1)
+            if timed_case.examples is None:
+                benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
+                                   iterations=1)
+                timed = size.batch_size, None  # (examples timed, the loop's cost where extrapolated)
+            else:
+                extrapolated, cost = eager_baseline.extrapolated_timing(timed_case, step, rounds, size.batch_size,
+                                                                         interrupt.stop_if_requested)
+                measure.record_rounds(benchmark, extrapolated, f"{timed_case.examples} of {size.batch_size} "
+                                                               "examples timed, extrapolated (jaxbench)")
+                timed = timed_case.examples, cost
             median_s = benchmark.stats.stats.median
             if spans and profile.profiling(request.config):  # every process traces as many steps as process 0
                 median_s = distributed.agreed((median_s,))[0]
@@ -60,6 +69,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             environment=environment,
             errors=errors,
         )
+        | (eager_baseline.extra_info(timed[0], size.batch_size, timed[1]) if eager_baseline.is_bounded(case) else {})
         | workers.process_peak_info(request.config)
         | profiled
     )
+

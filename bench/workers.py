@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import measure
 from bench.cases import Case
 from bench.references import References
 from bench.results import write_atomically
@@ -57,6 +58,7 @@ FORWARDED_OPTIONS = {
     "benchmark_max_time": "--benchmark-max-time",
     "benchmark_min_rounds": "--benchmark-min-rounds",
     "long_step_rounds": "--long-step-rounds",
+    "baseline_budget": "--baseline-budget",
     "mesh": "--mesh",
 }
 FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile"}
@@ -326,20 +328,6 @@ class WorkerPool:
         return self.outcomes[case.id]
 
 
-def _record_rounds(benchmark, rounds: list[float]) -> None:
-    """Record `rounds` (seconds each, timed in a worker) as `benchmark`'s timed rounds, in
-    pytest-benchmark's session like rounds it timed itself.
-
-    pytest-benchmark has no public way to record rounds timed elsewhere. `_make_stats` is what
-    `benchmark.pedantic` itself calls before it times its rounds, and `_mode` is what it sets to
-    say the fixture was used (otherwise it warns that it was not). This is the one place the suite
-    reaches into the fixture."""
-    benchmark._mode = "rounds timed in a worker process (jaxbench)"
-    stats = benchmark._make_stats(1)
-    for seconds in rounds:
-        stats.update(seconds)
-
-
 def replay(outcome: Outcome, benchmark) -> None:
     """Bring a worker's outcome into this process's `benchmark`: its timed rounds and `extra_info`,
     or its skip or failure with the worker's message."""
@@ -352,7 +340,7 @@ def replay(outcome: Outcome, benchmark) -> None:
     elif outcome.rounds:
         benchmark.group = outcome.group  # before the record is made, which copies it
         benchmark.extra_info.update(outcome.extra_info)
-        _record_rounds(benchmark, outcome.rounds)
+        measure.record_rounds(benchmark, outcome.rounds, "rounds timed in a worker process (jaxbench)")
 
 
 def outcome_of(item, case: Case, report, call) -> Outcome:

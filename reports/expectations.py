@@ -14,7 +14,7 @@ import pandas as pd
 
 from reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
 from reports.scaling import is_scaling_point
-from workloads.variants import PRODUCTION, REFERENCE, VARIANTS
+from workloads.variants import PRODUCTION, SPEEDUP_BASE, VARIANTS
 
 GROUP = ["run", "workload", "mode", "size", "device_set"]
 ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)
@@ -73,7 +73,7 @@ def _speedup_reason(claim: Claim, outcome: str, rows: dict, n: int) -> str:
         return (f"{n} devices, {variant['batch_size'] // n} examples each: per-device work too small "
                 "or communication-bound" if outcome == "below" else
                 "super-linear: each device's share of the batch fits its caches better")
-    per_example_ms = rows[REFERENCE.name]["median_s"] / rows[REFERENCE.name]["batch_size"] * 1e3
+    per_example_ms = rows[SPEEDUP_BASE.name]["median_s"] / rows[SPEEDUP_BASE.name]["batch_size"] * 1e3
     if outcome == "above":
         return (f"eager dispatch dominates this small step: baseline spends {per_example_ms:.3g} ms "
                 f"per example, {claim.variant} {variant['median_s'] * 1e3:.3g} ms per batch")
@@ -123,7 +123,7 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str], label: s
     row = dict(zip(GROUP, key), table=claim.table, claim=name, variant=label,
                expected=claim.expected, lo=claim.lo, hi=claim.hi, measured=None, verdict="n/a", reason="",
                expected_time=claim.expected_time, time_ratio=None, time_verdict="")
-    reference = REFERENCE.name if claim.table == "speedup" and not on_mesh else PRODUCTION.name
+    reference = SPEEDUP_BASE.name if claim.table == "speedup" and not on_mesh else PRODUCTION.name
     missing = [v for v in dict.fromkeys((reference, label)) if v not in rows]
     if missing:
         variant = missing[0]
@@ -151,14 +151,26 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str], label: s
         if claim.time_lo is not None:
             row["time_verdict"] = verdict(row["time_ratio"], claim.time_lo, claim.time_hi)
     row["measured"] = measured
+    note = extrapolation_note(base) if reference == SPEEDUP_BASE.name else ""
     if claim.is_reference:
-        row.update(verdict="reference", reason="the reference the other speedups divide by, not a claim")
+        row.update(verdict="reference", reason="; ".join(
+            filter(None, ["the reference the other speedups divide by, not a claim", note])))
         return row
     row["verdict"] = verdict(measured, lo, hi)
     if row["verdict"] != "met":
         row["reason"] = (_speedup_reason(claim, row["verdict"], rows, n) if claim.table == "speedup"
                          else _memory_reason(claim, row["verdict"], rows, n, label))
+    row["reason"] = "; ".join(filter(None, [row["reason"], note]))
     return row
+
+
+def extrapolation_note(baseline: dict) -> str:
+    """What a speedup over `baseline`'s row rests on where that row's step time was extrapolated
+    from part of its batch (`bench.eager_baseline`); empty where it was timed whole."""
+    if baseline.get("extrapolated") is not True:
+        return ""
+    return (f"baseline extrapolated from {int(baseline['timed_examples'])} of {int(baseline['batch_size'])} "
+            "examples timed")
 
 
 def expectations_table(data: dict, run: str = "run 1") -> pd.DataFrame:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reports.expectations import extrapolation_note
 from reports.profiles import SHARE_CATEGORIES
 from reports.results import benchmarks_frame, held_bytes
 from reports.scaling import is_scaling_point
-from workloads.variants import REFERENCE
+from workloads.variants import SPEEDUP_BASE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""
 CACHE_NOTE = "compile cache"
 """The column that says why a compiled row has no `compile cached (s)` (e.g. no persistent cache)."""
+EXTRAPOLATED = "baseline timing"
+"""The column that says where the speedup's baseline was extrapolated from part of its batch."""
 PEAK = "peak in use (MiB)"
 """The column of the device allocator's peak (`peak_bytes_in_use`), beside the compiled estimate."""
 
@@ -37,8 +40,10 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     """
     frame = benchmarks_frame(data, run)
     frame = frame[~is_scaling_point(frame)]  # the sweeps have a table of their own (`reports.scaling`)
-    baseline = frame[frame["variant"] == REFERENCE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
-    frame = frame.join(baseline, on=KEYS)
+    baseline = frame[frame["variant"] == SPEEDUP_BASE.name].set_index(KEYS)["median_s"].rename("baseline_median_s")
+    notes = frame[frame["variant"] == SPEEDUP_BASE.name].set_index(KEYS)
+    notes = notes.apply(lambda row: extrapolation_note(row.to_dict()), axis=1).rename("baseline_note")
+    frame = frame.join(baseline, on=KEYS).join(notes.where(notes != ""), on=KEYS)
     none = pd.Series(None, index=frame.index, dtype=object)
 
     def column(key, default=none):  # an extra_info key that older runs, or some rows, lack
@@ -58,6 +63,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             "IQR (ms)": frame["iqr_s"] * 1e3,
             "rounds": frame["rounds"],
             "speedup vs baseline": frame["baseline_median_s"] / frame["median_s"],
+            EXTRAPOLATED: frame["baseline_note"],
             "items/s": frame["items_per_s"],
             "memory/device (MiB)": _mib(frame["mem_bytes"]),
             "held (MiB)": _mib(column("mem_breakdown").map(held_bytes).astype(float)),
@@ -74,11 +80,12 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             "MFU (datasheet)": column("mfu_datasheet"),
         }
     ).reset_index(drop=True)
-    # The allocator's real peak exists only for benchmarks run in a process of their own (--isolate)
+    # A baseline extrapolated from part of its batch only where one was (`--baseline-budget`);
+    # the allocator's real peak only for benchmarks run in a process of their own (--isolate)
     # on a platform that keeps memory statistics (not a CPU); the cache note only where a compiled
     # row has no cached compile time; op time shares only with --profile: no column where no row
     # has a value.
-    optional = [PEAK, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
+    optional = [EXTRAPOLATED, PEAK, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
     return table.drop(columns=[name for name in optional if table[name].isna().all()])
 
 

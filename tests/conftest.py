@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,6 +24,42 @@ def run_pytest(*args: str, timeout: float = 600, env: dict | None = None, **pope
         [sys.executable, "-m", "pytest", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **popen,
     )
+
+
+DATA = ROOT / "tests" / "data"
+SAVED_RUNS = {
+    "tiny-mlp-run.json": ("bench", "--workloads", "mlp", "--size", "tiny"),
+    "tiny-workflows-run.json": ("bench", "--workloads", "bayes,checkpoint,training_loop", "--size", "tiny"),
+}
+"""The results files in tests/data/ that the tests of reports, statistics and the gate read, and the
+run each was written by (with `FAST_TIMING`; `test_saved_runs_have_the_schema_of_a_fresh_run` holds
+them to a fresh run's). Write them again after a change of what a run records:
+`python -m pytest <run> --report-dir DIR -q --benchmark-max-time=0.02 --benchmark-min-rounds=2`,
+then copy DIR/results.json here."""
+
+
+def _saved(name: str, folder: Path) -> dict:
+    """Saved run `name` (`SAVED_RUNS`) copied into `folder` as results.json: {"dir", "results"}."""
+    text = (DATA / name).read_text()
+    (folder / "results.json").write_text(text)
+    return {"dir": folder, "results": json.loads(text)}
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory) -> dict:
+    """The saved results of a tiny MLP run (`SAVED_RUNS`), with its report built beside them, as
+    `pytest bench` builds it: {"dir": Path, "results": parsed results.json}."""
+    from reports.build import build_report
+
+    run = _saved("tiny-mlp-run.json", tmp_path_factory.mktemp("saved-run"))
+    build_report([run["dir"] / "results.json"], run["dir"])
+    return run
+
+
+@pytest.fixture(scope="session")
+def saved_workflow_run(tmp_path_factory) -> dict:
+    """The saved results of a tiny run of the three workflows (`SAVED_RUNS`): {"dir", "results"}."""
+    return _saved("tiny-workflows-run.json", tmp_path_factory.mktemp("saved-workflow-run"))
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +87,31 @@ def workflow_run(tmp_path_factory) -> dict:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc, "checkpoint_dir": checkpoint_dir}
+
+
+class _OptionGroup:
+    """What the root conftest's `pytest_addoption` is handed, over a plain argparse parser."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+
+    def getgroup(self, *args, **kwargs):
+        return self
+
+    def addoption(self, *names, **kwargs):
+        self.parser.add_argument(*names, **kwargs)
+
+
+def option_parser() -> argparse.ArgumentParser:
+    """`pytest bench`'s own options (the root conftest's `pytest_addoption`) on a plain argparse
+    parser that raises `argparse.ArgumentError` on a bad value: their types, defaults and help,
+    tested without starting pytest."""
+    parser = argparse.ArgumentParser(prog="pytest bench", exit_on_error=False)
+    spec = importlib.util.spec_from_file_location("jaxbench_root_conftest", ROOT / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    root_conftest.pytest_addoption(_OptionGroup(parser))
+    return parser
 
 
 def xla_forward_flops(workload, size_name: str = "tiny", mode: str = "infer") -> float:

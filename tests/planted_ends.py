@@ -1,8 +1,8 @@
 """Test-only workloads whose compiled variants end their process, for `--isolate` to survive.
 
-Each is the MLP with one change: when its per-example loss is traced (every variant but the eager
-`baseline`, whose examples are concrete arrays), it does what a broken model or XLA build does to
-a process: `tests.planted_crash` kills it with SIGSEGV (a segfault), `tests.planted_hang` sleeps
+Each is the MLP with one change: when its per-example loss is traced under `vmap` (`vmap`,
+`jit_vmap` and the variants built on it; not the Python loops of `baseline` and `jit`, nor the
+check reference's scan), it does what a broken model or XLA build does to a process: `tests.planted_crash` kills it with SIGSEGV (a segfault), `tests.planted_hang` sleeps
 for good. They are passed the way users pass their own workloads: `--workload-module
 tests.planted_crash --workload-module tests.planted_hang`.
 """
@@ -13,8 +13,6 @@ import dataclasses
 import os
 import signal
 import time
-
-import jax
 
 from workloads.contract import Workload
 from workloads.mlp import WORKLOAD as MLP
@@ -32,10 +30,11 @@ def hang() -> None:
 
 
 def ending_workload(name: str, end) -> Workload:
-    """The MLP's train step as workload `name`, calling `end()` when its loss is traced."""
+    """The MLP's train step as workload `name`, calling `end()` when its loss is traced under vmap
+    (by the tracer's type name: JAX has no public name for it)."""
 
     def example_loss(model, inputs, targets):
-        if isinstance(inputs, jax.core.Tracer):
+        if type(inputs).__name__ == "BatchTracer":
             end()
         return MLP.example_loss(model, inputs, targets)
 

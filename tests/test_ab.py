@@ -71,6 +71,7 @@ def _verdicts(path: Path) -> dict:
     return {row["benchmark"]: row for row in json.loads(path.read_text())["benchmarks"]}
 
 
+@pytest.mark.slow
 def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tmp_path):
     out = tmp_path / "verdicts.json"
     # Up to 24 pairs: on a noisy machine the timing may need more than the 12 of FAST to decide.
@@ -88,6 +89,7 @@ def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tm
     assert not [line for line in _git(package_repository, "worktree", "list").splitlines()[1:]]  # removed
 
 
+@pytest.mark.slow
 def test_unchanged_code_is_no_regression(package_repository, tmp_path):
     out = tmp_path / "verdicts.json"
     proc = run_ab("--base", "base", "--head", "same", *SELECTION, *FAST, "--json", str(out), cwd=package_repository)
@@ -96,6 +98,7 @@ def test_unchanged_code_is_no_regression(package_repository, tmp_path):
     assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
 
 
+@pytest.mark.slow
 def test_an_installed_package_of_workloads_against_a_python_environment(tmp_path):
     """examples/jaxbench-example installed (its entry point registers `wide_mlp`); both sides this
     suite's current folder, one named by its interpreter: the installed workload is measured and
@@ -111,6 +114,7 @@ def test_an_installed_package_of_workloads_against_a_python_environment(tmp_path
     assert list(_verdicts(out)) == ["wide_mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
     (["--base-python", "/no/such/python"], "--base-python /no/such/python: no such Python interpreter"),
@@ -127,6 +131,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_an_environment_without_jax_is_named(tmp_path):
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -149,6 +154,7 @@ WORKLOAD = dataclasses.replace(W, name="faulty", build_model=build)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "message"), [("crash", "exited with status 3"),
                                                 ("hang", "did not answer within 5 s and was stopped")])
 def test_a_worker_that_crashes_or_hangs_ends_the_comparison(fault, message, tmp_path):
@@ -161,6 +167,7 @@ def test_a_worker_that_crashes_or_hangs_ends_the_comparison(fault, message, tmp_
     assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
     """SIGTERM (a cancelled CI job) while the workers start: workers stopped, worktrees removed."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",

@@ -48,6 +48,7 @@ def test_predictive_variants_compute_the_same_probabilities():
     np.testing.assert_allclose(outputs["baseline"][0], exact, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_posterior_holds_the_truth_and_converges(converged):
     result, run = converged
     figures = bayes.check(result, result)
@@ -58,6 +59,7 @@ def test_posterior_holds_the_truth_and_converges(converged):
     assert 0 < metrics["predictive_interval_width"] < 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("break_it,message", [
     (lambda r: r["summary"]["mu"].update(mean=r["summary"]["mu"]["mean"] + 10 * r["summary"]["mu"]["sd"]),
      "true parameter lies"),
@@ -72,6 +74,7 @@ def test_check_fails_a_wrong_result(converged, break_it, message):
         bayes.check(broken, result)
 
 
+@pytest.mark.slow
 def test_check_fails_a_posterior_unlike_the_reference(converged):
     result, _ = converged
     moved = copy.deepcopy(result)

@@ -9,7 +9,11 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import FAST_TIMING, ROOT, run_pytest
+import pytest
+
+from tests.conftest import DATA, FAST_TIMING, ROOT, run_pytest
+
+pytestmark = pytest.mark.slow  # every test here reads a real run
 
 REQUIRED_KEYS = {
     "workload", "mode", "variant", "size", "batch_size", "n_devices", "platform", "device_kind",
@@ -117,3 +121,20 @@ def test_a_failure_in_the_check_is_caught_under_benchmark_disable(tmp_path):
                       "--variants", "baseline,jit", "--benchmark-disable", "--report-dir", str(tmp_path),
                       "-q", env=env)
     assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
+
+
+def _schema(results: dict) -> dict:
+    """What a results file holds, without its figures: top-level keys, the suite section's keys, and
+    each benchmark's name with its `extra_info` and `stats` keys."""
+    return {"top": sorted(results), "suite": sorted(results["jaxbench"]),
+            "benchmarks": {b["name"]: (sorted(b["extra_info"]), sorted(b["stats"])) for b in results["benchmarks"]}}
+
+
+@pytest.mark.parametrize(("saved", "run"), [("tiny-mlp-run.json", "tiny_run"),
+                                            ("tiny-workflows-run.json", "workflow_run")])
+def test_saved_runs_have_the_schema_of_a_fresh_run(saved, run, request):
+    """The tests of reports and the gate read saved runs (tests/data/): they must be what a run
+    writes today. A change of what a run records fails here until they are written again
+    (`tests.conftest.SAVED_RUNS` says how)."""
+    fresh = request.getfixturevalue(run)["results"]
+    assert _schema(json.loads((DATA / saved).read_text())) == _schema(fresh)

@@ -23,6 +23,7 @@ def saved_and_restored(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_sharded_state_is_restored_with_its_sharding(saved_and_restored):
     result, _ = saved_and_restored["multi_device"]
     checkpoint.check(result, saved_and_restored["sync"][0])
@@ -33,6 +34,7 @@ def test_sharded_state_is_restored_with_its_sharding(saved_and_restored):
     assert all(leaf.addressable_shards[0].data.shape[-1] * 8 == leaf.shape[-1] for leaf in sharded)
 
 
+@pytest.mark.slow
 def test_metrics_count_the_state_and_the_files(saved_and_restored):
     result, metrics = saved_and_restored["sync"]
     assert metrics["state_bytes"] == sum(leaf.nbytes for leaf in jax.tree.leaves(result["saved"]))
@@ -45,6 +47,7 @@ def _with_first_leaf(tree, change):
     return jax.tree.unflatten(treedef, [change(leaves[0])] + leaves[1:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change,message", [
     (lambda a: a * 2 + 1, "restored values differ"),
     (lambda a: a.astype(np.float16), "dtype float16"),

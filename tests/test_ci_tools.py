@@ -20,6 +20,7 @@ WORKFLOW = ROOT / "examples" / "github-actions" / "jaxbench-regression.yml"
 SELECTION = ["bench", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap,remat", "--size", "tiny"]
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
     """--benchmark-autosave, --benchmark-compare, --benchmark-compare-fail and

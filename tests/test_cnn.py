@@ -19,18 +19,19 @@ CNN = get_workload("cnn")
 
 
 @pytest.fixture(scope="module")
-def baseline_results():
+def reference_results():
     results = {}
     for mode in CNN.modes:
-        step = build_step(CNN, "tiny", mode, "baseline")
+        step = build_reference_step(CNN, "tiny", mode)
         step()
         results[mode] = step.result()
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,variant", [(m, v) for m in CNN.modes for v in variants_for(m) if v != "baseline"])
-def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    assert_step_agrees(build_step(CNN, "tiny", mode, variant), baseline_results[mode], variant)
+def test_variant_agrees_with_the_reference(mode, variant, reference_results):
+    assert_step_agrees(build_step(CNN, "tiny", mode, variant), reference_results[mode], variant)
 
 
 def test_each_image_is_normalised_on_its_own():
@@ -58,6 +59,7 @@ def test_forward_flops_match_xla_cost_analysis():
 BATCHNORM = get_workload("cnn_batchnorm")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", BATCHNORM.modes)
 def test_batchnorm_variants_agree_with_the_eager_step(mode):
     reference = build_reference_step(BATCHNORM, "tiny", mode)
@@ -80,6 +82,7 @@ def test_batchnorm_has_no_per_example_or_micro_batch_variants(variant, reason):
         build_step(BATCHNORM, "tiny", "train", variant)
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_carried_and_updated_in_every_block():
     step = build_step(BATCHNORM, "tiny", "train", "remat")  # scanned blocks: updates come out of the scan
     before = jax.tree_util.tree_leaves_with_path(jax.tree.map(np.asarray, step.state[2]))
@@ -119,6 +122,7 @@ def _in_float64(workload):
     return dataclasses.replace(workload, build_model=build, make_batch=batch)
 
 
+@pytest.mark.slow
 def test_sharded_batchnorm_computes_the_same_function_in_float64():
     """In float32 a BatchNorm gradient over a batch split across devices differs from the
     single-device one by rounding that cancellation amplifies (see bench/correctness.py); in

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from workloads import compile_cache, get_workload
 from workloads.steps import build_step
@@ -21,6 +23,7 @@ print(json.dumps([step.compile_s, step.compile_cached_s, step.compile_cache]))
 """
 
 
+@pytest.mark.slow
 def test_a_compilation_from_the_persistent_cache_is_well_below_a_cold_one():
     # In a process of its own: the cache is process-wide once enabled.
     proc = subprocess.run([sys.executable, "-c", MEASURE], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -41,6 +44,7 @@ def test_without_a_cache_the_step_says_why_it_has_no_cached_time():
     assert eager.compile_s is None and eager.compile_cached_s is None
 
 
+@pytest.mark.slow
 def test_a_bench_run_records_both_compile_times_of_each_compiled_row(tiny_run):
     rows = [b["extra_info"] for b in tiny_run["results"]["benchmarks"]]
     compiled = [row for row in rows if row["compile_s"] is not None]
@@ -49,6 +53,7 @@ def test_a_bench_run_records_both_compile_times_of_each_compiled_row(tiny_run):
     assert eager and all(row["compile_cached_s"] is None and row["compile_cache"] is None for row in eager)
 
 
+@pytest.mark.slow
 def test_a_workflow_row_says_why_it_has_no_cached_compile_time(workflow_run):
     rows = [b["extra_info"] for b in workflow_run["results"]["benchmarks"]]
     compiled = [row for row in rows if row["compile_s"] is not None]

@@ -27,7 +27,7 @@ MLP = get_workload("mlp")
 
 @pytest.fixture(scope="module")
 def mlp_train_reference() -> dict:
-    step = build_step(MLP, "tiny", "train", "baseline")
+    step = build_reference_step(MLP, "tiny", "train")
     step()
     return step.result()
 
@@ -65,6 +65,7 @@ def test_bf16_gradient_wrong_in_one_layer_fails(monkeypatch, mlp_train_reference
         check_against_baseline(step.result(), mlp_train_reference, "bfloat16")
 
 
+@pytest.mark.slow
 def test_bf16_gradient_scaled_in_one_layer_of_a_batchnorm_model_fails(monkeypatch):
     """cnn_batchnorm has the noisiest correct bf16 gradient (measured relative error up to 0.49)."""
     workload = get_workload("cnn_batchnorm")
@@ -114,6 +115,7 @@ def test_float32_tolerance_follows_the_reordering_spread():
     assert tolerance("loss", "bfloat16") == 1e-2
 
 
+@pytest.mark.slow
 def test_pytest_bench_fails_a_planted_fault_by_name_in_both_processes(tmp_path):
     """A wrong compiled update fails jit_vmap (this process) and multi_device in both its layouts
     (a worker), each with its message; the eager baseline passes; the results keep the failures."""

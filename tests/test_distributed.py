@@ -72,6 +72,7 @@ def _ended_with_one_line(proc: subprocess.Popen, peer: int, since: float) -> Non
     assert elapsed < TIMEOUT_S * 1.5  # the bound, with room for a loaded CI host
 
 
+@pytest.mark.slow
 def test_two_processes_measure_over_both_and_only_process_0_writes(tmp_path):
     procs = _processes(_bench(tmp_path))
     outputs = [proc.communicate(timeout=600)[0] for proc in procs]
@@ -89,6 +90,7 @@ def test_two_processes_measure_over_both_and_only_process_0_writes(tmp_path):
     assert "results and report in" in outputs[0] and "results and report in" not in outputs[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["data", "fsdp"])
 def test_two_processes_compute_what_one_process_computes_on_as_many_devices(layout, tmp_path):
     """Loss and updated parameters after one step over 2 processes x 2 devices, against one process
@@ -113,6 +115,7 @@ def test_two_processes_compute_what_one_process_computes_on_as_many_devices(layo
     assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < FLOAT32_RTOL
 
 
+@pytest.mark.slow
 def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(tmp_path):
     start = time.monotonic()
     proc = run_pytest("bench", *SELECTION, "--coordinator", f"localhost:{_free_port()}", "--num-processes", "2",
@@ -131,6 +134,7 @@ def _compile_caches(folder) -> list[int]:
             for path in folder.glob(f"{COMPILE_CACHE_PREFIX}*")]
 
 
+@pytest.mark.slow
 def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path):
     """Process 1 is killed as process 0 writes its first results, in the middle of the run (the
     second benchmark is timed for 5 s). Process 0 is ended by the suite's watch of its peers
@@ -151,6 +155,7 @@ def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path
     assert _compile_caches(tmp_path) == [procs[1].pid]
 
 
+@pytest.mark.slow
 def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path):
     """Process 1 has finished and waits for process 0, still busy after its session (as if it
     wrote a long report; `tests.planted_linger`), when it is killed: process 0 is ended with the
@@ -164,6 +169,7 @@ def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path
     assert procs[0].pid not in _compile_caches(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_path):
     """Process 0 stays busy after its session for longer than the timeout (as a process stuck in a
     collective would): process 1, finished, waits for it, beating, for the timeout, then ends with
@@ -180,6 +186,7 @@ def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_p
     assert (tmp_path / "process0" / "results.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--process-id", "1"], "--num-processes and --process-id need --coordinator HOST:PORT"),
     (["--coordinator", "localhost:1", "--process-id", "0"], "--coordinator needs --num-processes too"),

@@ -13,9 +13,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 
 @pytest.fixture(scope="module")
-def html_report(tiny_run, tmp_path_factory):
+def html_report(saved_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("html")
-    build_report([tiny_run["dir"] / "results.json"], out)
+    build_report([saved_run["dir"] / "results.json"], out)
     return out / "report.html"
 
 

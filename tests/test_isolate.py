@@ -22,11 +22,11 @@ host (about 10 s here), and what the planted hang costs."""
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory) -> dict:
     """An isolated tiny run of the MLP and of two planted workloads (`tests.planted_ends`) whose
-    `jit` steps segfault and hang; their eager `baseline` works."""
+    `jit_vmap` steps segfault and hang; their `jit` loop works."""
     report_dir, temp = tmp_path_factory.mktemp("isolated"), tmp_path_factory.mktemp("temp")
     proc = run_pytest("bench", "--isolate", "--benchmark-timeout", str(TIMEOUT_S),
                       "--workload-module", "tests.planted_crash", "--workload-module", "tests.planted_hang",
-                      "--workloads", "mlp,crashes,hangs", "--modes", "train", "--variants", "baseline,jit",
+                      "--workloads", "mlp,crashes,hangs", "--modes", "train", "--variants", "jit,jit_vmap",
                       "--size", "tiny", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600,
                       env={**os.environ, "TMPDIR": str(temp)})
     assert (report_dir / "results.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -34,34 +34,36 @@ def planted_run(tmp_path_factory) -> dict:
     return {"proc": proc, "results": results, "dir": report_dir, "temp": temp}
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_a_crash_and_a_hang_are_recorded_and_every_other_benchmark_measured(planted_run):
     proc, suite = planted_run["proc"], planted_run["results"]["jaxbench"]
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # two benchmarks failed
     assert suite["isolated"] is True
-    assert list(suite["crashed"]) == ["crashes-train-jit"]
-    assert "was killed by SIGSEGV: Fatal Python error: Segmentation fault" in suite["crashed"]["crashes-train-jit"]
-    assert "in segfault" in suite["crashed"]["crashes-train-jit"]  # where it died, innermost frame first
-    assert list(suite["timeout"]) == ["hangs-train-jit"]
-    assert f"stopped after its timeout of {TIMEOUT_S} s" in suite["timeout"]["hangs-train-jit"]
+    assert list(suite["crashed"]) == ["crashes-train-jit_vmap"]
+    assert "was killed by SIGSEGV: Fatal Python error: Segmentation fault" in suite["crashed"]["crashes-train-jit_vmap"]
+    assert "in segfault" in suite["crashed"]["crashes-train-jit_vmap"]  # where it died, innermost frame first
+    assert list(suite["timeout"]) == ["hangs-train-jit_vmap"]
+    assert f"stopped after its timeout of {TIMEOUT_S} s" in suite["timeout"]["hangs-train-jit_vmap"]
     assert suite["failed"] == {} and suite["skipped"] == {}
     measured = sorted(b["extra_info"]["case_id"] for b in planted_run["results"]["benchmarks"])
-    assert measured == ["crashes-train-baseline", "hangs-train-baseline",
-                        "mlp-train-baseline", "mlp-train-jit"]
+    assert measured == ["crashes-train-jit", "hangs-train-jit", "mlp-train-jit", "mlp-train-jit_vmap"]
     assert all(len(b["stats"]["data"]) >= 2 for b in planted_run["results"]["benchmarks"])
     # every process's compilation cache is gone, the killed workers' too (in their worker folders)
     assert list(planted_run["temp"].iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_the_report_names_each_status(planted_run):
     report = (planted_run["dir"] / "report.md").read_text()
-    assert "- crashes-train-jit (crashed): not measured: the worker (its own process, 1 CPU device) was " \
+    assert "- crashes-train-jit_vmap (crashed): not measured: the worker (its own process, 1 CPU device) was " \
            "killed by SIGSEGV" in report
-    assert "- hangs-train-jit (timeout): not measured:" in report
+    assert "- hangs-train-jit_vmap (timeout): not measured:" in report
     assert "## Missing" not in report  # every planned benchmark is accounted for
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_each_process_reads_its_device_peak_where_the_platform_keeps_one(planted_run):
     # A CPU keeps no memory statistics: the figure is recorded as unknown and the report has no column.

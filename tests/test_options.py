@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from tests.conftest import run_pytest
+from bench.cases import mesh_problem, resolve_workloads, step_cases
+from tests.conftest import option_parser, run_pytest
+from workloads import REGISTRY
+from workloads.outside import WorkloadError
+from workloads.sharding import parse_mesh
 
 
 @pytest.mark.parametrize(
     "option,value,message",
     [
-        ("--workloads", "mlp,resnet9", "unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer, "
-                                       "bayes, checkpoint, training_loop"),
         ("--modes", "fly", "unknown mode 'fly'; valid: train, infer, decode"),
         ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap, multi_device, "
                                    "remat, bf16, accumulation, sync, async"),
@@ -23,11 +27,26 @@ from tests.conftest import run_pytest
         ("--benchmark-timeout", "0", "'0' is not a number of seconds > 0"),
         ("--mesh", "data=4,pipe=2", "unknown mesh axis 'pipe' in 'data=4,pipe=2'; valid axes: data, model"),
         ("--mesh", "data=four", "mesh axis 'data=four' needs a whole size >= 1"),
+    ],
+)
+def test_bad_value_is_an_error_naming_it_and_the_valid_choices(option, value, message):
+    with pytest.raises(argparse.ArgumentError) as error:
+        option_parser().parse_args([f"{option}={value}"])
+    assert str(error.value).startswith(f"argument {option}: {message}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
         ("--mesh", "data=2,model=2", "--mesh data=2,model=2 spans 4 devices, but the multi-device benchmarks "
                                      "have 8 (on a CPU: --cpu-devices)"),
     ],
 )
 def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
+    """Through pytest itself: exit 4, one line, before anything runs (`--mesh`'s product is
+    checked against the device count once the run is configured, not by the parser)."""
     proc = run_pytest("bench", f"{option}={value}", "--report-dir", str(tmp_path), timeout=120)
     assert proc.returncode == 4  # pytest's usage error
     assert message in proc.stderr
@@ -35,48 +54,62 @@ def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
 
 
-def test_options_are_listed_in_help():
-    proc = run_pytest("--help", timeout=120)
-    assert proc.returncode == 0
+def test_an_unknown_workload_is_named_once_outside_workloads_are_known():
+    """`--workloads` is checked when the run is configured, after `--workload-module` has added the
+    user's own (`bench.cases.resolve_workloads`)."""
+    names = option_parser().parse_args(["--workloads=mlp,resnet9"]).workloads
+    with pytest.raises(WorkloadError) as error:
+        resolve_workloads(names, [])
+    assert str(error.value) == ("unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer, "
+                                "bayes, checkpoint, training_loop")
+
+
+def test_options_are_listed_in_help_with_their_defaults():
+    parser = option_parser()
+    text = parser.format_help()
     for option in ("--workloads", "--modes", "--variants", "--size", "--report-dir", "--checkpoint-dir",
-                   "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds"):
-        assert option in proc.stdout
+                   "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds", "--baseline-budget"):
+        assert option in text
+    defaults = parser.parse_args([])
+    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("small", 8, 5.0)
+    assert "--jaxbench-worker" not in text  # the worker's own option is hidden
 
 
-def test_selection_picks_the_cases(tmp_path):
-    proc = run_pytest("bench", "--collect-only", "-q", "--modes", "infer", "--variants", "jit,remat",
-                      timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
-    assert collected == ["test_step[mlp-infer-jit]", "test_step[cnn-infer-jit]", "test_step[cnn_batchnorm-infer-jit]",
-                         "test_step[transformer-infer-jit]"]
+def _ids(**selection) -> list[str]:
+    options = option_parser().parse_args([f"--{k}={v}" for k, v in selection.items()])
+    return [case.id for case in step_cases(options.workloads or tuple(REGISTRY), options.modes, options.variants,
+                                           options.size, options.mesh)]
+
+
+def test_selection_picks_the_cases():
+    assert _ids(modes="infer", variants="jit,remat") == [
+        "mlp-infer-jit", "cnn-infer-jit", "cnn_batchnorm-infer-jit", "transformer-infer-jit"]
 
 
 def test_each_mesh_layout_is_its_own_benchmark():
-    proc = run_pytest("bench", "--collect-only", "-q", "--variants", "multi_device", timeout=120)
-    collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "test_step[" in line]
-    assert "test_step[mlp-train-multi_device]" in collected
-    assert "test_step[mlp-train-multi_device-fsdp]" in collected
-    assert "test_step[mlp-train-multi_device-model]" not in collected  # the MLP declares data and fsdp only
-    assert "test_step[mlp-infer-multi_device-fsdp]" not in collected  # fsdp splits a training state
+    collected = _ids(variants="multi_device")
+    assert "mlp-train-multi_device" in collected
+    assert "mlp-train-multi_device-fsdp" in collected
+    assert "mlp-train-multi_device-model" not in collected  # the MLP declares data and fsdp only
+    assert "mlp-infer-multi_device-fsdp" not in collected  # fsdp splits a training state
     for mode in ("train", "infer", "decode"):
         for suffix in ("", "-model", "-data_model"):
-            assert f"test_step[transformer-{mode}-multi_device{suffix}]" in collected
-    assert "test_step[transformer-train-multi_device-fsdp]" in collected
+            assert f"transformer-{mode}-multi_device{suffix}" in collected
+    assert "transformer-train-multi_device-fsdp" in collected
     # Every workload with stacked weights gets fsdp for train: the CNNs too.
-    assert "test_step[cnn-train-multi_device-fsdp]" in collected
-    assert "test_step[cnn_batchnorm-train-multi_device-fsdp]" in collected
+    assert "cnn-train-multi_device-fsdp" in collected
+    assert "cnn_batchnorm-train-multi_device-fsdp" in collected
 
 
-def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_a_usage_error(tmp_path):
-    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--cpu-devices", "3", "--mesh", "data=3",
-                      "--report-dir", str(tmp_path), timeout=120)
-    assert proc.returncode == 4
-    assert ("--mesh data=3,model=1: data=3 does not divide mlp's batch of 8 at size tiny; choose a data size "
-            "that divides 8") in proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr and list(tmp_path.iterdir()) == []
+def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_named():
+    cases = step_cases(("mlp",), ("train",), ("multi_device",), "tiny", parse_mesh("data=3"))
+    assert mesh_problem(parse_mesh("data=3"), 3, cases) == (
+        "--mesh data=3,model=1: data=3 does not divide mlp's batch of 8 at size tiny; choose a data size "
+        "that divides 8")
+    assert mesh_problem(parse_mesh("data=4,model=2"), 8, cases) is None
 
 
+@pytest.mark.slow
 def test_workflows_have_their_own_variants():
     proc = run_pytest("bench", "--collect-only", "-q", "--workloads", "bayes,checkpoint,training_loop",
                       "--variants", "multi_device,async", "--modes", "decode", timeout=120)
@@ -87,6 +120,7 @@ def test_workflows_have_their_own_variants():
                          "test_workflow[bayes-infer-multi_device]", "test_workflow[checkpoint-save_restore-multi_device]"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--report-dir", "--checkpoint-dir"])
 def test_unwritable_folder_is_a_usage_error_before_measuring(option, tmp_path):
     not_a_folder = tmp_path / "file"

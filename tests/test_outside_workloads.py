@@ -51,6 +51,7 @@ WORKLOAD = dataclasses.replace(MLP, name="mine", modes=("train", "fly"))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "source", "message"), [
     ("not_installed.model", None, "--workload-module 'not_installed.model': no module named 'not_installed.model' "
                                   "on the Python path (is its package installed?)"),
@@ -74,6 +75,7 @@ def test_a_bad_workload_module_is_a_one_line_usage_error(module, source, message
     assert not (tmp_path / "r").exists()  # nothing ran, nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
     """examples/jaxbench-example installed as a package (its entry point names `wide_mlp`): every
@@ -93,6 +95,7 @@ def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
     assert "| wide_mlp" in (tmp_path / "r" / "expectations.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.version_independent
 def test_a_workload_module_on_the_command_line_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}

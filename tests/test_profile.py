@@ -72,6 +72,7 @@ def profiled_run(tmp_path_factory) -> dict:
     return {"dir": report_dir, "results": json.loads((report_dir / "results.json").read_text())}
 
 
+@pytest.mark.slow
 def test_each_benchmark_has_a_trace_that_opens_and_its_op_time_shares(profiled_run):
     report_dir, rows = profiled_run["dir"], [b["extra_info"] for b in profiled_run["results"]["benchmarks"]]
     assert sorted(row["case_id"] for row in rows) == ["mlp-train-baseline", "mlp-train-jit_vmap",
@@ -88,6 +89,7 @@ def test_each_benchmark_has_a_trace_that_opens_and_its_op_time_shares(profiled_r
     assert by_case["mlp-train-multi_device-fsdp"]["collectives"] > 0  # and the weights' gathering
 
 
+@pytest.mark.slow
 def test_the_report_links_each_trace_and_says_how_to_open_it(profiled_run):
     report_dir, rows = profiled_run["dir"], [b["extra_info"] for b in profiled_run["results"]["benchmarks"]]
     report = (report_dir / "report.md").read_text()
@@ -99,6 +101,7 @@ def test_the_report_links_each_trace_and_says_how_to_open_it(profiled_run):
     assert all(f"{category} (% op time)" in summary for category in SHARE_CATEGORIES)
 
 
+@pytest.mark.slow
 def test_without_profile_nothing_is_traced(tiny_run):
     assert not (tiny_run["dir"] / "profiles").exists()
     assert all("profile" not in b["extra_info"] for b in tiny_run["results"]["benchmarks"])

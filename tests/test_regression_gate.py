@@ -86,8 +86,8 @@ def test_the_exact_figures_are_the_same_for_every_build_of_a_step():
     assert first.cost["flops"] > 0 and first.cost["bytes_accessed"] > 0
 
 
-def _saved_run(tiny_run, tmp_path, name: str, change=None) -> str:
-    data = copy.deepcopy(tiny_run["results"])
+def _saved_run(saved_run, tmp_path, name: str, change=None) -> str:
+    data = copy.deepcopy(saved_run["results"])
     if change:
         change(data)
     path = tmp_path / f"{name}.json"
@@ -108,8 +108,8 @@ def _slower(variant, factor):
     return change
 
 
-def test_regress_passes_a_run_against_itself(tiny_run, tmp_path):
-    base = _saved_run(tiny_run, tmp_path, "base")
+def test_regress_passes_a_run_against_itself(saved_run, tmp_path):
+    base = _saved_run(saved_run, tmp_path, "base")
     result = regress(base, base)
     assert not result.regressed and result.warnings == [] and len(result.rows) == 15
     assert main(["regress", base, base]) == 0
@@ -117,7 +117,7 @@ def test_regress_passes_a_run_against_itself(tiny_run, tmp_path):
 
 def _steady(variant):
     """Replaces `variant`'s timed rounds by 30 of known spread (3%) about its median, so that what
-    a test asserts of its verdict does not hang on how noisy the host was when tiny_run ran (a
+    a test asserts of its verdict does not hang on how noisy the host was when saved_run ran (a
     busy CI host spread jit_vmap's 16 real rounds by 2.5x)."""
     def change(data):
         stats = _bench(data, variant)["stats"]
@@ -125,8 +125,8 @@ def _steady(variant):
     return change
 
 
-def test_regress_flags_a_slower_step_and_a_grown_memory(tiny_run, tmp_path, capsys):
-    base = _saved_run(tiny_run, tmp_path, "base", _steady("jit_vmap"))
+def test_regress_flags_a_slower_step_and_a_grown_memory(saved_run, tmp_path, capsys):
+    base = _saved_run(saved_run, tmp_path, "base", _steady("jit_vmap"))
 
     def head_change(data):
         _steady("jit_vmap")(data)
@@ -135,16 +135,16 @@ def test_regress_flags_a_slower_step_and_a_grown_memory(tiny_run, tmp_path, caps
         data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["variant"] != "accumulation"]
         data["jaxbench"]["jax_version"] = "0.12.0"
 
-    head = _saved_run(tiny_run, tmp_path, "head", head_change)
+    head = _saved_run(saved_run, tmp_path, "head", head_change)
     out = tmp_path / "out"
     status = main(["regress", base, head, "--markdown", str(out / "s.md"), "--json", str(out / "v.json"),
                    "--chart", str(out / "r.png")])
     assert status == 1
     verdicts = json.loads((out / "v.json").read_text())
     by_name = {row["benchmark"]: row for row in verdicts["benchmarks"]}
-    jit_vmap = by_name[benchmark_name(_bench(tiny_run["results"], "jit_vmap")["extra_info"])]
+    jit_vmap = by_name[benchmark_name(_bench(saved_run["results"], "jit_vmap")["extra_info"])]
     assert jit_vmap["verdict"] == "regression" and jit_vmap["low"] > 2
-    remat = by_name[benchmark_name(_bench(tiny_run["results"], "remat")["extra_info"])]
+    remat = by_name[benchmark_name(_bench(saved_run["results"], "remat")["extra_info"])]
     assert remat["verdict"] == "regression" and "per-device memory" in remat["exact"]
     assert verdicts["only_base"] == ["mlp-train-accumulation (tiny, 1 device)"]
     assert "jax_version 0.10" in verdicts["warnings"][0] or "jax_version 0.12" in verdicts["warnings"][0]
@@ -156,8 +156,8 @@ def test_regress_flags_a_slower_step_and_a_grown_memory(tiny_run, tmp_path, caps
 
 
 @pytest.mark.parametrize("bad", ["missing", "other-suite"])
-def test_regress_bad_input_is_one_line_and_exit_2(bad, tiny_run, tmp_path, capsys):
-    base = _saved_run(tiny_run, tmp_path, "base")
+def test_regress_bad_input_is_one_line_and_exit_2(bad, saved_run, tmp_path, capsys):
+    base = _saved_run(saved_run, tmp_path, "base")
     other = tmp_path / "other.json"
     if bad == "other-suite":
         other.write_text(json.dumps({"benchmarks": [{"name": "x", "stats": {}}]}))
@@ -166,8 +166,8 @@ def test_regress_bad_input_is_one_line_and_exit_2(bad, tiny_run, tmp_path, capsy
     assert error.startswith("python -m reports regress: error:") and error.count("\n") == 1
 
 
-def test_export_for_the_github_benchmark_action(tiny_run, tmp_path):
-    base = _saved_run(tiny_run, tmp_path, "base")
+def test_export_for_the_github_benchmark_action(saved_run, tmp_path):
+    base = _saved_run(saved_run, tmp_path, "base")
     out = tmp_path / "gab.json"
     assert main(["export", base, "--format", "github-action-benchmark", "--out", str(out)]) == 0
     entries = json.loads(out.read_text())
@@ -175,12 +175,12 @@ def test_export_for_the_github_benchmark_action(tiny_run, tmp_path):
     assert all(isinstance(entry["value"], float) and entry["value"] > 0 for entry in entries)
     times = [e for e in entries if e["unit"] == "ms"]
     assert len(times) == 15 and len({e["name"] for e in entries}) == len(entries)
-    jit_vmap = _bench(tiny_run["results"], "jit_vmap")
+    jit_vmap = _bench(saved_run["results"], "jit_vmap")
     name = benchmark_name(jit_vmap["extra_info"]) + " step time"
     assert next(e["value"] for e in times if e["name"] == name) == pytest.approx(jit_vmap["stats"]["median"] * 1e3)
 
 
-def _history(tiny_run, folder, runs: int = 24):
+def _history(saved_run, folder, runs: int = 24):
     """A synthetic history of `runs` saved runs (3% noise on every median), files named in an
     order unlike their commit dates: jit_vmap's train step 25% slower for good from run 12 on,
     remat's memory 2% larger from run 18 on, and one run where every benchmark is 1.6x slower."""
@@ -197,13 +197,13 @@ def _history(tiny_run, folder, runs: int = 24):
                 bench["stats"]["median"] *= factor
                 if info["variant"] == "remat" and info["mode"] == "train" and i >= 18:
                     info["mem_bytes"] = int(info["mem_bytes"] * 1.02)
-        _saved_run(tiny_run, folder, f"run-{i}", change)
+        _saved_run(saved_run, folder, f"run-{i}", change)
 
 
-def test_trend_finds_the_planted_steps_and_only_them(tiny_run, tmp_path):
+def test_trend_finds_the_planted_steps_and_only_them(saved_run, tmp_path):
     from reports.trend import find_changes, history
 
-    _history(tiny_run, tmp_path)
+    _history(saved_run, tmp_path)
     frame = history([tmp_path / f"run-{i}.json" for i in range(24)])
     assert frame.groupby("benchmark")["commit"].apply(list).map(lambda c: c == sorted(c)).all()  # by date
     changes = find_changes(frame)
@@ -214,11 +214,11 @@ def test_trend_finds_the_planted_steps_and_only_them(tiny_run, tmp_path):
     assert 0.18 < step.step < 0.32  # the planted 25%
 
 
-def test_trend_command_reads_folders(tiny_run, tmp_path):
+def test_trend_command_reads_folders(saved_run, tmp_path):
     runs = tmp_path / "runs"
     for i in range(24):
         (runs / f"job-{i}").mkdir(parents=True)
-    _history(tiny_run, runs)
+    _history(saved_run, runs)
     for i in range(24):  # each run in a folder of its own, as CI artifacts come
         (runs / f"run-{i}.json").rename(runs / f"job-{i}" / "results.json")
     assert main(["trend", str(runs), "--out", str(tmp_path / "out")]) == 0

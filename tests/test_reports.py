@@ -27,20 +27,20 @@ def _write(tmp_path, name, data):
     return path
 
 
-def test_summary_speedups_are_recomputable_from_the_json(tiny_run):
-    results = tiny_run["results"]
+def test_summary_speedups_are_recomputable_from_the_json(saved_run):
+    results = saved_run["results"]
     table = summary_table(results)
     train = _by_variant(results, "train")
     for _, row in table[table["mode"] == "train"].iterrows():
         expected = train["baseline"]["stats"]["median"] / train[row["variant"]]["stats"]["median"]
         assert row["speedup vs baseline"] == pytest.approx(expected, rel=1e-12)
         assert row["median step (ms)"] == pytest.approx(train[row["variant"]]["stats"]["median"] * 1e3)
-    csv = pd.read_csv(tiny_run["dir"] / "summary.csv")
+    csv = pd.read_csv(saved_run["dir"] / "summary.csv")
     assert len(csv) == 15
 
 
-def test_expectations_have_every_line_with_measured_values(tiny_run):
-    results = tiny_run["results"]
+def test_expectations_have_every_line_with_measured_values(saved_run):
+    results = saved_run["results"]
     table = expectations_table(results)
     train = table[table["mode"] == "train"]
     assert list(train["claim"]) == ["baseline", "jit", "vmap", "jit + vmap", "multi-device", "rematerialisation",
@@ -82,8 +82,8 @@ def test_verdict_on_both_sides_of_the_range(measured, expected):
 
 
 @pytest.mark.parametrize("jit_speedup,expected", [(5.0, "below"), (50.0, "met"), (500.0, "above")])
-def test_verdict_follows_the_measurement(tiny_run, jit_speedup, expected):
-    results = copy.deepcopy(tiny_run["results"])
+def test_verdict_follows_the_measurement(saved_run, jit_speedup, expected):
+    results = copy.deepcopy(saved_run["results"])
     runs = _by_variant(results, "train")
     runs["jit"]["stats"]["median"] = runs["baseline"]["stats"]["median"] / jit_speedup
     table = expectations_table(results)
@@ -92,8 +92,8 @@ def test_verdict_follows_the_measurement(tiny_run, jit_speedup, expected):
     assert (row["reason"] != "") == (expected != "met")
 
 
-def test_build_writes_every_file(tiny_run, tmp_path):
-    report = build_report([tiny_run["dir"] / "results.json"], tmp_path / "out")
+def test_build_writes_every_file(saved_run, tmp_path):
+    report = build_report([saved_run["dir"] / "results.json"], tmp_path / "out")
     names = {p.name for p in report.parent.iterdir()}
     assert {"summary.csv", "summary.md", "expectations.csv", "expectations.md", "report.md",
             "speedup.png", "memory.png", "compile_vs_step.png", "mfu.png"} <= names
@@ -103,8 +103,8 @@ def test_build_writes_every_file(tiny_run, tmp_path):
         assert heading in text
 
 
-def test_partial_results_say_what_is_missing(tiny_run, tmp_path):
-    results = copy.deepcopy(tiny_run["results"])
+def test_partial_results_say_what_is_missing(saved_run, tmp_path):
+    results = copy.deepcopy(saved_run["results"])
     results["benchmarks"] = [b for b in results["benchmarks"] if b["extra_info"]["variant"] != "remat"]
     assert missing_benchmarks(results) == ["mlp-train-remat"]
     report = build_report([_write(tmp_path, "partial.json", results)], tmp_path / "out")
@@ -114,11 +114,11 @@ def test_partial_results_say_what_is_missing(tiny_run, tmp_path):
     assert remat["verdict"] == "n/a" and remat["reason"] == "n/a: no remat result in this run"
 
 
-def test_compare_puts_runs_side_by_side(tiny_run, tmp_path, capsys):
-    slower = copy.deepcopy(tiny_run["results"])
+def test_compare_puts_runs_side_by_side(saved_run, tmp_path, capsys):
+    slower = copy.deepcopy(saved_run["results"])
     for bench in slower["benchmarks"]:
         bench["stats"]["median"] *= 2
-    a, b = tiny_run["dir"] / "results.json", _write(tmp_path, "b.json", slower)
+    a, b = saved_run["dir"] / "results.json", _write(tmp_path, "b.json", slower)
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert len(table) == 15 and table["run 2 / run 1"].tolist() == pytest.approx([2.0] * 15)
@@ -145,14 +145,15 @@ def _bad_inputs(tmp_path, results):
 
 @pytest.mark.parametrize("case", ["missing", "not json", "not benchmark", "other suite", "empty",
                                   "nothing in common", "one file"])
-def test_bad_input_is_one_line_and_exit_2(case, tiny_run, tmp_path, capsys):
-    argv, message = _bad_inputs(tmp_path, tiny_run["results"])[case]
+def test_bad_input_is_one_line_and_exit_2(case, saved_run, tmp_path, capsys):
+    argv, message = _bad_inputs(tmp_path, saved_run["results"])[case]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_command_line_runs_as_a_module(tiny_run, tmp_path):
+@pytest.mark.slow
+def test_command_line_runs_as_a_module(saved_run, tmp_path):
     import subprocess
     import sys
 
@@ -161,6 +162,7 @@ def test_command_line_runs_as_a_module(tiny_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
 
 
+@pytest.mark.slow
 def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer",
                       "--variants", "jit_vmap,multi_device", "--report-dir", str(tmp_path),
@@ -170,6 +172,7 @@ def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     assert (tmp_path / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer", "--cpu-devices", "1",
                       "--variants", "baseline,jit_vmap,multi_device", "--report-dir", str(tmp_path), "-q", *FAST_TIMING)
@@ -183,10 +186,10 @@ def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
     assert row["verdict"] == "n/a" and row["reason"] == "n/a: multi_device skipped: only one device: nothing to shard over"
 
 
-def test_the_baseline_line_is_not_counted_as_met(tiny_run):
+def test_the_baseline_line_is_not_counted_as_met(saved_run):
     from reports.build import headline_findings
 
-    results = tiny_run["results"]
+    results = saved_run["results"]
     expectations = expectations_table(results)
     claims = expectations[expectations["verdict"] != "reference"]
     (line,) = [line for line in headline_findings(summary_table(results), expectations)
@@ -209,10 +212,10 @@ def _second_run(results, n_devices: int, jit_vmap_factor: float) -> dict:
     return other
 
 
-def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
+def test_a_report_over_two_runs_keeps_them_apart(saved_run, tmp_path):
     """Two runs with the same benchmark names on different device sets: every row, speedup and
     verdict stays with its run, where a pivot_table would have averaged them into one bar."""
-    first = tiny_run["results"]
+    first = saved_run["results"]
     second = _second_run(first, n_devices=4, jit_vmap_factor=4.0)
     paths = [_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)]
     report = build_report(paths, tmp_path / "out")
@@ -232,22 +235,22 @@ def test_a_report_over_two_runs_keeps_them_apart(tiny_run, tmp_path):
         assert (tmp_path / "out" / chart).stat().st_size > 0
 
 
-def test_chart_series_name_the_run_where_runs_differ(tiny_run):
+def test_chart_series_name_the_run_where_runs_differ(saved_run):
     from reports.charts import _by_variant, _with_series
 
-    two = pd.concat([summary_table(tiny_run["results"], "run 1"), summary_table(tiny_run["results"], "run 2")])
+    two = pd.concat([summary_table(saved_run["results"], "run 1"), summary_table(saved_run["results"], "run 2")])
     series = _with_series(two, ["workload", "mode"])
     assert set(series["series"]) == {"mlp train (run 1)", "mlp infer (run 1)", "mlp train (run 2)", "mlp infer (run 2)"}
-    assert set(_with_series(summary_table(tiny_run["results"]), ["workload", "mode"])["series"]) == {
+    assert set(_with_series(summary_table(saved_run["results"]), ["workload", "mode"])["series"]) == {
         "mlp train", "mlp infer"}
     with pytest.raises(ValueError):  # a bar of two runs is refused, never averaged
         _by_variant(two.assign(series="mlp train"), "MFU")
 
 
-def test_compare_keys_on_layout_and_device_count(tiny_run, tmp_path):
+def test_compare_keys_on_layout_and_device_count(saved_run, tmp_path):
     from reports.compare import comparison_table
 
-    first = tiny_run["results"]
+    first = saved_run["results"]
     second = _second_run(first, n_devices=4, jit_vmap_factor=1.0)
     table = comparison_table([_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)])
     assert len(table) == 12 and "multi_device" not in set(table["variant"])  # 8 devices against 4: not one
@@ -258,17 +261,17 @@ def test_compare_keys_on_layout_and_device_count(tiny_run, tmp_path):
         comparison_table([_write(tmp_path, "twice.json", twice), _write(tmp_path, "b2.json", second)])
 
 
-def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(tiny_run):
-    compiled = summary_table(tiny_run["results"]).dropna(subset=["memory/device (MiB)"])
+def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(saved_run):
+    compiled = summary_table(saved_run["results"]).dropna(subset=["memory/device (MiB)"])
     assert len(compiled) == 11  # compiled: 7 train steps (multi_device in 2 layouts), 4 infer
     total = compiled["held (MiB)"] + compiled["temporaries (MiB)"]
     assert total.tolist() == pytest.approx(compiled["memory/device (MiB)"].tolist())
 
 
-def test_workflow_rows_stay_out_of_the_step_charts(workflow_run, tmp_path):
+def test_workflow_rows_stay_out_of_the_step_charts(saved_workflow_run, tmp_path):
     from reports import charts
 
-    summary = summary_table(workflow_run["results"])
+    summary = summary_table(saved_workflow_run["results"])
     assert set(summary["kind"]) == {"workflow"}
     for chart in (charts.speedup_chart, charts.mfu_chart, charts.compile_vs_step_chart, charts.memory_chart):
         assert chart(summary, tmp_path / "chart.png") is None, chart.__name__

@@ -28,6 +28,7 @@ def test_device_counts_double_up_to_all():
     assert device_counts(1) == [1]
 
 
+@pytest.mark.slow
 def test_every_point_is_checked_and_measured_in_one_process(sweep_run):
     points = {b["extra_info"]["case_id"]: b["extra_info"] for b in sweep_run["results"]["benchmarks"]
               if b["extra_info"]["scaling"]}
@@ -40,6 +41,7 @@ def test_every_point_is_checked_and_measured_in_one_process(sweep_run):
         assert info["max_rel_error"] < 1e-5  # each point matches the single-device result
 
 
+@pytest.mark.slow
 def test_the_report_has_the_sweeps_table_and_chart(sweep_run):
     table = pd.read_csv(sweep_run["dir"] / "scaling.csv")
     assert len(table) == 8
@@ -57,6 +59,7 @@ def test_the_report_has_the_sweeps_table_and_chart(sweep_run):
     assert summary["variant"].tolist() == ["jit_vmap"]
 
 
+@pytest.mark.slow
 def test_each_point_has_its_collectives_share_where_a_profile_tells_it(sweep_run):
     from reports.scaling import COLLECTIVES_NOT_MEASURED, scaling_table
 

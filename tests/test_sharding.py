@@ -12,18 +12,19 @@ from tests.conftest import assert_step_agrees
 from workloads import LAYOUTS, get_workload
 from workloads.contract import NotApplicable
 from workloads.sharding import MeshShape, fsdp_spec, mesh_shape, parse_mesh, replicated_bytes
-from workloads.steps import build_step, footprint_bytes
+from workloads.steps import build_reference_step, build_step, footprint_bytes
 
 LM = get_workload("transformer")
 
 
 @pytest.fixture(scope="module")
 def lm_train_baseline():
-    step = build_step(LM, "tiny", "train", "baseline")
+    step = build_reference_step(LM, "tiny", "train")
     step()
     return step.result()
 
 
+@pytest.mark.slow
 def test_fsdp_splits_every_sizeable_weight_and_moment_over_all_devices():
     step = build_step(LM, "tiny", "train", "multi_device", layout="fsdp")
     params, opt_state, _ = step.state
@@ -39,6 +40,7 @@ def test_fsdp_splits_every_sizeable_weight_and_moment_over_all_devices():
     assert held < whole / 7  # about 1/8: only the scalars and the odd small vector stay whole
 
 
+@pytest.mark.slow
 def test_fsdp_needs_at_most_a_third_of_the_single_device_memory():
     """The compiled step's per-device memory (arguments, outputs and temporaries): at `tiny` on 8
     devices fsdp measured 5.2x under jit_vmap's, and under the data layout's, which keeps the state whole."""
@@ -49,6 +51,7 @@ def test_fsdp_needs_at_most_a_third_of_the_single_device_memory():
     assert fsdp < data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_on_a_chosen_mesh_agrees_with_baseline(layout, lm_train_baseline):
     step = build_step(LM, "tiny", "train", "multi_device", layout=layout, mesh=MeshShape(data=4, model=2))
@@ -57,10 +60,11 @@ def test_every_layout_on_a_chosen_mesh_agrees_with_baseline(layout, lm_train_bas
     assert_step_agrees(step, lm_train_baseline, "multi_device")
 
 
+@pytest.mark.slow
 def test_fsdp_applies_to_the_cnn_too():
     """The CNN's fsdp step splits its conv kernels, and its result is baseline's."""
     cnn = get_workload("cnn")
-    baseline = build_step(cnn, "tiny", "train", "baseline")
+    baseline = build_reference_step(cnn, "tiny", "train")
     baseline()
     step = build_step(cnn, "tiny", "train", "multi_device", layout="fsdp")
     assert replicated_bytes(step.state[:2], min_bytes=4096) == {}

@@ -62,6 +62,7 @@ def _assert_identical(params: dict, expected: dict) -> None:
         np.testing.assert_array_equal(params[name], expected[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_resumed_loop_ends_with_the_uninterrupted_parameters(crashed, uninterrupted, tmp_path):
     proc, params = _resume(crashed, tmp_path)
     assert "resumed from the checkpoint of step 8" in proc.stdout
@@ -86,6 +87,7 @@ def _partial_copy_of(step: int, as_step: int):
     return damage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,bad_step,good_step", [
     (_truncate_data_files(8), 8, 4),
     (_partial_copy_of(8, as_step=12), 12, 8),
@@ -102,6 +104,7 @@ def test_bad_checkpoint_is_reported_and_the_previous_one_used(crashed, uninterru
     _assert_identical(params, uninterrupted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--size", "huge", "--checkpoint-dir", "x"], "argument --size: invalid choice: 'huge'"),
     (["--variant", "eventually", "--checkpoint-dir", "x"], "argument --variant: invalid choice: 'eventually'"),

@@ -11,7 +11,7 @@ from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import LAYOUTS, get_workload
 from workloads.layers import configure_stacks
 from workloads.transformer import generate
-from workloads.steps import build_step, footprint_bytes
+from workloads.steps import build_reference_step, build_step, footprint_bytes
 from workloads.variants import variants_for
 
 LM = get_workload("transformer")
@@ -19,10 +19,10 @@ MODES = ("train", "infer", "decode")
 
 
 @pytest.fixture(scope="module")
-def baseline_results():
+def reference_results():
     results = {}
     for mode in MODES:
-        step = build_step(LM, "tiny", mode, "baseline")
+        step = build_reference_step(LM, "tiny", mode)
         step()
         results[mode] = step.result()
     return results
@@ -32,13 +32,15 @@ CASES = [(m, v, "data") for m in MODES for v in variants_for(m) if v != "baselin
 CASES += [(m, "multi_device", layout) for m in MODES for layout in LAYOUTS if layout != "data"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,variant,layout", CASES)
-def test_variant_agrees_with_baseline(mode, variant, layout, baseline_results):
+def test_variant_agrees_with_the_reference(mode, variant, layout, reference_results):
     step = build_step(LM, "tiny", mode, variant, layout=layout)
-    assert_step_agrees(step, baseline_results[mode], variant)
+    assert_step_agrees(step, reference_results[mode], variant)
     step()  # the state comes back laid out as it went in, so the next step takes it
 
 
+@pytest.mark.slow
 def test_model_layout_shards_the_weights():
     step = build_step(LM, "tiny", "train", "multi_device", layout="model")
     params, _, _ = step.state  # (params, opt_state, model_state)
@@ -47,6 +49,7 @@ def test_model_layout_shards_the_weights():
     assert kernel.addressable_shards[0].data.shape[-1] == kernel.shape[-1] // 8
 
 
+@pytest.mark.slow
 def test_cached_decoding_gives_the_tokens_of_uncached_decoding():
     size = LM.sizes["tiny"]
     model = LM.build_model(size, nnx.Rngs(0))
@@ -66,6 +69,7 @@ def test_forward_flops_match_xla_cost_analysis():
     assert analytic <= xla_flops <= 1.35 * analytic, (analytic, xla_flops)
 
 
+@pytest.mark.slow
 def test_decode_flops_match_xla_cost_analysis():
     """Prefill computes the head's logits for the last prompt position only: counted for every
     prompt token, decode FLOPs would be 60% too high at this head-heavy size (34% at `small`)."""
@@ -79,6 +83,7 @@ def test_decode_flops_match_xla_cost_analysis():
     assert 0.9 * analytic <= xla_flops <= 1.2 * analytic, (analytic, xla_flops)
 
 
+@pytest.mark.slow
 def test_remat_and_accumulation_save_memory():
     plain = footprint_bytes(build_step(LM, "tiny", "train", "jit_vmap").memory)
     remat = footprint_bytes(build_step(LM, "tiny", "train", "remat").memory)
@@ -92,6 +97,7 @@ def test_tokens_per_second_counts_tokens():
     assert LM.items(size, "decode") == (size.batch_size * size.decode_tokens, "tokens")
 
 
+@pytest.mark.slow
 def test_a_model_layout_that_divides_no_weight_is_skipped_with_the_reason():
     import dataclasses
 

@@ -15,27 +15,27 @@ from bench.correctness import IncorrectResult, check_against_baseline, relative_
 from tests.conftest import FAST_TIMING, ROOT, assert_step_agrees, run_pytest
 from workloads import get_workload
 from workloads.contract import NotApplicable
-from workloads.steps import build_step, footprint_bytes
+from workloads.steps import build_reference_step, build_step, footprint_bytes
 from workloads.variants import readme_table, variants_for
 
 MLP = get_workload("mlp")
 
 
 @pytest.fixture(scope="module")
-def baseline_results():
+def reference_results():
     results = {}
     for mode in ("train", "infer"):
-        step = build_step(MLP, "tiny", mode, "baseline")
+        step = build_reference_step(MLP, "tiny", mode)
         step()
         results[mode] = step.result()
     return results
 
 
 @pytest.mark.parametrize(
-    "mode,variant", [(m, v) for m in ("train", "infer") for v in variants_for(m) if v != "baseline"]
+    "mode,variant", [(m, v) for m in ("train", "infer") for v in variants_for(m)]
 )
-def test_variant_agrees_with_baseline(mode, variant, baseline_results):
-    errors = assert_step_agrees(build_step(MLP, "tiny", mode, variant), baseline_results[mode], variant)
+def test_variant_agrees_with_the_reference(mode, variant, reference_results):
+    errors = assert_step_agrees(build_step(MLP, "tiny", mode, variant), reference_results[mode], variant)
     if variant == "bf16":
         # bf16 really computes in bf16: it agrees to about 1e-2 but not to float32 precision.
         key = "loss" if mode == "train" else "predictions"
@@ -52,6 +52,7 @@ def test_the_readme_table_of_variants_is_the_registry():
     assert readme_table() in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_ninth_variant_is_one_record(tmp_path):
     """The record in tests/ninth_variant.py is all it takes: the option accepts it, cases select
     it, its step is composed (bf16 and remat), checked against baseline and run."""
@@ -105,6 +106,7 @@ def test_train_only_variants_have_no_infer_step():
         build_step(MLP, "tiny", "infer", "remat")
 
 
+@pytest.mark.slow
 def test_remat_saves_memory_on_a_deep_stack():
     deep = dataclasses.replace(MLP.sizes["tiny"], hidden=256, num_blocks=8, batch_size=64)
     workload = dataclasses.replace(MLP, sizes={**MLP.sizes, "deep": deep})
@@ -113,8 +115,8 @@ def test_remat_saves_memory_on_a_deep_stack():
     assert remat["temp"] < plain["temp"]
 
 
-def test_check_fails_on_a_wrong_result(baseline_results):
-    reference = baseline_results["train"]
+def test_check_fails_on_a_wrong_result(reference_results):
+    reference = reference_results["train"]
     wrong = dict(reference, params=jax.tree.map(lambda a: a * 1.001, reference["params"]))
     with pytest.raises(IncorrectResult, match="params"):
         check_against_baseline(wrong, reference)
@@ -124,8 +126,8 @@ def test_check_fails_on_a_wrong_result(baseline_results):
         check_against_baseline(dict(reference, opt_state=opt_state), reference)
 
 
-def test_check_fails_on_nan_even_in_bf16(baseline_results):
-    reference = baseline_results["infer"]
+def test_check_fails_on_nan_even_in_bf16(reference_results):
+    reference = reference_results["infer"]
     bad = {"predictions": reference["predictions"].at[0, 0].set(jnp.nan)}
     with pytest.raises(IncorrectResult, match="non-finite"):
         check_against_baseline(bad, reference, "bfloat16")
@@ -136,10 +138,10 @@ def test_relative_errors_are_exact_numbers():
     assert errors == {"loss": pytest.approx(0.5)}
 
 
-def test_reordering_spread_widens_only_its_own_quantity(baseline_results):
+def test_reordering_spread_widens_only_its_own_quantity(reference_results):
     """A quantity that moves by 1e-3 when only the batch order changes may differ by 10x that;
     the others keep the float32 floor."""
-    reference = baseline_results["train"]
+    reference = reference_results["train"]
     opt_state = jax.tree.map(lambda a: a * 1.005 if a.ndim == 1 else a, reference["opt_state"])
     nudged = dict(reference, opt_state=opt_state)
     with pytest.raises(IncorrectResult, match="opt_state"):

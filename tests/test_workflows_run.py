@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reports.workflows import workflow_tables
 from workloads import WORKFLOW_VARIANTS
+
+pytestmark = pytest.mark.slow  # every test here reads a real run
 
 METRICS = {
     "bayes": {"sampling_s", "predictive_s", "draws_per_s", "min_ess", "min_ess_per_s", "max_split_rhat"},

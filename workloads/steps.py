@@ -19,11 +19,11 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from workloads import compat, compile_cache, sharding, transforms
+from workloads import compat, compile_cache, reference, sharding, transforms
 from workloads.contract import NotApplicable, Workload
 from workloads.sharding import MeshShape
 from workloads.layers import configure_stacks
-from workloads.variants import BATCH_REFERENCE, REFERENCE, Variant, get_variant
+from workloads.variants import BATCH_REFERENCE, Variant, get_variant
 
 
 def footprint_bytes(memory: dict[str, int] | None) -> int | None:
@@ -214,6 +214,7 @@ def build_step(
     layout: str = "data",
     mesh: MeshShape | None = None,
     batch_size: int | None = None,
+    examples: int | None = None,
 ) -> PreparedStep:
     """Build `variant`'s `mode` step of `workload` at size `size_name`, from seeded state and data.
 
@@ -221,7 +222,9 @@ def build_step(
     different variants can be compared. `layout` (`workloads.LAYOUTS`) places an `on_mesh`
     variant on a mesh of `devices` (default: all), of shape `mesh` or the layout's default
     (`workloads.sharding`). `batch_size` replaces the preset's (a weak-scaling sweep's global
-    batch; the model is the preset's). Raises `NotApplicable` when the variant cannot run here.
+    batch; the model is the preset's). `examples` keeps only the batch's first `examples`
+    examples (the eager `baseline` timed over part of its batch, and the reference it is checked
+    against). Raises `NotApplicable` when the variant cannot run here.
     """
     variant = get_variant(variant) if isinstance(variant, str) else variant
     reason = variant.not_for(workload, mode)
@@ -232,13 +235,7 @@ def build_step(
     stacks = configure_stacks(model, scan=variant.compiled, remat=variant.remat)
     if variant.remat and stacks == 0:
         raise NotApplicable(f"{workload.name} has no stacked blocks to rematerialise")
-    if workload.set_mode is not None:
-        workload.set_mode(model, mode)
-    inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
-    batch = (inputs, targets) if mode == "train" else inputs
-    graphdef, params, model_state = _split(model)
-    tx = workload.make_optimizer(size) if mode == "train" else None
-    state = (params, tx.init(params), model_state) if mode == "train" else (params, model_state)
+    graphdef, tx, state, batch = _state_and_batch(workload, size, model, mode, seed, examples)
 
     fn = _model_function(workload, graphdef, mode)
     if variant.precision:
@@ -246,10 +243,28 @@ def build_step(
     if variant.batching == "loop":
         step, pieces = _looped_step(mode, variant.compiled, fn, tx, state, batch)
         return _pieces_step(mode, step, state, batch, pieces)
-    step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
+    if variant.batching == "scan":
+        step = _scanned_step(mode, fn, tx)
+    else:
+        step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
     if not variant.compiled:
         return _pieces_step(mode, step, state, batch, [])
     return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout, mesh)
+
+
+def _state_and_batch(workload: Workload, size, model, mode: str, seed: int, examples: int | None):
+    """(graphdef, optimizer or None, step state, batch) of `model` in `mode` at `size`: the batch
+    seeded by `seed`, cut to its first `examples` where that is given."""
+    if workload.set_mode is not None:
+        workload.set_mode(model, mode)
+    inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
+    batch = (inputs, targets) if mode == "train" else inputs
+    if examples is not None:
+        batch = jax.tree.map(lambda leaf: leaf[:examples], batch)
+    graphdef, params, model_state = _split(model)
+    tx = workload.make_optimizer(size) if mode == "train" else None
+    state = (params, tx.init(params), model_state) if mode == "train" else (params, model_state)
+    return graphdef, tx, state, batch
 
 
 def with_batch_size(workload: Workload, size, batch_size: int | None):
@@ -262,11 +277,21 @@ def with_batch_size(workload: Workload, size, batch_size: int | None):
     return dataclasses.replace(size, batch_size=batch_size)
 
 
-def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0) -> PreparedStep:
-    """The step every variant is checked against: `baseline`, or for a model that couples the
-    examples of a batch (no per-example form), its batch step run eagerly (`BATCH_REFERENCE`)."""
-    reference = BATCH_REFERENCE if workload.couples_examples else REFERENCE
-    return build_step(workload, size_name, mode, reference, seed=seed)
+def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0,
+                         examples: int | None = None) -> PreparedStep:
+    """The step every variant is checked against, from the same state and batch as theirs: the
+    program of `workloads/reference.py` (per example, in a `lax.scan`, compiled, blocks unrolled),
+    or for a model that couples the examples of a batch (no per-example form) its batch step run
+    eagerly (`BATCH_REFERENCE`). `examples`: only the batch's first `examples`."""
+    if workload.couples_examples:
+        return build_step(workload, size_name, mode, BATCH_REFERENCE, seed=seed, examples=examples)
+    model = _initial_model(workload, size_name, seed)
+    configure_stacks(model, scan=False, remat=False)
+    graphdef, tx, state, batch = _state_and_batch(workload, workload.size(size_name), model, mode, seed, examples)
+    step = (reference.train_step(workload, graphdef, tx) if mode == "train"
+            else reference.infer_step(workload, graphdef, mode))
+    compiled = _compile(step, state, batch)
+    return _pieces_step(mode, compiled.fn, state, batch, [compiled])
 
 
 def _model_function(workload: Workload, graphdef, mode: str):
@@ -298,6 +323,16 @@ def _vectorised_step(workload: Workload, mode: str, fn, tx, batch, micro_batches
                                 f"{micro_batches} micro-batches")
         value_and_grad = transforms.accumulate_micro_batches(value_and_grad, micro_batches)
     return transforms.train_step(value_and_grad, transforms.optimizer_update(tx))
+
+
+def _scanned_step(mode: str, example_fn, tx):
+    """The batch step of a `scan` variant: the per-example function applied to one example at a
+    time in a `lax.scan` (train: their gradients summed in the loop's order, then averaged, then
+    the update), compiled whole by the caller."""
+    if mode == "train":
+        value_and_grad = transforms.scan_mean_gradient(transforms.add_example_gradient(example_fn))
+        return transforms.train_step(value_and_grad, transforms.optimizer_update(tx))
+    return transforms.infer_step(transforms.ignoring_model_state(transforms.map_over_examples(example_fn)))
 
 
 def _looped_step(mode, compiled: bool, example_fn, tx, state, batch):

@@ -79,15 +79,17 @@ VARIANTS = {variant.name: variant for variant in (
 )}
 """Variant name -> its record, in report order."""
 
-REFERENCE = VARIANTS["baseline"]
-"""What every variant is checked against, and what speedups divide."""
+SPEEDUP_BASE = VARIANTS["baseline"]
+"""What speedups divide: the eager per-example loop (the seed's 1x). What every variant, this one
+included, is checked against is a program of its own: `workloads/reference.py`."""
 
 PRODUCTION = VARIANTS["jit_vmap"]
 """The step a production training loop runs: what the memory claims compare against."""
 
 BATCH_REFERENCE = replace(VARIANTS["vmap"], name="eager", per_example=False)
-"""The reference of a model that couples its examples (no per-example form, so no `baseline`):
-`vmap`'s composition, the batch step run eagerly, on the model's own batch function."""
+"""The check reference of a model that couples its examples (no per-example form, so neither
+`baseline` nor `workloads/reference.py`): `vmap`'s composition, the batch step run eagerly, on the
+model's own batch function."""
 
 
 def variants_for(mode: str) -> tuple[str, ...]:

@@ -1,0 +1,77 @@
+"""The check reference (`workloads/reference.py`): the eager `baseline`'s result at every workload
+and mode, from a compiled program that shares none of the transformations under test."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+from bench.cases import Case
+from bench.correctness import IncorrectResult, check_against_baseline
+from bench.references import References
+from workloads import get_workload, transforms
+from workloads.steps import build_reference_step, build_step
+
+PER_EXAMPLE = [(name, mode) for name in ("mlp", "cnn", "transformer") for mode in get_workload(name).modes]
+TINY = [pytest.param(name, mode, marks=() if name == "mlp" else pytest.mark.slow) for name, mode in PER_EXAMPLE]
+"""At `tiny` the MLP's in the fast tier; the others' eager baselines take 4-35 s each here."""
+
+
+def _result(step) -> dict:
+    try:
+        step()
+        return jax.device_get(step.result())
+    finally:
+        step.free()
+
+
+def _assert_reference_is_baseline(name: str, mode: str, size: str) -> None:
+    workload = get_workload(name)
+    reference = build_reference_step(workload, size, mode)
+    assert reference.compile_s is not None  # a compiled program, not eager dispatch
+    errors = check_against_baseline(_result(build_step(workload, size, mode, "baseline")), _result(reference))
+    assert max(errors.values()) < 1e-5, errors  # the float32 floor: no spread widens it here
+
+
+@pytest.mark.parametrize(("name", "mode"), TINY)
+def test_the_reference_is_the_eager_baseline_at_tiny(name, mode):
+    _assert_reference_is_baseline(name, mode, "tiny")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "mode"), PER_EXAMPLE)
+def test_the_reference_is_the_eager_baseline_at_small(name, mode):
+    _assert_reference_is_baseline(name, mode, "small")
+
+
+def test_a_fault_in_the_shared_update_fails_baseline_itself(monkeypatch):
+    """The reference shares no code with the variants' steps (`workloads/transforms.py`): an update
+    that is wrong everywhere, eager steps included, makes the eager baseline fail its check. When
+    baseline was the reference, such a fault was in both and nothing could see it."""
+    original = transforms.optimizer_update
+
+    def doubled(tx):
+        update = original(tx)
+
+        def wrong(params, opt_state, grads):
+            return update(params, opt_state, jax.tree.map(lambda g: 2 * g, grads))
+
+        return wrong
+
+    monkeypatch.setattr(transforms, "optimizer_update", doubled)
+    references = References()
+    case = Case("mlp", "train", "baseline", "tiny")
+    step = case.build()
+    step()
+    with pytest.raises(IncorrectResult, match="opt_state"):
+        references.check_step(case, step)
+
+
+def test_part_of_a_batch_is_checked_against_the_reference_on_the_same_part():
+    references = References()
+    case = Case("mlp", "train", "baseline", "tiny", examples=3)
+    step = case.build()
+    step()
+    assert max(references.check_step(case, step).values()) < 1e-5
+    whole = Case("mlp", "train", "baseline", "tiny")
+    assert references.step(whole).result["loss"] != pytest.approx(references.step(case).result["loss"], rel=1e-6)

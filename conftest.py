@@ -14,9 +14,10 @@ DEFAULT_CPU_DEVICES = 8
 
 
 def _size(text: str) -> str:
+    from bench.hardware import AUTO_SIZE
     from workloads import SIZES
 
-    error = unknown_names("size", (text,), SIZES)
+    error = unknown_names("size", (text,), (*SIZES, AUTO_SIZE))
     if error:
         raise argparse.ArgumentTypeError(error)
     return text
@@ -48,6 +49,8 @@ def _whole_number(what: str) -> callable:
 
 def pytest_addoption(parser):
     from bench.distributed import DEFAULT_TIMEOUT_S
+    from bench.hardware import AUTO_SIZE
+    from workloads.contract import SIZE_TARGETS
     from bench.eager_baseline import DEFAULT_BUDGET_S as DEFAULT_BASELINE_BUDGET_S
     from bench.workers import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
@@ -69,8 +72,11 @@ def pytest_addoption(parser):
                     help=f"comma-separated variants (default: all: {','.join(variants)}); the step "
                          f"workloads have {','.join(VARIANTS)}; "
                          + "; ".join(f"{name} has {','.join(names)}" for name, names in WORKFLOW_VARIANTS.items()))
-    group.addoption("--size", type=_size, default="small",
-                    help="size preset: tiny, small (default, sized for a CPU), medium, large (fills a GPU)")
+    group.addoption("--size", type=_size, default=AUTO_SIZE,
+                    help="size preset: " + "; ".join(f"{name} for {target.meant_for}"
+                                                     for name, target in SIZE_TARGETS.items())
+                         + f"; or {AUTO_SIZE} (default): small on a CPU, on a GPU or TPU the largest preset "
+                           "whose steps fit its memory")
     group.addoption("--report-dir", default=None, metavar="DIR",
                     help="where results.json and summary.md go "
                          "(default: a new folder per run under reports/runs/, named by time and device)")
@@ -140,7 +146,16 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    """The JAX stack under test, in pytest's header."""
+    """The JAX stack under test and what it runs on, in pytest's header; a warning where JAX sees
+    only a CPU on a machine that shows a GPU or a TPU (`bench.hardware.wrong_build_warning`)."""
     from importlib.metadata import version
 
-    return f"jaxbench: jax {version('jax')}, flax {version('flax')}, optax {version('optax')}"
+    import jax
+
+    from bench import hardware
+
+    devices = jax.devices()
+    lines = [f"jaxbench: jax {version('jax')}, flax {version('flax')}, optax {version('optax')}",
+             hardware.platform_line(devices, jax.default_backend())]
+    warning = hardware.wrong_build_warning(devices[0].platform, hardware.visible_accelerators())
+    return lines + ([warning] if warning else [])

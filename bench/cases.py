@@ -8,8 +8,8 @@ import pytest
 
 from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
-from workloads.outside import WorkloadError, add_module, registered
 from workloads.contract import NotApplicable
+from workloads.outside import WorkloadError, add_module, registered
 from workloads.sharding import MeshShape, layouts_for, shards_batch
 from workloads.steps import PreparedStep, build_step, with_batch_size
 from workloads.variants import PRODUCTION, VARIANTS, variants_for

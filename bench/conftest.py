@@ -10,7 +10,7 @@ import pytest
 from bench import distributed, interrupt, workers
 from bench import session as bench_session
 from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
-from bench.fixtures import elsewhere, environment, matmul_rates, references, worker_pool, workdir  # noqa: F401 - registers them
+from bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
 from bench.results import SUITE
 
 
@@ -18,7 +18,8 @@ from bench.results import SUITE
 def pytest_configure(config):
     """This process's CPU device count, before anything starts a JAX backend: one, so that no
     single-device step pays for virtual devices it does not use (a worker gets `--cpu-devices`).
-    Then the workloads asked for, outside ones imported and checked (after the device count: a
+    Then the preset of `--size auto` for the device at hand, the workloads asked for, outside ones
+    imported and checked (after the device count: a
     module of the user's may start a backend as it is imported), and `--mesh` against them. Last,
     a fresh persistent compilation cache of this process's own, for cold and cached compile times."""
     workers.leave_device_memory_to_workers(config)
@@ -28,9 +29,15 @@ def pytest_configure(config):
         # (the user may choose the count through XLA_FLAGS instead; setting both is an error in JAX)
         jax.config.update("jax_num_cpu_devices", workers.process_cpu_devices(config))
     distributed.initialize(config)  # one process of several: before anything touches a device
+    bench_session.choose_size(config)
     check_workloads(config)
     check_mesh(config)
     bench_session.start_compile_cache(config)
+
+
+def pytest_report_header(config):
+    """What `--size auto` chose and why, among the run's first lines."""
+    return bench_session.size_choice(config)
 
 
 def pytest_unconfigure(config):

@@ -70,7 +70,8 @@ def initialize(config) -> None:
     except Exception as error:  # JAX raises XlaRuntimeError / RuntimeError / ValueError here
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise pytest.UsageError(f"jax.distributed could not start ({where}, timeout {timeout} s): {first}") from None
-    _CAPTURE[:] = [config.pluginmanager.getplugin("capturemanager")] if config.pluginmanager.has_plugin("capturemanager") else []
+    plugins = config.pluginmanager
+    _CAPTURE[:] = [plugins.getplugin("capturemanager")] if plugins.has_plugin("capturemanager") else []
     watch_peers(timeout)
 
 

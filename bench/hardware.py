@@ -9,6 +9,7 @@ mantissa, one MXU pass on TPU), `bf16_3x` / `bf16_6x` (TPU's multi-pass float32 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import jax
@@ -114,3 +115,73 @@ def peak_bytes_in_use(devices) -> int | None:
     peaks = [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
     peaks = [peak for peak in peaks if peak is not None]
     return max(peaks) if peaks else None
+
+
+ACCELERATOR_SIGNS = {
+    "an NVIDIA GPU": ("/proc/driver/nvidia/gpus", "/dev/nvidia0"),
+    "a TPU": ("/dev/accel0", "/dev/vfio/0"),
+}
+"""What shows an accelerator to the operating system, whatever JAX's build sees: the NVIDIA
+driver's GPU list or first device node; a TPU VM's accelerator or VFIO device."""
+INSTALL_EXTRAS = {"an NVIDIA GPU": "cuda12", "a TPU": "tpu"}
+"""The extra of this package that installs JAX's build for each accelerator."""
+
+
+def visible_accelerators(exists=os.path.exists) -> list[str]:
+    """The accelerators this machine shows (`ACCELERATOR_SIGNS`); `exists` tells whether a path is
+    there (a test passes its own)."""
+    return [kind for kind, paths in ACCELERATOR_SIGNS.items() if any(exists(path) for path in paths)]
+
+
+def wrong_build_warning(platform: str, visible: list[str]) -> str | None:
+    """A warning for a run whose JAX sees only a CPU (`platform`) on a machine that shows an
+    accelerator (`visible_accelerators`): it says how to install JAX's build for it. None where
+    there is nothing to warn of."""
+    if platform != "cpu" or not visible:
+        return None
+    kind = visible[0]
+    return (f"warning: JAX sees only a CPU, but this machine has {kind}: install JAX's build for it, "
+            f"pip install -e '.[{INSTALL_EXTRAS[kind]}]' (or pip install 'jax[{INSTALL_EXTRAS[kind]}]'), "
+            "and run again")
+
+
+def platform_line(devices, backend: str) -> str:
+    """One line naming what a run measures on: platform, device kind and count, JAX's backend."""
+    kinds = sorted({device.device_kind for device in devices})
+    return (f"jaxbench: {len(devices)} x {', '.join(kinds)} ({devices[0].platform}); "
+            f"JAX backend {backend}")
+
+
+AUTO_SIZE = "auto"
+"""`--size auto` (the default): the preset chosen for the device at hand (`auto_size`)."""
+
+
+def auto_size(platform: str, bytes_limit: int | None) -> tuple[str, str]:
+    """(preset, why) for `--size auto`: `small` on a CPU; on an accelerator the largest preset
+    whose budget (`workloads.contract.SizeTarget.budget_bytes`) fits the allocator's limit
+    (`memory_stats()['bytes_limit']`), `small` where even `medium`'s does not or the limit is
+    unknown."""
+    from workloads.contract import SIZE_TARGETS
+
+    if platform == "cpu":
+        return "small", "small is the preset for a CPU"
+    if bytes_limit is None:
+        return "small", f"the {platform}'s memory limit is unknown"
+    fitting = [name for name, target in SIZE_TARGETS.items()
+               if name in ("medium", "large") and target.budget_bytes <= bytes_limit]
+    if not fitting:
+        medium = SIZE_TARGETS["medium"].budget_bytes
+        return "small", f"even medium's {_gb(medium)} exceed the device's {_gb(bytes_limit)}"
+    chosen = fitting[-1]
+    return chosen, (f"{chosen} is sized for {SIZE_TARGETS[chosen].meant_for}: its steps' "
+                    f"{_gb(SIZE_TARGETS[chosen].budget_bytes)} fit the device's {_gb(bytes_limit)}")
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.3g} GB"
+
+
+def device_bytes_limit(device) -> int | None:
+    """The allocator's limit of `device` (`memory_stats()['bytes_limit']`), None where the platform
+    keeps no statistics (a CPU)."""
+    return (device.memory_stats() or {}).get("bytes_limit")

@@ -6,7 +6,6 @@ from bench import hardware
 from workloads.steps import PreparedStep, footprint_bytes
 from workloads.variants import VARIANTS
 
-
 ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_devices_in_process", "host_cores",
                     "jax_version", "float32_matmul_arithmetic")
 """What every benchmark row repeats from the run's environment, so a row can be read on its own."""

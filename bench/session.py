@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import distributed, measure, workers
+from bench import distributed, hardware, measure, workers
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
 from reports.results import NOT_MEASURED
 from workloads import compile_cache
@@ -25,9 +25,28 @@ _BELOW = pytest.StashKey[list]()
 _MATMUL_RATES = pytest.StashKey[dict]()
 _COMPILE_CACHE = pytest.StashKey[Path]()
 _HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
+_SIZE_CHOICE = pytest.StashKey[str]()  # what `--size auto` chose and why
 
 COMPILE_CACHE_PREFIX = "jaxbench-compile-cache-"
 """How a process's compilation cache folder is named in the temporary folder: this, its process id, `-`."""
+
+
+def choose_size(config) -> None:
+    """Resolve `--size auto` to a preset for the device at hand (`bench.hardware.auto_size`),
+    keeping the choice and its reason for the run's first lines (`size_choice`)."""
+    if config.getoption("size") != hardware.AUTO_SIZE:
+        return
+    import jax
+
+    device = jax.devices()[0]
+    size, why = hardware.auto_size(device.platform, hardware.device_bytes_limit(device))
+    config.option.size = size
+    config.stash[_SIZE_CHOICE] = f"jaxbench: --size auto chose {size}: {why}"
+
+
+def size_choice(config) -> list[str]:
+    """The line that says what `--size auto` chose and why; none where a size was given."""
+    return [config.stash[_SIZE_CHOICE]] if _SIZE_CHOICE in config.stash else []
 
 
 def start_compile_cache(config) -> None:

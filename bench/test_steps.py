@@ -17,8 +17,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
     with measure.out_of_memory_is_a_skip(case.id):
         with measure.not_applicable_is_a_skip():
             size = case.size_preset()
-            timed_case = (eager_baseline.part_to_time(case, size.batch_size, request.config.getoption("baseline_budget"))
-                          if benchmark.enabled else case)
+            budget_s = request.config.getoption("baseline_budget")
+            timed_case = eager_baseline.part_to_time(case, size.batch_size, budget_s) if benchmark.enabled else case
             step = timed_case.build()
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.

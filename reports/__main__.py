@@ -23,7 +23,6 @@ from reports.regress import DEFAULT_THRESHOLD, regress
 from reports.results import ResultsError
 from reports.trend import DEFAULT_MIN_STEP, write_trend
 
-
 _share = number_type(float, lambda value: 0 < value < 1, "a share between 0 and 1 (e.g. 0.05 for 5%)")
 _whole = number_type(int, lambda value: value >= 1, "a whole number >= 1")
 _seconds = number_type(float, lambda value: value > 0, "a number of seconds > 0")

@@ -347,7 +347,8 @@ class ABRun:
         for name, messages in ready.items():
             figures = {json.dumps(message["ready"][case]["exact"], sort_keys=True) for message in messages}
             if len(figures) > 1:
-                self.result.warnings.append(f"{case}: the {name} workers' exact figures differ ({' vs '.join(figures)})")
+                self.result.warnings.append(
+                    f"{case}: the {name} workers' exact figures differ ({' vs '.join(figures)})")
 
     def _measure(self, workers: dict[str, list[Worker]], benchmarks: list[Benchmark]) -> None:
         """Batches of block pairs, in random order, until every benchmark is decided, has

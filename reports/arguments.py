@@ -4,7 +4,7 @@ worker), and the one wording of an unknown name."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 
 def unknown_names(kind: str, names, valid) -> str | None:

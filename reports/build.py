@@ -13,9 +13,9 @@ import pandas as pd
 from reports.charts import draw_all
 from reports.expectations import expectations_markdown, expectations_shown, expectations_table
 from reports.html import write_html
-from reports.sections import Section, section_markdown
 from reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
 from reports.scaling import scaling_chart, scaling_table
+from reports.sections import Section, section_markdown
 from reports.summary import summary_table, to_markdown
 from reports.workflows import workflow_findings, workflow_tables
 from workloads.variants import PRODUCTION

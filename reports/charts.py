@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from workloads.variants import VARIANTS  # noqa: E402
+from workloads.variants import VARIANTS
 
 VARIANT_ORDER = list(VARIANTS)
 """The step variants in the registry's order; a workflow's own variants come after."""
@@ -18,7 +15,8 @@ VARIANT_ORDER = list(VARIANTS)
 
 RUN_KEYS = ["run", "size", "device set"]
 """What tells one run's rows from another's: a chart names those of them that vary in its data."""
-MEMORY_TECHNIQUES = [name for name, variant in VARIANTS.items() if variant.compiled and variant.batching == "vectorised"]
+MEMORY_TECHNIQUES = [name for name, variant in VARIANTS.items()
+                     if variant.compiled and variant.batching == "vectorised"]
 """The variants whose one compiled step has a memory analysis to compare (not `jit`'s two pieces)."""
 
 

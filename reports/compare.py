@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from reports.charts import save_chart  # noqa: E402
-from reports.results import ResultsError, benchmarks_frame, load_results, run_label  # noqa: E402
+from reports.charts import save_chart
+from reports.results import ResultsError, benchmarks_frame, load_results, run_label
 
 BENCHMARK = ["workload", "mode", "variant", "size", "n_devices"]
 """What names one benchmark across runs: the variant carries its layout (`multi_device-model`),

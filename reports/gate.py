@@ -8,15 +8,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from reports.charts import save_chart  # noqa: E402
-from reports.results import write_atomically  # noqa: E402
-from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict  # noqa: E402
+from reports.charts import save_chart
+from reports.results import write_atomically
+from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict
 
 COLUMNS = ["benchmark", "verdict", "timing", "ratio", "low", "high", "p_value", "n", "exact"]
 """A row: the benchmark's verdict, its timing's verdict alone (`timing`), the ratio head/base with its
@@ -83,7 +80,8 @@ class GateResult:
         """The summary in Markdown, fit for `$GITHUB_STEP_SUMMARY`."""
         lines = ["## jaxbench: " + ("regression" if self.regressed else "no regression"), "", self.headline(), ""]
         lines += [f"> warning: {warning}" for warning in self.warnings]
-        lines += ["", self.shown().to_markdown(index=False, floatfmt=".3g"), "", *(line[:1].upper() + line[1:] for line in self.one_sided())]
+        lines += ["", self.shown().to_markdown(index=False, floatfmt=".3g"), ""]
+        lines += [line[:1].upper() + line[1:] for line in self.one_sided()]
         return "\n".join(lines) + "\n"
 
     def one_sided(self) -> list[str]:

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
-
-from reports.charts import save_chart  # noqa: E402
-from reports.results import benchmarks_frame  # noqa: E402
+from reports.charts import save_chart
+from reports.results import benchmarks_frame
 
 SWEEP_KEYS = ["run", "workload", "size", "sweep"]
 """What one curve is: a run's sweep of one kind over one workload at one size."""

@@ -6,8 +6,9 @@ they ran. A change point is found by penalised segmentation of the series (`rupt
 log step times with the absolute-deviation cost, which an outlying run barely moves): a step must
 lower the cost by more than a penalty scaled to the series' own noise (estimated from its
 point-to-point differences, robust to the steps themselves), and each segment holds at least
-`MIN_SEGMENT` runs, so a noisy run or two are never a change point. Steps smaller than `min_step` are dropped. Each change point names the commits on
-either side and the size of the step.
+`MIN_SEGMENT` runs, so a noisy run or two are never a change point. Steps smaller than
+`min_step` are dropped. Each change point names the commits on either side and the size of the
+step.
 """
 
 from __future__ import annotations
@@ -15,20 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import ruptures
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import ruptures  # noqa: E402
-
-from reports.charts import save_chart  # noqa: E402
-from reports.html import write_html  # noqa: E402
-from reports.regress import benchmark_name  # noqa: E402
-from reports.sections import Section, section_markdown  # noqa: E402
-from reports.results import ResultsError, load_results, write_atomically  # noqa: E402
-from reports.verdicts import EXACT_TOLERANCE  # noqa: E402
+from reports.charts import save_chart
+from reports.html import write_html
+from reports.regress import benchmark_name
+from reports.results import ResultsError, load_results, write_atomically
+from reports.sections import Section, section_markdown
+from reports.verdicts import EXACT_TOLERANCE
 
 MIN_SEGMENT = 3
 """Runs a segment holds at least, so that a step must last: one or two noisy jobs cannot make one

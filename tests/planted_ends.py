@@ -2,9 +2,10 @@
 
 Each is the MLP with one change: when its per-example loss is traced under `vmap` (`vmap`,
 `jit_vmap` and the variants built on it; not the Python loops of `baseline` and `jit`, nor the
-check reference's scan), it does what a broken model or XLA build does to a process: `tests.planted_crash` kills it with SIGSEGV (a segfault), `tests.planted_hang` sleeps
-for good. They are passed the way users pass their own workloads: `--workload-module
-tests.planted_crash --workload-module tests.planted_hang`.
+check reference's scan), it does what a broken model or XLA build does to a process:
+`tests.planted_crash` kills it with SIGSEGV (a segfault), `tests.planted_hang` sleeps for good.
+They are passed the way users pass their own workloads: `--workload-module tests.planted_crash
+--workload-module tests.planted_hang`.
 """
 
 from __future__ import annotations

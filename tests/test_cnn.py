@@ -112,7 +112,8 @@ def _in_float64(workload):
     def build(size, rngs):
         model = workload.build_model(size, rngs)
         state = nnx.state(model)
-        nnx.update(model, jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state))
+        nnx.update(model, jax.tree.map(
+            lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state))
         return model
 
     def batch(size, key):

@@ -57,5 +57,5 @@ def test_a_bench_run_records_both_compile_times_of_each_compiled_row(tiny_run):
 def test_a_workflow_row_says_why_it_has_no_cached_compile_time(workflow_run):
     rows = [b["extra_info"] for b in workflow_run["results"]["benchmarks"]]
     compiled = [row for row in rows if row["compile_s"] is not None]
-    assert compiled and all(row["compile_cached_s"] is None and row["compile_cache"].startswith("not measured for a workflow")
-                            for row in compiled)
+    assert compiled and all(row["compile_cached_s"] is None
+                            and row["compile_cache"].startswith("not measured for a workflow") for row in compiled)

@@ -18,8 +18,7 @@ from bench.correctness import (
 )
 from tests.conftest import FAST_TIMING, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, first_kernel_path, flip_sign_under_jit, scale_gradient_of
-from workloads import get_workload
-from workloads import transforms
+from workloads import get_workload, transforms
 from workloads.steps import build_reference_step, build_step
 
 MLP = get_workload("mlp")
@@ -41,7 +40,8 @@ def decode_reference() -> dict:
 
 def _with_planted_mixed_precision(monkeypatch, name: str, factor: float) -> None:
     original = transforms.mixed_precision
-    monkeypatch.setattr(transforms, "mixed_precision", lambda fn, *args: original(scale_gradient_of(fn, name, factor), *args))
+    monkeypatch.setattr(transforms, "mixed_precision",
+                        lambda fn, *args: original(scale_gradient_of(fn, name, factor), *args))
 
 
 def test_correct_bf16_training_passes(mlp_train_reference):

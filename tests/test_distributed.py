@@ -190,7 +190,8 @@ def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_p
 @pytest.mark.parametrize("args,message", [
     (["--process-id", "1"], "--num-processes and --process-id need --coordinator HOST:PORT"),
     (["--coordinator", "localhost:1", "--process-id", "0"], "--coordinator needs --num-processes too"),
-    (["--coordinator", "nowhere", "--num-processes", "2", "--process-id", "1"], "--coordinator 'nowhere' is not HOST:PORT"),
+    (["--coordinator", "nowhere", "--num-processes", "2", "--process-id", "1"],
+     "--coordinator 'nowhere' is not HOST:PORT"),
 ])
 def test_incomplete_distributed_options_are_usage_errors(args, message, tmp_path):
     proc = run_pytest("bench", "--report-dir", str(tmp_path), *args, timeout=120)

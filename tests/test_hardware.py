@@ -15,10 +15,9 @@ from bench.cases import Case
 from bench.correctness import IncorrectResult, check_against_baseline
 from bench.metadata import step_extra_info
 from bench.references import References
-from tests.conftest import FAST_TIMING, run_pytest
+from tests.conftest import FAST_TIMING, ROOT, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, flip_sign_under_jit, tf32_under_default_precision
-from workloads import get_workload
-from workloads import transforms
+from workloads import get_workload, transforms
 from workloads.steps import build_reference_step, build_step
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -130,3 +129,35 @@ def test_pytest_bench_on_a_simulated_tf32_gpu_passes_correct_variants(tmp_path):
     rows = {b["extra_info"]["variant"]: b["extra_info"] for b in results["benchmarks"]}
     assert set(rows) == {"baseline", "jit", "jit_vmap", "bf16"}
     assert rows["jit_vmap"]["matmul_arithmetic"] == "tf32" and rows["bf16"]["matmul_arithmetic"] == "bf16"
+
+
+@pytest.mark.parametrize(("present", "visible"), [
+    ({"/proc/driver/nvidia/gpus"}, ["an NVIDIA GPU"]),
+    ({"/dev/nvidia0"}, ["an NVIDIA GPU"]),
+    ({"/dev/accel0"}, ["a TPU"]),
+    (set(), []),
+])
+def test_the_accelerators_a_machine_shows_are_read_from_the_system(present, visible):
+    assert hardware.visible_accelerators(exists=present.__contains__) == visible
+
+
+def test_a_cpu_only_jax_on_a_gpu_machine_is_told_how_to_install_the_cuda_build():
+    warning = hardware.wrong_build_warning("cpu", ["an NVIDIA GPU"])
+    assert warning.startswith("warning: JAX sees only a CPU, but this machine has an NVIDIA GPU")
+    assert "pip install -e '.[cuda12]'" in warning
+    assert "'.[tpu]'" in hardware.wrong_build_warning("cpu", ["a TPU"])
+    assert hardware.wrong_build_warning("gpu", ["an NVIDIA GPU"]) is None  # the right build
+    assert hardware.wrong_build_warning("cpu", []) is None  # a CPU machine
+
+
+def test_the_extras_named_in_the_warning_exist():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in hardware.INSTALL_EXTRAS.values():
+        assert any(requirement.startswith(f"jax[{extra}]") for requirement in extras[extra]), extra
+
+
+def test_the_header_names_platform_device_kind_count_and_backend():
+    devices = [SimpleNamespace(device_kind="NVIDIA H200", platform="gpu")] * 8
+    assert hardware.platform_line(devices, "gpu") == "jaxbench: 8 x NVIDIA H200 (gpu); JAX backend gpu"

@@ -38,7 +38,8 @@ def test_the_page_reads_well_in_a_real_browser(html_report, tmp_path):
             page.goto(html_report.as_uri())
             assert page.title() == "jaxbench report"
             assert page.locator("table").count() == 4
-            images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
             assert len(images) == 4 and all(done and width > 0 and height > 0 for done, width, height in images)
             summary = page.locator("section", has=page.locator("h2", has_text="Summary")).locator("table")
             column = """(t, name) => { const i = Array.from(t.tHead.rows[0].cells)

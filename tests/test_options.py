@@ -19,7 +19,7 @@ from workloads.sharding import parse_mesh
         ("--modes", "fly", "unknown mode 'fly'; valid: train, infer, decode"),
         ("--variants", "jit,pmap", "unknown variant 'pmap'; valid: baseline, jit, vmap, jit_vmap, multi_device, "
                                    "remat, bf16, accumulation, sync, async"),
-        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
+        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large, auto"),
         ("--cpu-devices", "0", "'0' is not a whole number of devices >= 1"),
         ("--long-step-rounds", "two", "'two' is not a whole number of rounds >= 1"),
         ("--workloads", ",", "no workload given; valid: mlp, cnn, cnn_batchnorm, transformer"),
@@ -39,7 +39,7 @@ def test_bad_value_is_an_error_naming_it_and_the_valid_choices(option, value, me
 @pytest.mark.parametrize(
     "option,value,message",
     [
-        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large"),
+        ("--size", "huge", "unknown size 'huge'; valid: tiny, small, medium, large, auto"),
         ("--mesh", "data=2,model=2", "--mesh data=2,model=2 spans 4 devices, but the multi-device benchmarks "
                                      "have 8 (on a CPU: --cpu-devices)"),
     ],
@@ -71,7 +71,7 @@ def test_options_are_listed_in_help_with_their_defaults():
                    "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds", "--baseline-budget"):
         assert option in text
     defaults = parser.parse_args([])
-    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("small", 8, 5.0)
+    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("auto", 8, 5.0)
     assert "--jaxbench-worker" not in text  # the worker's own option is hidden
 
 
@@ -117,7 +117,8 @@ def test_workflows_have_their_own_variants():
     collected = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
     # Benchmarks over several devices run last (on a CPU, together in one worker process).
     assert collected == ["test_workflow[checkpoint-save_restore-async]", "test_workflow[training_loop-train-async]",
-                         "test_workflow[bayes-infer-multi_device]", "test_workflow[checkpoint-save_restore-multi_device]"]
+                         "test_workflow[bayes-infer-multi_device]",
+                         "test_workflow[checkpoint-save_restore-multi_device]"]
 
 
 @pytest.mark.slow

@@ -100,7 +100,8 @@ def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
 def test_a_workload_module_on_the_command_line_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
     proc = run_pytest("bench", "--workload-module", "jaxbench_example.wide_mlp", "--workloads", "wide_mlp",
-                      "--size", "tiny", "--modes", "train", "--variants", "baseline,jit_vmap,remat", "--benchmark-disable", "-q",
+                      "--size", "tiny", "--modes", "train", "--variants", "baseline,jit_vmap,remat",
+                      "--benchmark-disable", "-q",
                       env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3 passed" in proc.stdout, proc.stdout[-2000:]

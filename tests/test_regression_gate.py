@@ -11,8 +11,14 @@ import pytest
 
 from reports.__main__ import main
 from reports.regress import benchmark_name, regress
-from reports.verdicts import (ExactChange, benchmark_verdict, exact_changes, family_alpha, paired_verdict,
-                              unpaired_verdict)
+from reports.verdicts import (
+    ExactChange,
+    benchmark_verdict,
+    exact_changes,
+    family_alpha,
+    paired_verdict,
+    unpaired_verdict,
+)
 
 THRESHOLD = 0.05
 BLOCK_SPREAD = 0.02  # block medians within one process (measured: 1-2%)

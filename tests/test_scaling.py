@@ -32,7 +32,8 @@ def test_device_counts_double_up_to_all():
 def test_every_point_is_checked_and_measured_in_one_process(sweep_run):
     points = {b["extra_info"]["case_id"]: b["extra_info"] for b in sweep_run["results"]["benchmarks"]
               if b["extra_info"]["scaling"]}
-    assert sorted(points) == sorted(f"mlp-train-jit_vmap-{kind}-{n}" for kind in ("strong", "weak") for n in (1, 2, 4, 8))
+    assert sorted(points) == sorted(f"mlp-train-jit_vmap-{kind}-{n}"
+                                    for kind in ("strong", "weak") for n in (1, 2, 4, 8))
     for case_id, info in points.items():
         n = int(case_id.rsplit("-", 1)[1])
         assert info["n_devices"] == n and info["n_devices_in_process"] == 8  # all points in the one worker

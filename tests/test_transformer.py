@@ -10,8 +10,8 @@ from flax import nnx
 from tests.conftest import assert_step_agrees, xla_forward_flops
 from workloads import LAYOUTS, get_workload
 from workloads.layers import configure_stacks
-from workloads.transformer import generate
 from workloads.steps import build_reference_step, build_step, footprint_bytes
+from workloads.transformer import generate
 from workloads.variants import variants_for
 
 LM = get_workload("transformer")

@@ -6,8 +6,8 @@ import dataclasses
 
 import jax
 import numpy as np
-from flax import nnx
 import pytest
+from flax import nnx
 
 from bench import workers
 from bench.cases import Case
@@ -40,8 +40,7 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
 def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
     """A parent on a CPU keeps each model's initial state as it first builds it and hands it to the
     worker (which then skips initialising the model); the steps are built from exactly that state."""
-    from workloads import get_workload
-    from workloads import steps
+    from workloads import get_workload, steps
 
     for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
         monkeypatch.setattr(steps, name, type(getattr(steps, name))())
@@ -61,8 +60,7 @@ def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
 
 
 def test_a_state_over_the_limit_is_not_kept(monkeypatch):
-    from workloads import get_workload
-    from workloads import steps
+    from workloads import get_workload, steps
 
     for name in ("_KEPT", "_KEEP_UP_TO_BYTES"):
         monkeypatch.setattr(steps, name, type(getattr(steps, name))())
@@ -74,8 +72,7 @@ def test_a_state_over_the_limit_is_not_kept(monkeypatch):
 def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again(monkeypatch):
     """Only a model's first build in a process initialises it (seconds of eager compiles on
     XLA:CPU); the next builds start from the kept state, so from exactly the same parameters."""
-    from workloads import get_workload
-    from workloads import steps
+    from workloads import get_workload, steps
 
     for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
         monkeypatch.setattr(steps, name, type(getattr(steps, name))())

@@ -5,11 +5,12 @@ step: parameters and optimizer state (Adam's moments, the schedule's step count)
 it into a new folder, waits until the checkpoint is durable, restores it into fresh arrays, then
 removes the folder.
 
-| variant        | save                                                                           |
-|----------------|--------------------------------------------------------------------------------|
-| `sync`         | `Checkpointer(StandardCheckpointHandler())`: `save` returns when the files are written |
-| `async`        | `AsyncCheckpointer`: `save` returns once the arrays are copied off the devices; the files are written in the background until `wait_until_finished()` |
-| `multi_device` | `async`, of a state sharded over all devices (each weight's last dimension over a `model` axis where it divides): each device's shards are written, and restored with their sharding |
+- `sync`: `Checkpointer(StandardCheckpointHandler())`; `save` returns when the files are written.
+- `async`: `AsyncCheckpointer`; `save` returns once the arrays are copied off the devices, and the
+  files are written in the background until `wait_until_finished()`.
+- `multi_device`: `async`, of a state sharded over all devices (each weight's last dimension over
+  a `model` axis where it divides): each device's shards are written, and restored with their
+  sharding.
 
 `save_blocking_s` is how long `save` holds up the training loop; `save_s` the time until the
 checkpoint is durable. They are equal for `sync`.

@@ -2,9 +2,9 @@
 
 Stem convolution -> stages of residual blocks (the first block of a stage after the first
 halves the resolution and widens the channels; the rest are identical and stacked in a
-`BlockStack`, so `remat` applies; unrolled rather than scanned, see `workloads/layers.py`) -> global average pooling -> linear classifier. GroupNorm
-throughout, so each example is normalised on its own and every variant computes the same
-function example by example.
+`BlockStack`, so `remat` applies; unrolled rather than scanned, see `workloads/layers.py`) ->
+global average pooling -> linear classifier. GroupNorm throughout, so each example is
+normalised on its own and every variant computes the same function example by example.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ class CNNSize:
     learning_rate: float = 0.05
 
 
-SIZES = {
+SIZES = {  # each sized for its target: `workloads.contract.SIZE_TARGETS`
     "tiny": CNNSize(image=8, channels=(8, 16), blocks_per_stage=2, classes=10, batch_size=8),
-    # Batch 8: the eager per-example baseline (0.8 s an example on a 2-core CPU) stays a few seconds.
+    # Batch 8: a CPU's eager per-example baseline of this model is slow (docs/measurements.md).
     "small": CNNSize(image=32, channels=(16, 32, 64), blocks_per_stage=3, classes=10, batch_size=8),
     "medium": CNNSize(image=64, channels=(64, 128, 256), blocks_per_stage=4, classes=100, batch_size=64),
     # ResNet-34-like widths at 128 x 128: keeps one GPU busy.
-    "large": CNNSize(image=128, channels=(64, 128, 256, 512), blocks_per_stage=4, classes=1000, batch_size=256),
+    "large": CNNSize(image=128, channels=(64, 128, 256, 512), blocks_per_stage=4, classes=1000, batch_size=192),
 }
 
 GROUPS = 4  # GroupNorm groups (every width above divides by 4)

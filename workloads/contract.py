@@ -7,14 +7,45 @@ imports pytest and knows nothing about the variants.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import optax
 from flax import nnx
 
-SIZES = ("tiny", "small", "medium", "large")
-"""Size preset names, smallest first: `tiny` for tests, `small` the CPU default, `large` fills a GPU."""
+
+@dataclass(frozen=True)
+class SizeTarget:
+    """What a size preset is meant for: every step of every workload at that preset fits it."""
+
+    meant_for: str
+    device_bytes: int | None = None  # the memory of the device it is sized for
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """Per-device bytes each step at this preset stays under: the part of the device's memory
+        that JAX takes by default (`USABLE_SHARE`), less `SPARE`. None where there is no device
+        size to hold to (a preset for tests)."""
+        if self.device_bytes is None:
+            return None
+        return int(self.device_bytes * USABLE_SHARE * (1 - SPARE))
+
+
+USABLE_SHARE = 0.75
+"""The share of an accelerator's memory JAX's allocator takes by default (`XLA_PYTHON_CLIENT_MEM_FRACTION`)."""
+SPARE = 0.10
+"""What a preset's steps leave unused of their target, for the platform's own differences."""
+SIZE_TARGETS = {
+    "tiny": SizeTarget("the suite's own tests: seconds on any CPU"),
+    "small": SizeTarget("a CPU (the default there): a 4 GB host", 4 * 10**9),
+    "medium": SizeTarget("a 16 GB GPU", 16 * 10**9),
+    "large": SizeTarget("an 80 GB GPU (H100, A100 80GB; an H200 too)", 80 * 10**9),
+}
+"""Each size preset, smallest first, and what it is meant for (a test holds every step workload's
+compiled `jit_vmap` train step to each budget)."""
+SIZES = tuple(SIZE_TARGETS)
+"""Size preset names, smallest first."""
 
 MODES = ("train", "infer", "decode")
 """`train`: forward, backward and optimizer update; `infer`: forward only; `decode`: autoregressive

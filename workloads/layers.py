@@ -21,7 +21,7 @@ and it keeps compile time flat in depth. The variants choose how a stack runs
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +71,8 @@ class BlockStack(nnx.Module):
         else:
             results = []
             for index in range(self.num_blocks):
-                x, result = apply_block(x, jax.tree.map(lambda leaf: leaf[index], (stacked, per_block)))
+                block = jax.tree.map(lambda leaf: leaf[index], (stacked, per_block))  # noqa: B023 - used at once
+                x, result = apply_block(x, block)
                 results.append(result)
             outputs, statistics = jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
         if jax.tree.leaves(statistics):

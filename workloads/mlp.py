@@ -29,7 +29,7 @@ class MLPSize:
     learning_rate: float = 1e-3
 
 
-SIZES = {
+SIZES = {  # each sized for its target: `workloads.contract.SIZE_TARGETS`
     "tiny": MLPSize(features=16, hidden=32, num_blocks=2, classes=10, batch_size=8),
     # The CPU reference shape (see the README's workloads table): 784 -> 512 x 3 -> 10, batch 128.
     "small": MLPSize(features=784, hidden=512, num_blocks=2, classes=10, batch_size=128),

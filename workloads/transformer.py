@@ -39,17 +39,17 @@ class TransformerSize:
     total_steps: int = 10_000
 
 
-SIZES = {
+SIZES = {  # each sized for its target: `workloads.contract.SIZE_TARGETS`
     "tiny": TransformerSize(vocab=64, d_model=32, num_layers=2, num_heads=2, seq_len=16, batch_size=8,
                             prompt_len=4, decode_tokens=6),
     # The CPU reference shape: a 4-layer, d=256 LM over 256 tokens of an 8192-token vocabulary.
     "small": TransformerSize(vocab=8192, d_model=256, num_layers=4, num_heads=4, seq_len=256, batch_size=8,
                              prompt_len=32, decode_tokens=8),
     "medium": TransformerSize(vocab=32768, d_model=1024, num_layers=8, num_heads=16, seq_len=512,
-                              batch_size=16, prompt_len=64, decode_tokens=64),
-    # About 1.1 B parameters (12 * 2048^2 * 20 + 32768 * 2048): fills an 80 GB GPU in bf16 training.
-    "large": TransformerSize(vocab=32768, d_model=2048, num_layers=20, num_heads=16, seq_len=1024,
-                             batch_size=16, prompt_len=128, decode_tokens=128),
+                              batch_size=8, prompt_len=64, decode_tokens=64),
+    # About 1.1 B parameters (12 * 2048^2 * 20 + 32768 * 2048), float32 with Adam's moments.
+    "large": TransformerSize(vocab=32768, d_model=2048, num_layers=20, num_heads=16, seq_len=512,
+                             batch_size=8, prompt_len=128, decode_tokens=128),
 }
 
 

@@ -14,7 +14,8 @@ batched by a loop or `vmap` is given the model state it does not use (`ignoring_
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

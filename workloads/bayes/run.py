@@ -65,7 +65,8 @@ class BayesRun(RunTimings):
         min_ess = min(float(s["ess"].min()) for s in summary.values())
         low, high = np.percentile(np.asarray(self.probabilities), INTERVAL, axis=0)
         mean_p = np.asarray(self.probabilities).mean(axis=0)
-        true_p = np.asarray(jax.nn.sigmoid(jnp.sum(self.dataset.x_test * self.dataset.truth["beta"][self.dataset.group_test], -1)))
+        beta = self.dataset.truth["beta"][self.dataset.group_test]
+        true_p = np.asarray(jax.nn.sigmoid(jnp.sum(self.dataset.x_test * beta, -1)))
         return {
             "sampling_s": sampling_s,
             "predictive_s": self.median("predictive_s"),

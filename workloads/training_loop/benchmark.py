@@ -15,6 +15,7 @@ from workloads.training_loop.loop import LoopOutcome, TrainingLoop
 from workloads.training_loop.sizes import SIZES
 from workloads.workflow import RunTimings
 
+
 @dataclass
 class LoopRun(RunTimings):
     """The benchmark's view of the loop: each call trains from scratch into a fresh folder."""

@@ -7,9 +7,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
@@ -19,6 +19,7 @@ from flax import nnx
 from workloads import WORKFLOW_VARIANTS, transformer, transforms
 from workloads.training_loop import recovery
 from workloads.training_loop.sizes import LoopSize, batch_at, eval_batches
+
 
 @dataclass
 class LoopOutcome:

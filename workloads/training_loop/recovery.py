@@ -4,8 +4,8 @@ before it is tried."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import orbax.checkpoint as ocp

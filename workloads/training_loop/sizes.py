@@ -8,6 +8,7 @@ import jax
 
 from workloads import transformer
 
+
 @dataclass(frozen=True)
 class LoopSize:
     """One preset: the model, and how long the loop runs and how often it checkpoints and evaluates."""

@@ -49,11 +49,11 @@ def _whole_number(what: str) -> callable:
 
 def pytest_addoption(parser):
     from bench.distributed import DEFAULT_TIMEOUT_S
-    from bench.hardware import AUTO_SIZE
-    from workloads.contract import SIZE_TARGETS
     from bench.eager_baseline import DEFAULT_BUDGET_S as DEFAULT_BASELINE_BUDGET_S
+    from bench.hardware import AUTO_SIZE
     from bench.workers import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
+    from workloads.contract import SIZE_TARGETS
     from workloads.variants import VARIANTS
 
     variants = tuple(dict.fromkeys((*VARIANTS, *sum(WORKFLOW_VARIANTS.values(), ()))))

@@ -17,7 +17,7 @@ from reports.gate import GateResult
 from reports.results import SUITE, ResultsError, load_results, variant_label
 from reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
-DEFAULT_THRESHOLD = 0.15
+DEFAULT_THRESHOLD = 0.25
 """Between two jobs a benchmark's median moves by more than within one (see the README)."""
 ENVIRONMENT_FIELDS = ("platform", "device_kind", "n_devices_available", "cpu_model", "jax_version",
                       "jaxlib_version", "flax_version", "optax_version", "python_version", "xla_flags")

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from reports.summary import summary_table
 from tests.conftest import DATA, FAST_TIMING, ROOT, run_pytest
 
 pytestmark = pytest.mark.slow  # every test here reads a real run
@@ -123,18 +124,29 @@ def test_a_failure_in_the_check_is_caught_under_benchmark_disable(tmp_path):
     assert proc.returncode == 1 and "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
 
 
-def _schema(results: dict) -> dict:
+def schema(results: dict) -> dict:
     """What a results file holds, without its figures: top-level keys, the suite section's keys, and
     each benchmark's name with its `extra_info` and `stats` keys."""
     return {"top": sorted(results), "suite": sorted(results["jaxbench"]),
             "benchmarks": {b["name"]: (sorted(b["extra_info"]), sorted(b["stats"])) for b in results["benchmarks"]}}
 
 
-@pytest.mark.parametrize(("saved", "run"), [("tiny-mlp-run.json", "tiny_run"),
-                                            ("tiny-workflows-run.json", "workflow_run")])
-def test_saved_runs_have_the_schema_of_a_fresh_run(saved, run, request):
+def test_the_saved_run_has_the_schema_of_a_fresh_run(tiny_run):
     """The tests of reports and the gate read saved runs (tests/data/): they must be what a run
     writes today. A change of what a run records fails here until they are written again
     (`tests.conftest.SAVED_RUNS` says how)."""
-    fresh = request.getfixturevalue(run)["results"]
-    assert _schema(json.loads((DATA / saved).read_text())) == _schema(fresh)
+    assert schema(json.loads((DATA / "tiny-mlp-run.json").read_text())) == schema(tiny_run["results"])
+
+
+def test_a_bench_run_records_both_compile_times_of_each_compiled_row(tiny_run):
+    rows = [b["extra_info"] for b in tiny_run["results"]["benchmarks"]]
+    compiled = [row for row in rows if row["compile_s"] is not None]
+    assert compiled and all(row["compile_cache"] == "hit" and row["compile_cached_s"] > 0 for row in compiled)
+    eager = [row for row in rows if row["compile_s"] is None]
+    assert eager and all(row["compile_cached_s"] is None and row["compile_cache"] is None for row in eager)
+
+
+def test_without_profile_nothing_is_traced(tiny_run):
+    assert not (tiny_run["dir"] / "profiles").exists()
+    assert all("profile" not in b["extra_info"] for b in tiny_run["results"]["benchmarks"])
+    assert not any(column.endswith("(% op time)") for column in summary_table(tiny_run["results"]))

@@ -42,20 +42,3 @@ def test_without_a_cache_the_step_says_why_it_has_no_cached_time():
     assert step.compile_cache == "no persistent cache in this process"
     eager = build_step(get_workload("mlp"), "tiny", "train", "baseline")
     assert eager.compile_s is None and eager.compile_cached_s is None
-
-
-@pytest.mark.slow
-def test_a_bench_run_records_both_compile_times_of_each_compiled_row(tiny_run):
-    rows = [b["extra_info"] for b in tiny_run["results"]["benchmarks"]]
-    compiled = [row for row in rows if row["compile_s"] is not None]
-    assert compiled and all(row["compile_cache"] == "hit" and row["compile_cached_s"] > 0 for row in compiled)
-    eager = [row for row in rows if row["compile_s"] is None]
-    assert eager and all(row["compile_cached_s"] is None and row["compile_cache"] is None for row in eager)
-
-
-@pytest.mark.slow
-def test_a_workflow_row_says_why_it_has_no_cached_compile_time(workflow_run):
-    rows = [b["extra_info"] for b in workflow_run["results"]["benchmarks"]]
-    compiled = [row for row in rows if row["compile_s"] is not None]
-    assert compiled and all(row["compile_cached_s"] is None
-                            and row["compile_cache"].startswith("not measured for a workflow") for row in compiled)

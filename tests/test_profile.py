@@ -99,10 +99,3 @@ def test_the_report_links_each_trace_and_says_how_to_open_it(profiled_run):
     assert all(f'<a href="{row["profile"]}">{row["case_id"]}</a>' in html for row in rows)
     summary = summary_table(profiled_run["results"])
     assert all(f"{category} (% op time)" in summary for category in SHARE_CATEGORIES)
-
-
-@pytest.mark.slow
-def test_without_profile_nothing_is_traced(tiny_run):
-    assert not (tiny_run["dir"] / "profiles").exists()
-    assert all("profile" not in b["extra_info"] for b in tiny_run["results"]["benchmarks"])
-    assert not any(column.endswith("(% op time)") for column in summary_table(tiny_run["results"]))

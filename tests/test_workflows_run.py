@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from reports.workflows import workflow_tables
+from tests.conftest import DATA
+from tests.test_bench_run import schema
 from workloads import WORKFLOW_VARIANTS
 
 pytestmark = pytest.mark.slow  # every test here reads a real run
@@ -96,3 +100,15 @@ def test_summary_throughput_is_each_workflows_own_figure(workflow_run):
     loop = _rows(workflow_run)[("training_loop", "async")]
     # A round runs the loop twice (without, then with checkpoints): items over a round would be lower.
     assert loop["extra_info"]["items_per_s"] > 12 / loop["stats"]["median"]
+
+
+def test_a_workflow_row_says_why_it_has_no_cached_compile_time(workflow_run):
+    rows = [b["extra_info"] for b in workflow_run["results"]["benchmarks"]]
+    compiled = [row for row in rows if row["compile_s"] is not None]
+    assert compiled and all(row["compile_cached_s"] is None
+                            and row["compile_cache"].startswith("not measured for a workflow") for row in compiled)
+
+
+def test_the_saved_run_has_the_schema_of_a_fresh_run(workflow_run):
+    """As `tests.test_bench_run`'s, for the saved run of the workflows."""
+    assert schema(json.loads((DATA / "tiny-workflows-run.json").read_text())) == schema(workflow_run["results"])

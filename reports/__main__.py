@@ -114,33 +114,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _written(path) -> int:
+    print(path)
+    return 0
+
+
+def _regress(args) -> int:
+    result = regress(args.base, args.head, args.threshold)
+    result.write(args.markdown, args.json_path, args.chart)
+    print_result(result)
+    return 1 if result.regressed else 0
+
+
+COMMANDS = {
+    "build": lambda args: _written(build_report(args.results, args.out)),
+    "compare": lambda args: _written(compare_runs(args.results, args.out)),
+    "regress": _regress,
+    "ab": _run_ab,
+    "trend": lambda args: _written(write_trend(args.runs, args.out, args.min_step)),
+    "export": lambda args: _written(export(args.results, args.output_format, args.out)),
+}
+"""Each command -> what runs it, given the parsed arguments; returns the exit status."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "build":
-            written = build_report(args.results, args.out)
-        elif args.command == "compare":
-            written = compare_runs(args.results, args.out)
-        elif args.command == "ab":
-            return _run_ab(args)
-        elif args.command == "trend":
-            written = write_trend(args.runs, args.out, args.min_step)
-        elif args.command == "export":
-            written = export(args.results, args.output_format, args.out)
-        else:
-            result = regress(args.base, args.head, args.threshold)
-            result.write(args.markdown, args.json_path, args.chart)
-            print_result(result)
-            return 1 if result.regressed else 0
+        return COMMANDS[args.command](args)
     except (ResultsError, ABError, OSError) as error:
         print(f"python -m reports {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # workers stopped and worktrees removed on the way out
         print(f"python -m reports {args.command}: interrupted", file=sys.stderr)
         return 130
-    print(written)
-    return 0
 
 
 if __name__ == "__main__":

@@ -259,3 +259,17 @@ def test_regress_defaults_to_the_threshold_the_readme_gives():
     assert regress_module.DEFAULT_THRESHOLD == 0.25
     assert "Its default threshold is 25%" in (ROOT / "README.md").read_text()
     assert build_parser().parse_args(["regress", "a.json", "b.json"]).threshold == 0.25
+
+
+def test_bytes_a_backend_does_not_count_are_unknown_and_left_out_of_the_exact_gate():
+    from types import SimpleNamespace
+
+    from workloads.compat import cost_analysis
+
+    silent = SimpleNamespace(cost_analysis=lambda: {"flops": 10.0})
+    assert cost_analysis(silent) == {"flops": 10.0, "bytes_accessed": None}  # unknown, not 0
+    counted = SimpleNamespace(cost_analysis=lambda: {"flops": 10.0, "bytes accessed": 64.0})
+    assert cost_analysis(counted) == {"flops": 10.0, "bytes_accessed": 64.0}
+    base = {"xla_flops": 10.0, "xla_bytes_accessed": 64.0, "mem_bytes": 100}
+    head = {"xla_flops": 10.0, "xla_bytes_accessed": None, "mem_bytes": 100}
+    assert exact_changes(base, head) == []  # nothing known to compare, so no verdict from it

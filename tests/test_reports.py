@@ -291,3 +291,10 @@ def test_the_readme_quotes_every_claim_the_verdicts_use():
     memory = [[c.name, c.expected, c.expected_time] for c in CLAIMS if c.table == "memory"]
     assert _readme_table("| claim | expected |\n") == speedup
     assert _readme_table("| claim | expected | expected step time |") == memory
+
+
+def test_every_command_of_the_parser_has_a_runner():
+    from reports.__main__ import COMMANDS, build_parser
+
+    subcommands = next(action for action in build_parser()._actions if action.dest == "command")
+    assert set(subcommands.choices) == set(COMMANDS)

@@ -65,8 +65,12 @@ def test_forward_flops_match_xla_cost_analysis():
     size = LM.sizes["tiny"]
     xla_flops = xla_forward_flops(LM)
     analytic = LM.flops_per_step(size, "infer")
-    # XLA also counts softmax, layer norms, GELU and residual adds; the analytic count is matmuls.
-    assert analytic <= xla_flops <= 1.35 * analytic, (analytic, xla_flops)
+    # XLA also counts softmax, layer norms, GELU and residual adds (8.5% more here, on JAX 0.10 and
+    # 0.12); the analytic count is matmuls. The bound is tight enough that a count without the
+    # attention term (7% of it at this size) would fail.
+    attention = size.batch_size * 4 * size.num_layers * size.seq_len**2 * size.d_model
+    assert analytic <= xla_flops <= 1.12 * analytic, (analytic, xla_flops)
+    assert xla_flops > 1.12 * (analytic - attention)
 
 
 @pytest.mark.slow

@@ -56,7 +56,9 @@ def cost_analysis(compiled) -> dict[str, float] | None:
         cost = cost[0] if cost else None
     if not cost or "flops" not in cost:  # pragma: no cover
         return None
-    return {"flops": float(cost["flops"]), "bytes_accessed": float(cost.get("bytes accessed", 0.0))}
+    # A backend that counts no bytes leaves them unknown (None), never 0: the exact gate skips it.
+    accessed = cost.get("bytes accessed")
+    return {"flops": float(cost["flops"]), "bytes_accessed": None if accessed is None else float(accessed)}
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -197,11 +197,16 @@ def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: in
         compile_s=sum(piece.seconds for piece in pieces),
         memory=max(memories, key=footprint_bytes) if all(memories) else None,
         n_devices=n_devices,
-        cost=None if any(piece.cost is None for piece in pieces)
-        else {key: sum(piece.cost[key] for piece in pieces) for key in pieces[0].cost},
+        cost=None if any(piece.cost is None for piece in pieces) else _summed_costs([piece.cost for piece in pieces]),
         compile_cached_s=None if None in cached else sum(cached),
         compile_cache=next((piece.cache for piece in pieces if piece.cache != "hit"), "hit"),
     )
+
+
+def _summed_costs(costs: list[dict]) -> dict:
+    """Each figure of XLA's cost analysis summed over pieces, unknown (None) where any piece's is."""
+    return {key: None if any(cost[key] is None for cost in costs) else sum(cost[key] for cost in costs)
+            for key in costs[0]}
 
 
 def build_step(

@@ -58,6 +58,7 @@ def pytest_sessionstart(session):
     written; make Ctrl-C stop the run wherever it lands (`bench.interrupt`); in a worker, take
     what the parent handed over."""
     interrupt.install(session)
+    bench_session.start_clock(session.config)
     if not session.config.getoption("collectonly"):
         bench_session.check_folders(session.config)
         bench_session.keep_processes(session.config)
@@ -119,7 +120,8 @@ def pytest_sessionfinish(session, exitstatus):
     they are written is held until they are whole, then ends the run as interrupted)."""
     interrupt.finishing(session)
     try:
-        bench_session.finish(session)
+        with bench_session.spending(session.config, "the report"):
+            bench_session.finish(session)
     finally:
         interrupt.uninstall(session)
     if interrupt.requested() and session.exitstatus == pytest.ExitCode.OK:

@@ -65,7 +65,9 @@ def elsewhere(request, worker_pool, benchmark):
         worker = workers.worker_config_for(case, request.config)
         if worker is None:
             return False
-        workers.replay(worker_pool.outcome(case, worker), benchmark)
+        with session.spending(request.config, "worker processes"):
+            outcome = worker_pool.outcome(case, worker)
+        workers.replay(outcome, benchmark)
         return True
 
     return run_elsewhere

@@ -4,9 +4,11 @@ what the run does at its end (results and report written, strict mode applied)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ _MATMUL_RATES = pytest.StashKey[dict]()
 _COMPILE_CACHE = pytest.StashKey[Path]()
 _HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
 _SIZE_CHOICE = pytest.StashKey[str]()  # what `--size auto` chose and why
+_SPENT = pytest.StashKey[dict]()  # what this process's time went to: "building steps" -> seconds, ...
 
 COMPILE_CACHE_PREFIX = "jaxbench-compile-cache-"
 """How a process's compilation cache folder is named in the temporary folder: this, its process id, `-`."""
@@ -47,6 +50,49 @@ def choose_size(config) -> None:
 def size_choice(config) -> list[str]:
     """The line that says what `--size auto` chose and why; none where a size was given."""
     return [config.stash[_SIZE_CHOICE]] if _SIZE_CHOICE in config.stash else []
+
+
+SPENT_ON = ("building steps", "first steps", "the baseline's probes", "references and checks", "timed rounds",
+            "worker processes", "the report")
+"""Where `spending` counts this process's time, in the order the run's last lines give them."""
+
+
+@contextlib.contextmanager
+def spending(config, what: str):
+    """Count the wall-clock seconds of the `with` block as spent on `what` (one of `SPENT_ON`)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        spend(config, what, time.perf_counter() - start)
+
+
+def spend(config, what: str, seconds: float) -> None:
+    """Count `seconds` as spent on `what` (`SPENT_ON`, or `XLA_COMPILING`, part of building steps)."""
+    spent = config.stash.setdefault(_SPENT, {})
+    spent[what] = spent.get(what, 0.0) + seconds
+
+
+XLA_COMPILING = "XLA compiling"
+"""The compilations (cold and cached) of the steps built in this process: part of building them."""
+
+
+def start_clock(config) -> None:
+    """Start the run's clock, for `time_spent_line`."""
+    config.stash.setdefault(_SPENT, {})["started"] = time.perf_counter()
+
+
+def time_spent_line(config) -> str | None:
+    """Where the run's time went: its wall time, each of `SPENT_ON` (building steps with its XLA
+    compiling), and the rest."""
+    spent = config.stash.get(_SPENT, {})
+    if "started" not in spent:
+        return None
+    total = time.perf_counter() - spent["started"]
+    parts = [f"{what} {spent.get(what, 0.0):.0f} s" for what in SPENT_ON]
+    parts[0] += f" ({XLA_COMPILING} {spent.get(XLA_COMPILING, 0.0):.0f} s)"
+    rest = total - sum(spent.get(what, 0.0) for what in SPENT_ON)
+    return f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
 
 
 def start_compile_cache(config) -> None:
@@ -179,4 +225,7 @@ def summary_lines(config) -> list[tuple[str, bool]]:
     if _REPORT_DIR in config.stash and writes_results(config) and (config.stash[_REPORT_DIR] / RESULTS_FILE).exists():
         lines.append((f"results and report in {config.stash[_REPORT_DIR]}", False))
     lines += [(f"expectation below (--strict-expectations): {line}", True) for line in config.stash.get(_BELOW, [])]
+    if not workers.worker_folder(config):
+        time_line = time_spent_line(config)
+        lines += [(time_line, False)] if time_line else []
     return lines

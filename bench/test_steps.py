@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bench import distributed, eager_baseline, interrupt, measure, profile, workers
 from bench.metadata import step_extra_info
+from bench.session import XLA_COMPILING, spend, spending
 from workloads import get_workload
 
 
@@ -18,13 +19,18 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
         with measure.not_applicable_is_a_skip():
             size = case.size_preset()
             budget_s = request.config.getoption("baseline_budget")
-            timed_case = eager_baseline.part_to_time(case, size.batch_size, budget_s) if benchmark.enabled else case
-            step = timed_case.build()
+            with spending(request.config, "the baseline's probes"):
+                timed_case = eager_baseline.part_to_time(case, size.batch_size, budget_s) if benchmark.enabled else case
+            with spending(request.config, "building steps"):
+                step = timed_case.build()
+            spend(request.config, XLA_COMPILING, (step.compile_s or 0.0) + (step.compile_cached_s or 0.0))
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
-            first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
-            errors = references.check_step(timed_case, step)
+            with spending(request.config, "first steps"):
+                first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
+            with spending(request.config, "references and checks"):
+                errors = references.check_step(timed_case, step)
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 
@@ -33,16 +39,17 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
             warmup, rounds = distributed.agreed((warmup, rounds)) if spans else (warmup, rounds)
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-            if timed_case.examples is None:
-                benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds, warmup_rounds=warmup,
-                                   iterations=1)
-                timed = size.batch_size, None  # (examples timed, the loop's cost where extrapolated)
-            else:
-                extrapolated, cost = eager_baseline.extrapolated_timing(timed_case, step, rounds, size.batch_size,
-                                                                         interrupt.stop_if_requested)
-                measure.record_rounds(benchmark, extrapolated, f"{timed_case.examples} of {size.batch_size} "
-                                                               "examples timed, extrapolated (jaxbench)")
-                timed = timed_case.examples, cost
+            with spending(request.config, "timed rounds"):
+                if timed_case.examples is None:
+                    benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds,
+                                       warmup_rounds=warmup, iterations=1)
+                    timed = size.batch_size, None  # (examples timed, the loop's cost where extrapolated)
+                else:
+                    extrapolated, cost = eager_baseline.extrapolated_timing(
+                        timed_case, step, rounds, size.batch_size, interrupt.stop_if_requested)
+                    measure.record_rounds(benchmark, extrapolated, f"{timed_case.examples} of {size.batch_size} "
+                                                                   "examples timed, extrapolated (jaxbench)")
+                    timed = timed_case.examples, cost
             median_s = benchmark.stats.stats.median
             if spans and profile.profiling(request.config):  # every process traces as many steps as process 0
                 median_s = distributed.agreed((median_s,))[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bench import interrupt, measure, profile, workers
 from bench.metadata import workflow_extra_info
+from bench.session import spending
 from workloads import get_workload
 
 
@@ -22,7 +23,8 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
         with workflow.start_run(case.size, case.variant, workdir) as run:
             # Correct before fast (with --benchmark-disable, pytest-benchmark runs it once, untimed).
             first_s = measure.seconds_of(run) if benchmark.enabled else benchmark.pedantic(run)
-            checks = references.check_workflow(case, run.result(), workdir)
+            with spending(request.config, "references and checks"):
+                checks = references.check_workflow(case, run.result(), workdir)
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 
@@ -32,7 +34,8 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
                 run()
             run.clear_timings()  # the run's own figures cover exactly the timed runs
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
-            benchmark.pedantic(run, setup=interrupt.stop_if_requested, rounds=rounds, iterations=1)
+            with spending(request.config, "timed rounds"):
+                benchmark.pedantic(run, setup=interrupt.stop_if_requested, rounds=rounds, iterations=1)
             profiled = profile.profile_info(request.config, case.id, run, benchmark.stats.stats.median)
             info = workflow_extra_info(case_id=case.id, workload=case.workload, mode=case.mode,
                                        variant=case.variant, size=case.size, run=run,

@@ -92,3 +92,21 @@ def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
         with measure.out_of_memory_is_a_skip("t-train-jit"):
             raise jax.errors.JaxRuntimeError("INTERNAL: something else")
     assert compat.is_out_of_memory(oom) and not compat.is_out_of_memory(MemoryError())
+
+
+def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
+    from types import SimpleNamespace
+
+    from bench import session
+
+    clock = iter([100.0, 103.0, 110.0, 160.0])  # start; a block from 103 to 110; the end at 160
+    monkeypatch.setattr(session.time, "perf_counter", lambda: next(clock))
+    config = SimpleNamespace(stash={})
+    session.start_clock(config)
+    with session.spending(config, "timed rounds"):
+        pass
+    session.spend(config, "building steps", 20.0)
+    session.spend(config, session.XLA_COMPILING, 12.0)
+    line = session.time_spent_line(config)
+    assert line.startswith("time: 60 s in all: building steps 20 s (XLA compiling 12 s), first steps 0 s")
+    assert "timed rounds 7 s" in line and "other 33 s" in line  # 60 - 20 - 7

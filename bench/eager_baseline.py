@@ -25,7 +25,7 @@ from workloads.variants import SPEEDUP_BASE
 MIN_EXAMPLES = 4
 """The fewest examples an extrapolated loop is timed over."""
 PROBE_EXAMPLES = 8
-"""Examples of the probe that sizes k (with the one-example loop)."""
+"""Examples of the second probe that sizes k (with the one-example loop), where one is needed."""
 DEFAULT_BUDGET_S = 5.0
 """`--baseline-budget`'s default: seconds one timed eager step may take."""
 
@@ -72,18 +72,26 @@ def extrapolated_rounds(rounds_k: list[float], rounds_one: list[float], examples
     return [seconds + (batch_size - examples) * cost.per_example_s for seconds in rounds_k], cost
 
 
-def probe(case: Case, batch_size: int) -> LoopCost:
-    """The loop's cost measured on the batch's first example and first `PROBE_EXAMPLES`, each
-    run once to warm (an eager op compiles on first use) and once timed."""
-    timed = []
-    for examples in (1, min(PROBE_EXAMPLES, batch_size)):
-        step = replace(case, examples=examples).build()
-        try:
-            step()
-            timed.append(seconds_of(step))
-        finally:
-            step.free()
-    return LoopCost.from_two(timed[0], timed[1], min(PROBE_EXAMPLES, batch_size))
+def _timed_warm_call(case: Case, examples: int) -> float:
+    """Seconds of a warm step of `case` over the batch's first `examples` (after one untimed call:
+    an eager op compiles on first use)."""
+    step = replace(case, examples=examples).build()
+    try:
+        step()
+        return seconds_of(step)
+    finally:
+        step.free()
+
+
+def probe(case: Case, batch_size: int, budget_s: float) -> LoopCost:
+    """The loop's cost, from warm steps over the batch's first example and, unless `batch_size`
+    such steps fit `budget_s` (then so does the whole loop, whose update runs once), over its first
+    `PROBE_EXAMPLES`."""
+    one_s = _timed_warm_call(case, 1)
+    if batch_size * one_s <= budget_s or batch_size == 1:
+        return LoopCost(fixed_s=0.0, per_example_s=one_s)  # an upper bound: the whole loop fits
+    many = min(PROBE_EXAMPLES, batch_size)
+    return LoopCost.from_two(one_s, _timed_warm_call(case, many), many)
 
 
 def alternated_rounds(step_k, step_one, rounds: int, before_each=None) -> tuple[list[float], list[float]]:
@@ -113,7 +121,7 @@ def part_to_time(case: Case, batch_size: int, budget_s: float) -> Case:
     (`examples_within`)."""
     if not is_bounded(case):
         return case
-    examples = examples_within(probe(case, batch_size), batch_size, budget_s)
+    examples = examples_within(probe(case, batch_size, budget_s), batch_size, budget_s)
     return case if examples == batch_size else replace(case, examples=examples)
 
 

@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Under pytest-xdist (.ci/run's slow tier) this process has the variables that tell a pytest it is an
+# xdist worker; a `pytest bench` started from a test would inherit them, and pytest-benchmark
+# turns benchmarks off in an xdist worker. The processes the tests start are not workers.
+for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
+    del os.environ[_name]
 FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
 
 

@@ -86,6 +86,7 @@ def test_summary_has_a_row_per_benchmark(tiny_run):
     assert str(tiny_run["dir"]) in tiny_run["proc"].stdout
 
 
+@pytest.mark.version_independent
 def test_interrupted_run_keeps_what_was_measured(tmp_path):
     """Ctrl-C part-way: results.json still holds every benchmark finished before it."""
     command = [sys.executable, "-m", "pytest", "bench", "--workloads", "mlp", "--size", "tiny",
@@ -105,6 +106,7 @@ def test_interrupted_run_keeps_what_was_measured(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.version_independent
 def test_benchmark_disable_runs_and_checks_every_case_once_and_times_nothing(tmp_path):
     """pytest-benchmark's way to run benchmarks as plain tests: each step and workflow (the
     multi-device ones in their worker) runs once and is checked; nothing is timed or reported."""
@@ -116,6 +118,7 @@ def test_benchmark_disable_runs_and_checks_every_case_once_and_times_nothing(tmp
     assert list(tmp_path.iterdir()) == []  # no results, no report
 
 
+@pytest.mark.version_independent
 def test_a_failure_in_the_check_is_caught_under_benchmark_disable(tmp_path):
     env = {**os.environ, "PYTEST_PLUGINS": "tests.planted_faults", "JAXBENCH_PLANTED_FAULT": "flip_sign"}
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "train",

@@ -115,6 +115,7 @@ def test_float32_tolerance_follows_the_reordering_spread():
     assert tolerance("loss", "bfloat16") == 1e-2
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_pytest_bench_fails_a_planted_fault_by_name_in_both_processes(tmp_path):
     """A wrong compiled update fails jit_vmap (this process) and multi_device in both its layouts

@@ -115,6 +115,7 @@ def test_two_processes_compute_what_one_process_computes_on_as_many_devices(layo
     assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < FLOAT32_RTOL
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_a_coordinator_that_is_not_there_is_a_one_line_error_within_the_timeout(tmp_path):
     start = time.monotonic()
@@ -134,6 +135,7 @@ def _compile_caches(folder) -> list[int]:
             for path in folder.glob(f"{COMPILE_CACHE_PREFIX}*")]
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path):
     """Process 1 is killed as process 0 writes its first results, in the middle of the run (the
@@ -155,6 +157,7 @@ def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path
     assert _compile_caches(tmp_path) == [procs[1].pid]
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path):
     """Process 1 has finished and waits for process 0, still busy after its session (as if it
@@ -169,6 +172,7 @@ def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path
     assert procs[0].pid not in _compile_caches(tmp_path)
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_path):
     """Process 0 stays busy after its session for longer than the timeout (as a process stuck in a
@@ -186,6 +190,7 @@ def test_a_process_that_finished_waits_for_a_busy_peer_at_most_the_timeout(tmp_p
     assert (tmp_path / "process0" / "results.json").exists()
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--process-id", "1"], "--num-processes and --process-id need --coordinator HOST:PORT"),

@@ -44,6 +44,7 @@ def test_only_the_speedups_base_is_bounded():
     assert not eager_baseline.is_bounded(Case("mlp", "train", "jit", "small"))
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
     """MLP `small` (128 examples) on this CPU: the loop timed over the examples that fill 0.6 s and
@@ -64,3 +65,16 @@ def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
         partial.free()
     ratio = statistics.median(extrapolated) / statistics.median(whole_rounds)
     assert 0.85 < ratio < 1.15, (ratio, whole_rounds, extrapolated)
+
+
+def test_the_probe_measures_one_example_and_more_only_where_the_whole_loop_may_not_fit(monkeypatch):
+    calls = []
+    monkeypatch.setattr(eager_baseline, "_timed_warm_call", lambda case, examples: calls.append(examples) or
+                        {1: 0.030, 8: 0.170}[examples])
+    case = Case("mlp", "train", "baseline", "small")
+    assert eager_baseline.probe(case, 128, budget_s=5.0) == LoopCost(0.0, 0.030)  # 128 x 30 ms fit
+    assert calls == [1]
+    cost = eager_baseline.probe(case, 1024, budget_s=5.0)  # 1024 x 30 ms may not
+    assert calls == [1, 1, 8] and cost.per_example_s == pytest.approx(0.020)
+    assert eager_baseline.part_to_time(case, 1024, 5.0).examples == 249
+    assert eager_baseline.part_to_time(case, 128, 5.0) is case  # whole

@@ -117,6 +117,7 @@ def test_under_tf32_a_correct_step_passes_and_a_planted_fault_fails(monkeypatch)
         references.check_step(CASE, planted)
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_pytest_bench_on_a_simulated_tf32_gpu_passes_correct_variants(tmp_path):
     env = {**os.environ, "PYTEST_PLUGINS": "tests.planted_faults", FAULT_VARIABLE: "tf32_gpu"}

@@ -51,6 +51,7 @@ WORKLOAD = dataclasses.replace(MLP, name="mine", modes=("train", "fly"))
 """
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 @pytest.mark.parametrize(("module", "source", "message"), [
     ("not_installed.model", None, "--workload-module 'not_installed.model': no module named 'not_installed.model' "

@@ -152,6 +152,7 @@ def test_bad_input_is_one_line_and_exit_2(case, saved_run, tmp_path, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_command_line_runs_as_a_module(saved_run, tmp_path):
     import subprocess
@@ -162,6 +163,7 @@ def test_command_line_runs_as_a_module(saved_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer",
@@ -172,6 +174,7 @@ def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     assert (tmp_path / "report.md").exists()
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer", "--cpu-devices", "1",

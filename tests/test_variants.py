@@ -52,6 +52,7 @@ def test_the_readme_table_of_variants_is_the_registry():
     assert readme_table() in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.version_independent
 @pytest.mark.slow
 def test_a_ninth_variant_is_one_record(tmp_path):
     """The record in tests/ninth_variant.py is all it takes: the option accepts it, cases select

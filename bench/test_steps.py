@@ -80,4 +80,3 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
         | workers.process_peak_info(request.config)
         | profiled
     )
-

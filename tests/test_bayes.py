@@ -60,8 +60,10 @@ def test_predictive_variants_compute_the_same_probabilities():
 @pytest.mark.slow
 def test_posterior_holds_the_truth_and_converges(converged, reference):
     result, run = converged
-    figures = bayes.check(result, reference)  # agrees with another sampler's run, not with itself
-    assert 0 < figures["agreement_z"] <= figures["z_limit"]
+    # Held to another run, the chains sampled one after another rather than vectorised: with the
+    # same seeds both draw the same samples, so their posterior means agree to rounding.
+    figures = bayes.check(result, reference)
+    assert figures["agreement_z"] < 1e-3 * figures["z_limit"]
     assert figures["max_split_rhat"] < bayes.MAX_SPLIT_RHAT
     assert figures["truth_z"] <= figures["z_limit"]
     metrics = run.metrics()

@@ -46,6 +46,7 @@ def test_only_the_speedups_base_is_bounded():
 
 @pytest.mark.version_independent
 @pytest.mark.slow
+@pytest.mark.timing
 def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
     """MLP `small` (128 examples) on this CPU: the loop timed over the examples that fill 0.6 s and
     extrapolated, against the median of whole eager steps, timed alternately."""

@@ -258,18 +258,21 @@ def build_step(
     return _compiled_step(mode, variant.on_mesh, step, state, batch, devices or jax.devices(), layout, mesh)
 
 
-def _state_and_batch(workload: Workload, size, model, mode: str, seed: int, examples: int | None):
+def _state_and_batch(workload: Workload, size, model, mode: str, seed: int, examples: int | None,
+                     abstract: bool = False):
     """(graphdef, optimizer or None, step state, batch) of `model` in `mode` at `size`: the batch
-    seeded by `seed`, cut to its first `examples` where that is given."""
+    seeded by `seed`, cut to its first `examples` where that is given. `abstract`: for a model of
+    shapes only (`nnx.eval_shape`), the batch and optimizer state as shapes too."""
+    shapes = jax.eval_shape if abstract else (lambda fn, *args: fn(*args))
     if workload.set_mode is not None:
         workload.set_mode(model, mode)
-    inputs, targets = workload.make_batch(size, jax.random.key(seed + 1))
+    inputs, targets = shapes(lambda: workload.make_batch(size, jax.random.key(seed + 1)))
     batch = (inputs, targets) if mode == "train" else inputs
     if examples is not None:
         batch = jax.tree.map(lambda leaf: leaf[:examples], batch)
     graphdef, params, model_state = _split(model)
     tx = workload.make_optimizer(size) if mode == "train" else None
-    state = (params, tx.init(params), model_state) if mode == "train" else (params, model_state)
+    state = (params, shapes(tx.init, params), model_state) if mode == "train" else (params, model_state)
     return graphdef, tx, state, batch
 
 
@@ -283,26 +286,13 @@ def compiled_footprint_bytes(workload: Workload, size_name: str, mode: str = "tr
     size = workload.size(size_name)
     model = nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed)))
     configure_stacks(model, scan=variant.compiled, remat=variant.remat)
-    graphdef, tx, state, batch = _abstract(workload, size, model, mode, seed)
+    graphdef, tx, state, batch = _state_and_batch(workload, size, model, mode, seed, None, abstract=True)
     fn = _model_function(workload, graphdef, mode)
     if variant.precision:
         fn = transforms.mixed_precision(fn, variant.precision)
     step = _vectorised_step(workload, mode, fn, tx, batch, variant.micro_batches)
     compiled = jax.jit(step, donate_argnums=(0,) if mode == "train" else ()).lower(state, batch).compile()
     return footprint_bytes(compat.memory_analysis(compiled))
-
-
-def _abstract(workload: Workload, size, model, mode: str, seed: int):
-    """`_state_and_batch` for an abstract `model` (`nnx.eval_shape`): shapes and dtypes only."""
-    if workload.set_mode is not None:
-        workload.set_mode(model, mode)
-    inputs, targets = jax.eval_shape(lambda: workload.make_batch(size, jax.random.key(seed + 1)))
-    batch = (inputs, targets) if mode == "train" else inputs
-    graphdef, params, model_state = _split(model)
-    tx = workload.make_optimizer(size) if mode == "train" else None
-    state = ((params, jax.eval_shape(tx.init, params), model_state) if mode == "train"
-             else (params, model_state))
-    return graphdef, tx, state, batch
 
 
 def with_batch_size(workload: Workload, size, batch_size: int | None):

@@ -1,7 +1,7 @@
 """The results every variant is checked against, computed once per run and kept on the host.
 
-A step's reference is one step of `workloads.variants.REFERENCE` (the per-example function in a
-`lax.scan` under `jax.jit`; for a model that couples the examples of a batch, its batch step run
+A step's reference is one step of `workloads/reference.py`'s program (the per-example function in
+a `lax.scan` under `jax.jit`; for a model that couples the examples of a batch, its batch step run
 eagerly: `workloads.steps.build_reference_step`), with its reordering spread
 (`bench.correctness.reordering_spread`) for training. `baseline`, the eager loop the speedups
 divide by, is checked against it like every other variant. A workflow's reference is

@@ -39,17 +39,16 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             warmup, rounds = measure.timing_plan_for(request.config, measure.warm_step_seconds(step, first_s))
             warmup, rounds = distributed.agreed((warmup, rounds)) if spans else (warmup, rounds)
             benchmark.group = f"{case.workload}-{case.mode}-{case.size}"
+            cost = None  # the eager loop's cost, where its step time is extrapolated
             with spending(request.config, "timed rounds"):
                 if timed_case.examples is None:
                     benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds,
                                        warmup_rounds=warmup, iterations=1)
-                    timed = size.batch_size, None  # (examples timed, the loop's cost where extrapolated)
                 else:
                     extrapolated, cost = eager_baseline.extrapolated_timing(
                         timed_case, step, rounds, size.batch_size, interrupt.stop_if_requested)
                     measure.record_rounds(benchmark, extrapolated, f"{timed_case.examples} of {size.batch_size} "
                                                                    "examples timed, extrapolated (jaxbench)")
-                    timed = timed_case.examples, cost
             median_s = benchmark.stats.stats.median
             if spans and profile.profiling(request.config):  # every process traces as many steps as process 0
                 median_s = distributed.agreed((median_s,))[0]
@@ -76,7 +75,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             environment=environment,
             errors=errors,
         )
-        | (eager_baseline.extra_info(timed[0], size.batch_size, timed[1]) if eager_baseline.is_bounded(case) else {})
+        | (eager_baseline.extra_info(timed_case.examples or size.batch_size, size.batch_size, cost)
+           if eager_baseline.is_bounded(case) else {})
         | workers.process_peak_info(request.config)
         | profiled
     )

@@ -141,7 +141,12 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
 
 
 class WorkerError(ABError):
-    """A worker that crashed, hung or could not start; the message says which and why."""
+    """A worker that crashed, hung or could not start; the message says which and why, `side`
+    whose worker it was ("base" or "head")."""
+
+    def __init__(self, message: str, side: str):
+        super().__init__(message)
+        self.side = side
 
 
 class Worker:
@@ -156,7 +161,8 @@ class Worker:
                                             env=side.environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=self.errors, text=True, bufsize=1)
         except OSError as error:
-            raise WorkerError(f"{self.name}: cannot start {side.python}: {error.strerror or error}") from None
+            raise WorkerError(f"{self.name}: cannot start {side.python}: {error.strerror or error}",
+                              side.name) from None
         self.messages: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -182,9 +188,9 @@ class Worker:
         except queue.Empty:
             self.stop(graceful=False)
             raise WorkerError(f"{self.name} ({self.side.label}) did not answer within {timeout:g} s "
-                              "and was stopped") from None
+                              "and was stopped", self.side.name) from None
         if message is None:
-            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}")
+            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}", self.side.name)
         if "error" in message:
             raise ABError(f"{self.side.name} ({self.side.label}): {message['error']}")
         return message
@@ -195,7 +201,7 @@ class Worker:
             self.process.stdin.write(json.dumps({"case": case, "rounds": rounds}) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
-            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}") from None
+            raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}", self.side.name) from None
         return self.receive(timeout)["times"]
 
     def stop(self, graceful: bool = True) -> None:
@@ -281,6 +287,7 @@ class ABRun:
         """Measure the benchmarks of one device group: (the sides' versions in words, the
         benchmarks the workers left to another group)."""
         workers: dict[str, list[Worker]] = {}
+        ready: dict[str, list[dict]] = {}
         finished, timeout = False, self.options["worker_timeout"]
         with tempfile.TemporaryDirectory(prefix="jaxbench-ab-") as hand_over:
             try:
@@ -294,7 +301,8 @@ class ABRun:
                     arguments[side.name] = [*worker_arguments(self.selection, devices),
                                             "--hand-over", str(Path(hand_over, side.name))]
                     workers[side.name] = [Worker(side, 0, arguments[side.name])]
-                ready = {name: [group[0].receive(timeout)] for name, group in workers.items()}
+                for name, group in workers.items():  # base first: its benchmarks are known if head ends
+                    ready[name] = [group[0].receive(timeout)]
                 for side in (self.base, self.head):
                     workers[side.name] += [Worker(side, i, arguments[side.name])
                                            for i in range(1, self.options["workers"])]
@@ -303,10 +311,25 @@ class ABRun:
                 self._measure(workers, self._common(ready))
                 finished = True
                 return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
+            except WorkerError as error:
+                if error.side != "head" or "base" not in ready:
+                    raise  # without base's figures there is nothing to compare against
+                self._head_ended(ready["base"][0], str(error))
+                finished = True
+                base = ready["base"][0]
+                return f"base JAX {base['jax_version']}, Python {base['python_version']}", base["elsewhere"]
             finally:
                 for group in workers.values():
                     for worker in group:
                         worker.stop(graceful=finished)
+
+    def _head_ended(self, base_ready: dict, why: str) -> None:
+        """A head worker crashed, hung or could not start: every benchmark of the group that base
+        measured and that has no verdict yet is a `regression`, with why."""
+        decided = {row["benchmark"] for row in self.result.rows}
+        for case, entry in base_ready["ready"].items():
+            if entry["status"] == "ready" and case not in decided:
+                self.result.add(case, None, [], failure=why)
 
     @staticmethod
     def _versions(ready: dict) -> str:
@@ -324,7 +347,9 @@ class ABRun:
         benchmarks = []
         for case in (case for case in head if case in base):
             b, h = base[case], head[case]
-            if h["status"] == "failed" and b["status"] != "failed":
+            if b["status"] == "ready" and h["status"] != "ready":  # base measured it; head cannot
+                self.result.add(case, None, [], failure=f"head {h['status']}: {h['message']}")
+            elif h["status"] == "failed" and b["status"] != "failed":
                 self.result.add(case, None, [], failure=f"head {h['message']}")
             elif b["status"] != "ready" or h["status"] != "ready":
                 why = h.get("message") or b.get("message")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reports.gate import GateResult
-from reports.results import SUITE, ResultsError, load_results, variant_label
+from reports.results import NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
 from reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
 DEFAULT_THRESHOLD = 0.25
@@ -47,6 +47,12 @@ def rounds_by_benchmark(path: str | Path, data: dict) -> dict[str, tuple[list[fl
     return runs
 
 
+def not_measured(data: dict) -> dict[str, str]:
+    """Case id -> how and why, for every planned benchmark of a run that has no timing: skipped
+    (out of memory included), failed, crashed or timed out (`reports.results.NOT_MEASURED`)."""
+    return {case: f"{kind}: {why}" for kind in NOT_MEASURED for case, why in data[SUITE].get(kind, {}).items()}
+
+
 def environment_differences(base: dict, head: dict) -> list[str]:
     """What differs between the two runs' machines, devices and library versions, in words."""
     differences = []
@@ -65,11 +71,15 @@ def regress(base_path: str | Path, head_path: str | Path, threshold: float = DEF
     base_data, head_data = load_results(base_path), load_results(head_path)
     base, head = rounds_by_benchmark(base_path, base_data), rounds_by_benchmark(head_path, head_data)
     common = [name for name in base if name in head]
-    if not common:
+    head_failed = not_measured(head_data)
+    lost = {name: head_failed[info.get("case_id")] for name, (_, info) in base.items()
+            if name not in head and info.get("case_id") in head_failed}
+    if not common and not lost:
         raise ResultsError(f"{base_path} and {head_path}: no benchmark in common")
-    result = GateResult(method="two saved runs, raw rounds (Mann-Whitney, bootstrap of the ratio of medians)",
+    result = GateResult(method="two saved runs, raw rounds within each job (Mann-Whitney, bootstrap of the "
+                               "ratio of medians); the spread between jobs is not known to it",
                         threshold=threshold,
-                        only_base=[name for name in base if name not in head],
+                        only_base=[name for name in base if name not in head and name not in lost],
                         only_head=[name for name in head if name not in base])
     differences = environment_differences(base_data, head_data)
     if differences:
@@ -80,4 +90,6 @@ def regress(base_path: str | Path, head_path: str | Path, threshold: float = DEF
         (base_rounds, base_info), (head_rounds, head_info) = base[name], head[name]
         timing = unpaired_verdict(base_rounds, head_rounds, threshold, alpha)
         result.add(name, timing, exact_changes(base_info, head_info))
+    for name, why in lost.items():  # base measured it, head could not: a regression whatever the times
+        result.add(name, None, [], failure=f"head {why}")
     return result

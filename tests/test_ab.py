@@ -181,3 +181,62 @@ def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
     _, errors = proc.communicate(timeout=60)
     assert proc.returncode == 130 and errors.strip() == "python -m reports ab: interrupted", errors
     assert len(_git(package_repository, "worktree", "list").splitlines()) == 1
+
+
+def _run() -> "ABRun":
+    from reports.ab import ABRun, Side
+
+    return ABRun(Side("base", "base", ROOT, sys.executable), Side("head", "head", ROOT, sys.executable), {"size": "tiny"}, {})
+
+
+def _ready(**statuses) -> dict:
+    return {"ready": {case: {"status": status, "message": f"{status} here", "exact": {}}
+                      for case, status in statuses.items()}, "elsewhere": [], "jax_version": "0.x",
+            "python_version": "3.x"}
+
+
+def test_a_benchmark_base_measured_and_head_could_not_is_a_regression():
+    run = _run()
+    base = _ready(a="ready", b="ready", c="ready", d="skipped", e="ready")
+    head = _ready(a="skipped", b="failed", c="ready", d="ready", e="ready")
+    compared = run._common({"base": [base], "head": [head]})
+    assert [bench.case for bench in compared] == ["c", "e"]
+    rows = {row["benchmark"]: row for row in run.result.rows}
+    assert rows["a"]["verdict"] == "regression" and rows["a"]["exact"] == "head skipped: skipped here"
+    assert rows["b"]["verdict"] == "regression" and rows["b"]["exact"] == "head failed: failed here"
+    assert "d" not in rows and "d not compared: base skipped, head ready" in run.result.warnings[0]
+
+
+def test_a_head_worker_that_ends_makes_every_undecided_benchmark_a_regression():
+    run = _run()
+    run.result.add("a", None, [], failure="head failed: wrong")  # already decided
+    run._head_ended(_ready(a="ready", b="ready", c="skipped"), "head worker 1 (head) exited with status 3")
+    rows = {row["benchmark"]: row for row in run.result.rows}
+    assert set(rows) == {"a", "b"} and rows["a"]["exact"] == "head failed: wrong"
+    assert rows["b"]["verdict"] == "regression" and "exited with status 3" in rows["b"]["exact"]
+    assert run.result.regressed
+
+
+def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_one_an_error(monkeypatch):
+    from reports import ab
+
+    class Worker:
+        def __init__(self, side, index, arguments):
+            self.side = side
+
+        def receive(self, timeout):
+            if self.side.name == crashing:
+                raise ab.WorkerError(f"{self.side.name} worker 1 exited with status 3", self.side.name)
+            return _ready(a="ready")
+
+        def stop(self, graceful=True):
+            pass
+
+    monkeypatch.setattr(ab, "Worker", Worker)
+    crashing = "head"
+    run = _run()
+    result = run.run()
+    assert result.regressed and result.rows[0]["exact"] == "head worker 1 exited with status 3"
+    crashing = "base"
+    with pytest.raises(ab.WorkerError, match="base worker 1 exited"):
+        _run().run()

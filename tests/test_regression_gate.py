@@ -116,11 +116,42 @@ def _slower(variant, factor):
     return change
 
 
-def test_regress_passes_a_run_against_itself(saved_run, tmp_path):
+def _redrawn(seed):
+    """Every benchmark's rounds drawn afresh, 20 of them, from one log-normal about its median (5%
+    spread): two such runs are two jobs of the same code, not one file read twice."""
+    def change(data):
+        rng = np.random.default_rng(seed)
+        for bench in data["benchmarks"]:
+            bench["stats"]["data"] = list(bench["stats"]["median"] * np.exp(rng.normal(0, 0.05, 20)))
+    return change
+
+
+def test_regress_finds_no_regression_between_two_draws_of_the_same_code(saved_run, tmp_path):
+    for seed in range(5):
+        base = _saved_run(saved_run, tmp_path, f"base{seed}", _redrawn(2 * seed))
+        head = _saved_run(saved_run, tmp_path, f"head{seed}", _redrawn(2 * seed + 1))
+        result = regress(base, head)
+        assert result.warnings == [] and len(result.rows) == 15
+        assert not result.regressed, result.table()
+        assert {row["timing"] for row in result.rows} <= {"no change", "inconclusive"}
+    assert main(["regress", base, head]) == 0
+
+
+@pytest.mark.parametrize("how", ["failed", "crashed", "timeout", "skipped"])
+def test_a_benchmark_head_could_not_measure_is_a_regression(how, saved_run, tmp_path):
+    """Base measured `remat`; head failed its check, crashed, timed out or ran out of memory on it."""
     base = _saved_run(saved_run, tmp_path, "base")
-    result = regress(base, base)
-    assert not result.regressed and result.warnings == [] and len(result.rows) == 15
-    assert main(["regress", base, base]) == 0
+    remat = _bench(saved_run["results"], "remat")["extra_info"]
+
+    def head_change(data):
+        data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["case_id"] != remat["case_id"]]
+        data["jaxbench"][how][remat["case_id"]] = "out of memory on it: RESOURCE_EXHAUSTED"
+
+    head = _saved_run(saved_run, tmp_path, "head", head_change)
+    result = regress(base, head)
+    row = next(row for row in result.rows if row["benchmark"] == benchmark_name(remat))
+    assert row["verdict"] == "regression" and row["exact"] == f"head {how}: out of memory on it: RESOURCE_EXHAUSTED"
+    assert result.only_base == [] and main(["regress", base, head]) == 1
 
 
 def _steady(variant):

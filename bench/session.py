@@ -95,12 +95,23 @@ def time_spent_line(config) -> str | None:
     return f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
 
 
+SHARED_COMPILE_CACHE = "JAXBENCH_COMPILE_CACHE"
+"""An environment variable naming a folder for JAX's persistent compilation cache, shared by every
+process that has it and kept: the suite's own tests set it (`tests/conftest.py`), so that the many
+short runs they start compile each program once between them (eager operations included).
+Compilations that hit it are not cold, and their rows say so (`compile_cache`)."""
+
+
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
     cache the user configured is not used: every first compilation is cold), so that each compiled
     step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
-    folder, which its parent removes also after a crash or a timeout."""
+    folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
+    that folder instead, kept."""
     worker = workers.worker_folder(config)
+    if os.environ.get(SHARED_COMPILE_CACHE):
+        compile_cache.enable(Path(os.environ[SHARED_COMPILE_CACHE]))
+        return
     if worker:
         folder = worker / "compile-cache"
         folder.mkdir()

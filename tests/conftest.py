@@ -8,9 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from bench.session import SHARED_COMPILE_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +23,32 @@ ROOT = Path(__file__).resolve().parent.parent
 for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
     del os.environ[_name]
 FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
+
+# One persistent compilation cache for this session, its xdist workers and every run it starts
+# (`bench.session.SHARED_COMPILE_CACHE`): most of a short run's time is compiling, eager operations
+# included, and the same programs come up in test after test. Kept between sessions (JAX keys each
+# entry by its program, JAX version and devices), so a second `pytest tests` starts warm. A test of
+# cold compile times starts its run with `fresh_compile_cache()`.
+SHARED_CACHE = os.environ.setdefault(
+    SHARED_COMPILE_CACHE, str(Path(tempfile.gettempdir()) / "jaxbench-tests-compile-cache"))
+
+
+def _share_the_compile_cache_here() -> None:
+    import jax
+
+    Path(SHARED_CACHE).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", SHARED_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+_share_the_compile_cache_here()
+
+
+def fresh_compile_cache() -> dict:
+    """This process's environment without the shared compilation cache: a run started with it
+    compiles cold, into a cache of its own, as a user's run does."""
+    return {name: value for name, value in os.environ.items() if name != SHARED_COMPILE_CACHE}
 
 
 def run_pytest(*args: str, timeout: float = 600, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
@@ -76,7 +105,7 @@ def tiny_run(tmp_path_factory) -> dict:
     """
     report_dir = tmp_path_factory.mktemp("tiny-run")
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--report-dir", str(report_dir),
-                      "-q", *FAST_TIMING)
+                      "-q", *FAST_TIMING, env=fresh_compile_cache())  # its compile times are tested
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc}

@@ -183,10 +183,12 @@ def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
     assert len(_git(package_repository, "worktree", "list").splitlines()) == 1
 
 
-def _run() -> "ABRun":
+def _run():
+    """An `ab` run over two sides of this folder, tiny, with nothing started yet."""
     from reports.ab import ABRun, Side
 
-    return ABRun(Side("base", "base", ROOT, sys.executable), Side("head", "head", ROOT, sys.executable), {"size": "tiny"}, {})
+    sides = [Side(name, name, ROOT, sys.executable) for name in ("base", "head")]
+    return ABRun(*sides, {"size": "tiny"}, {})
 
 
 def _ready(**statuses) -> dict:

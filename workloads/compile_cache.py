@@ -20,6 +20,7 @@ _FOLDER: list[Path] = []  # the enabled cache folder, if any (set once per proce
 def enable(folder: Path) -> None:
     """Write every compilation of this process into the persistent cache at `folder` (however
     small or quick), so that a second compilation of the same step can hit it."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)

@@ -102,9 +102,10 @@ def prepare(case, references) -> tuple[object | None, dict]:
 
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
+            full_precision = references.full_precision_result(case)  # before the step: never both at once
             step = case.build()
             step()
-            errors = references.check_step(case, step)
+            errors = references.check_step(case, step, full_precision)
     except pytest.skip.Exception as reason:
         return None, {"status": "skipped", "message": str(reason)}
     except IncorrectResult as error:

@@ -36,10 +36,13 @@ class StepReference:
         result: the reference step's result (`PreparedStep.result`), on the host.
         spread: how far that result moves when the batch's examples are reversed (`train` only:
             in the other modes no example sees another, so the order changes nothing).
+        initial_params: the parameters the step started from (`train`), on the host: what a
+            step's update is measured from.
     """
 
     result: dict
     spread: dict[str, float]
+    initial_params: dict | None = None
 
 
 def to_host(tree):
@@ -119,32 +122,44 @@ class References:
             return StepReference(result, self.step(replace(case, scaling=None, n_devices=None)).spread)
         step = build_reference_step(workload, case.size, case.mode, examples=case.examples)
         initial_state = step.state  # (an eager reference does not donate it: `_spread` runs from it again)
+        initial_params = to_host(initial_state[0]) if case.mode == "train" else None
         try:
             step()
             result = to_host(step.result())
-            return StepReference(result, _spread(case, step, initial_state, result))
+            return StepReference(result, _spread(case, step, initial_state, result), initial_params)
         finally:
             step.free()
 
-    def check_step(self, case: Case, step: PreparedStep) -> dict[str, float]:
-        """Check `case`'s prepared `step`, after its first call, against its
-        reference (`bench.correctness.check_against_baseline`); returns the errors.
-
-        Where float32 matmuls round by default, the check is made on the same variant prepared
-        and run again at full float32 precision (the timed step keeps the platform's default), so
-        that the check's float32 tolerance means the same on a GPU or a TPU as on a CPU."""
-        subject = step
+    def full_precision_result(self, case: Case) -> dict | None:
+        """Where float32 matmuls round by default (`hardware.rounds_float32_matmuls`): `case`
+        prepared and run once at full float32 precision, its result on the host and its device
+        memory freed, for `check_step`; None elsewhere, where the timed step's own result is
+        checked. Made before the timed step is built, so that the two never share the device (at
+        a preset that fills it, two copies would not fit) and the timed step's peak memory is its own."""
+        if not hardware.rounds_float32_matmuls(self.float32_arithmetic):
+            return None
         with hardware.check_precision(self.float32_arithmetic):
-            if hardware.rounds_float32_matmuls(self.float32_arithmetic):
-                subject = case.build()
-                subject()
+            copy = case.build()
             try:
-                reference = self.step(case)
-                return check_against_baseline(to_host(subject.result()), reference.result, case.compute_dtype,
-                                              spread=reference.spread)
+                copy()
+                return to_host(copy.result())
             finally:
-                if subject is not step:
-                    subject.free()
+                copy.free()
+
+    def check_step(self, case: Case, step: PreparedStep, full_precision: dict | None = None) -> dict[str, float]:
+        """Check `case` against its reference (`bench.correctness.check_against_baseline`); returns
+        the errors. What is checked: `full_precision`, the result of `full_precision_result`, where
+        float32 matmuls round by default (made here if not given), so that the float32 tolerance
+        means the same on a GPU or a TPU as on a CPU; elsewhere `step`'s result after its first
+        call (the timed step keeps the platform's default precision either way). The reference is
+        computed here on first use, after the timed step's first call."""
+        result = full_precision if full_precision is not None else self.full_precision_result(case)
+        if result is None:
+            result = to_host(step.result())
+        with hardware.check_precision(self.float32_arithmetic):
+            reference = self.step(case)
+        return check_against_baseline(result, reference.result, case.compute_dtype, spread=reference.spread,
+                                      initial_params=reference.initial_params)
 
     def check_workflow(self, case: Case, result: dict, workdir: Path) -> dict[str, float]:
         """Check the `result` of `case`'s workflow run against its reference variant's (the

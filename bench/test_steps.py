@@ -21,6 +21,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             budget_s = request.config.getoption("baseline_budget")
             with spending(request.config, "the baseline's probes"):
                 timed_case = eager_baseline.part_to_time(case, size.batch_size, budget_s) if benchmark.enabled else case
+            with spending(request.config, "references and checks"):
+                full_precision = references.full_precision_result(timed_case)  # before, never beside, the step
             with spending(request.config, "building steps"):
                 step = timed_case.build()
             spend(request.config, XLA_COMPILING, (step.compile_s or 0.0) + (step.compile_cached_s or 0.0))
@@ -29,8 +31,9 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
             with spending(request.config, "first steps"):
                 first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
+            peak = workers.process_peak_info(request.config)  # the timed step's own, before any reference
             with spending(request.config, "references and checks"):
-                errors = references.check_step(timed_case, step)
+                errors = references.check_step(timed_case, step, full_precision)
             if not benchmark.enabled:
                 return  # --benchmark-disable: run once and checked, nothing timed
 
@@ -77,6 +80,6 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
         )
         | (eager_baseline.extra_info(timed_case.examples or size.batch_size, size.batch_size, cost)
            if eager_baseline.is_bounded(case) else {})
-        | workers.process_peak_info(request.config)
+        | peak
         | profiled
     )

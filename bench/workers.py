@@ -286,8 +286,9 @@ def write_outcome(folder: Path, outcome: Outcome) -> None:
 def process_peak_info(config) -> dict:
     """`{"peak_bytes_in_use": bytes}` for a benchmark measured in a process of its own (`--isolate`),
     the peak of its devices' allocators (`bench.hardware.peak_bytes_in_use`; None on a CPU), read
-    after its timed rounds; empty elsewhere, where the peak cannot be reset and would include the
-    benchmarks before it."""
+    after the timed step's first call and before its reference is computed (`bench.test_steps`),
+    so that it is the step's own; empty elsewhere, where the peak cannot be reset and would
+    include the benchmarks before it."""
     folder = worker_folder(config)
     if folder is None or not read_input(folder).get("isolated"):
         return {}

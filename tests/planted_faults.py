@@ -11,6 +11,9 @@ it too), with the fault named by `JAXBENCH_PLANTED_FAULT`:
   round their gradients to TF32's 10-bit mantissa, as such a GPU's products would; at `highest`
   they stay exact, as they would there.
 
+- `gpu_memory`: not a fault but a platform: devices keep memory statistics, as a GPU's allocator
+  does, simulated (`simulate_device_memory`).
+
 Several can be named, comma-separated (e.g. `tf32_gpu,flip_sign`). Also usable directly:
 `flip_sign_under_jit(update)`, `scale_gradient_of(fn, name, factor)`, `tf32_under_default_precision(update)`.
 """
@@ -92,6 +95,27 @@ def tf32_under_default_precision(update):
     return rounded
 
 
+def simulate_device_memory() -> None:
+    """Give this process's devices a simulated allocator peak (`bench.hardware.peak_bytes_in_use`):
+    the most bytes seen held at the end of any prepared step's call, counting every live device
+    array plus that step's compiled temporaries (what XLA holds during the call). Two steps alive
+    at once, or a reference run beside the timed step before the read, raise it above the timed
+    step's compiled footprint."""
+    from workloads import steps
+
+    peak = {"bytes": 0}
+    call = steps.PreparedStep.__call__
+
+    def sampled(self, *args, **kwargs):
+        output = call(self, *args, **kwargs)
+        held = sum(array.nbytes for array in jax.live_arrays()) + (self.memory or {}).get("temp", 0)
+        peak["bytes"] = max(peak["bytes"], held)
+        return output
+
+    steps.PreparedStep.__call__ = sampled
+    hardware.peak_bytes_in_use = lambda devices: peak["bytes"]
+
+
 def _plant(fault: str) -> None:
     if fault == "flip_sign":
         original = transforms.optimizer_update
@@ -104,8 +128,10 @@ def _plant(fault: str) -> None:
         hardware.device_float32_arithmetic = lambda device=None: "tf32"
         original = transforms.optimizer_update
         transforms.optimizer_update = lambda tx: tf32_under_default_precision(original(tx))
+    elif fault == "gpu_memory":
+        simulate_device_memory()
     else:
-        raise ValueError(f"unknown planted fault {fault!r}; valid: flip_sign, scale_gradient, tf32_gpu")
+        raise ValueError(f"unknown planted fault {fault!r}; valid: flip_sign, scale_gradient, tf32_gpu, gpu_memory")
 
 
 for planted_fault in filter(None, os.environ.get(FAULT_VARIABLE, "").split(",")):

@@ -14,6 +14,7 @@ from bench.correctness import (
     IncorrectResult,
     check_against_baseline,
     gradient_agreement,
+    slot_scales,
     tolerance,
 )
 from tests.conftest import FAST_TIMING, run_pytest
@@ -51,6 +52,59 @@ def test_correct_bf16_training_passes(mlp_train_reference):
     figures = gradient_agreement(step.result()["opt_state"], mlp_train_reference["opt_state"])
     assert len(figures) >= 12  # Adam's two moments of each of the six weight and bias arrays
     assert all(cosine > 0.9 and 0.9 < ratio < 1.12 for cosine, ratio in figures.values()), figures
+
+
+@pytest.fixture(scope="module")
+def mlp_bf16_start() -> dict:
+    """The tiny MLP's float32 reference (its result and the parameters it started from) and a
+    correct bf16 step's result, on the host."""
+    reference = build_reference_step(MLP, "tiny", "train")
+    initial = jax.device_get(reference.state[0])
+    reference()
+    step = build_step(MLP, "tiny", "train", "bf16")
+    step()
+    return {"reference": jax.device_get(reference.result()), "initial": initial,
+            "bf16": jax.device_get(step.result())}
+
+
+def _bf16_check(result, start):
+    return check_against_baseline(result, start["reference"], "bfloat16", initial_params=start["initial"])
+
+
+def _update_scaled(start, factor: float) -> dict:
+    params = jax.tree.map(lambda after, before: before + factor * (after - before),
+                          start["bf16"]["params"], start["initial"])
+    return {**start["bf16"], "params": params}
+
+
+def test_a_correct_bf16_step_passes_the_update_and_slot_checks(mlp_bf16_start):
+    _bf16_check(mlp_bf16_start["bf16"], mlp_bf16_start)
+    scales = slot_scales(mlp_bf16_start["bf16"]["opt_state"], mlp_bf16_start["reference"]["opt_state"])
+    assert set(scales) == {"[0].mu", "[0].nu"}  # Adam's two moments, each over every parameter
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, 10.0])
+def test_a_bf16_update_missing_reversed_or_ten_times_fails(mlp_bf16_start, factor):
+    """At `tiny` the MLP's update is some 5e-3 of its parameters' norm (the transformer's 2e-4):
+    the parameters' 1e-2 tolerance alone would let each of these through."""
+    with pytest.raises(IncorrectResult, match=r"params \(update\)"):
+        _bf16_check(_update_scaled(mlp_bf16_start, factor), mlp_bf16_start)
+
+
+def test_bf16_masters_kept_in_bf16_fail(mlp_bf16_start):
+    rounded = jax.tree.map(lambda leaf: np.asarray(leaf).astype(jax.numpy.bfloat16), mlp_bf16_start["bf16"]["params"])
+    with pytest.raises(IncorrectResult, match="not float32"):
+        _bf16_check({**mlp_bf16_start["bf16"], "params": rounded}, mlp_bf16_start)
+
+
+@pytest.mark.parametrize("slot", ["mu", "nu"])
+def test_a_bf16_gradient_ten_percent_too_large_fails(mlp_bf16_start, slot):
+    """A whole moment 10% off passes each leaf's cosine and length rule, not its slot's scale."""
+    state = mlp_bf16_start["bf16"]["opt_state"]
+    scaled = (state[0]._replace(**{slot: jax.tree.map(lambda leaf: 1.1 * leaf, getattr(state[0], slot))}),
+              *state[1:])
+    with pytest.raises(IncorrectResult, match=rf"opt_state\[0\]\.{slot} \(whole slot\): scale 1\.(09|1)"):
+        _bf16_check({**mlp_bf16_start["bf16"], "opt_state": scaled}, mlp_bf16_start)
 
 
 @pytest.mark.parametrize("layer", ["input_layer", "hidden_layers", "output_layer"])

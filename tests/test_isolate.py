@@ -4,6 +4,7 @@ benchmark's status while the run goes on; the device's peak memory where the pla
 from __future__ import annotations
 
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ from bench.hardware import peak_bytes_in_use
 from bench.workers import how_it_ended, leave_device_memory_to_workers
 from reports.summary import PEAK, summary_table
 from tests.conftest import FAST_TIMING, fresh_compile_cache, run_pytest
+from tests.planted_faults import FAULT_VARIABLE
 
 TIMEOUT_S = 45
 """--benchmark-timeout of the planted run: room for a tiny benchmark's fresh process on a slow CI
@@ -108,3 +110,19 @@ def test_an_isolated_run_leaves_the_gpus_memory_to_its_workers():
     plain, environ = SimpleNamespace(getoption=lambda name, default=None: default), {}
     leave_device_memory_to_workers(plain, environ)
     assert environ == {}
+
+
+@pytest.mark.slow
+def test_the_peak_an_isolated_benchmark_records_is_its_timed_steps_own(tmp_path):
+    """On a GPU (simulated: `tests.planted_faults`, `gpu_memory`, with TF32 float32 matmuls, so that
+    the check runs on a full-precision copy of the step): the peak is read after the timed step's
+    first call, before its reference exists, and the full-precision copy ran and was freed before the
+    step was built. So the recorded peak is the step's compiled footprint (its state, batch and
+    output live, plus XLA's temporaries), not that plus a copy or a reference beside it."""
+    env = {**os.environ, "PYTEST_PLUGINS": "tests.planted_faults", FAULT_VARIABLE: "tf32_gpu,gpu_memory"}
+    proc = run_pytest("bench", "--isolate", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap",
+                      "--size", "tiny", "--report-dir", str(tmp_path), "-q", *FAST_TIMING, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = [b["extra_info"] for b in json.loads((tmp_path / "results.json").read_text())["benchmarks"]]
+    assert row["matmul_arithmetic"] == "tf32"
+    assert 0.95 * row["mem_bytes"] <= row["peak_bytes_in_use"] <= 1.05 * row["mem_bytes"], row

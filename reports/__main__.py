@@ -51,7 +51,8 @@ def add_ab_command(commands) -> None:
     how.add_argument("--threshold", type=_share, default=DEFAULTS["threshold"],
                      help=f"slowdown that counts as a regression (default {DEFAULTS['threshold']})")
     how.add_argument("--workers", type=_whole, default=DEFAULTS["workers"],
-                     help=f"worker processes a side (default {DEFAULTS['workers']})")
+                     help=f"worker processes a side (default {DEFAULTS['workers']}; under 3, every timing "
+                          "verdict is inconclusive)")
     how.add_argument("--block-time", type=_seconds, default=DEFAULTS["block_time"],
                      help=f"seconds of timed rounds per block (default {DEFAULTS['block_time']})")
     how.add_argument("--max-pairs", type=_whole, default=DEFAULTS["max_pairs"],

@@ -10,11 +10,12 @@ Each compiles every selected benchmark once, checks it against its own side's ba
 reports its exact figures. Then, batch after batch, every benchmark still undecided is measured
 in every pair of workers (base i, head i), in random order: a block pair alternates short slices
 of timed rounds of one side and of the other, so drift in the machine hits both alike, and gives
-one ratio, the median of head's rounds over base's. A fresh process runs the same compiled step a few percent
-faster or slower than another, for good, so the verdict's interval resamples worker pairs, then
-blocks within them (`reports.verdicts.paired_verdict` with clusters): several workers a side let
-"head is slower" stand apart from "head's process happened to be slower". Batches go on while a
-benchmark is `inconclusive`, up to `--max-pairs` pairs or `--max-time` seconds.
+one ratio, the median of head's rounds over base's. A fresh process runs the same compiled step a
+few percent faster or slower than another, for good, so the unit of the statistics is the worker
+pair: each pair's median ratio is one measurement, and the interval and test are a t-interval and
+t-test over the pairs (`reports.verdicts.paired_verdict`); several workers a side let "head is
+slower" stand apart from "head's process happened to be slower". Batches go on while a benchmark
+is `inconclusive`, up to `--max-pairs` pairs or `--max-time` seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from reports.gate import GateResult
-from reports.verdicts import MIN_MEASUREMENTS, exact_changes, family_alpha, paired_verdict
+from reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
 
 PREFIX = "@jaxbench-ab "  # bench.ab_worker.PREFIX (reports never imports bench)
 WORKER_MODULE = "bench.ab_worker"
@@ -279,6 +280,9 @@ class ABRun:
             raise ABError("the selection matches no step benchmark on either side (ab compares steps; "
                           "the workflows bayes, checkpoint and training_loop are measured by pytest bench only)")
         opts = self.options
+        if opts["workers"] < MIN_WORKER_PAIRS:
+            self.result.warnings.append(f"--workers {opts['workers']}: under {MIN_WORKER_PAIRS} worker pairs every "
+                                        "timing verdict is inconclusive (the statistics' unit is the worker pair)")
         self.result.method = (f"same job, {opts['workers']} workers a side, blocks of about {opts['block_time']:g} s "
                               f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}")
         return self.result
@@ -308,7 +312,10 @@ class ABRun:
                                            for i in range(1, self.options["workers"])]
                 for name, group in workers.items():
                     ready[name] += [worker.receive(timeout) for worker in group[1:]]
-                self._measure(workers, self._common(ready))
+                # One family for Bonferroni: this group's benchmarks, those measured before it and
+                # those its workers leave to the multi-device group after it.
+                later = len(ready["base"][0]["elsewhere"]) if devices == 1 else 0
+                self._measure(workers, self._common(ready), later)
                 finished = True
                 return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
             except WorkerError as error:
@@ -375,7 +382,7 @@ class ABRun:
                 self.result.warnings.append(
                     f"{case}: the {name} workers' exact figures differ ({' vs '.join(figures)})")
 
-    def _measure(self, workers: dict[str, list[Worker]], benchmarks: list[Benchmark]) -> None:
+    def _measure(self, workers: dict[str, list[Worker]], benchmarks: list[Benchmark], later: int = 0) -> None:
         """Batches of block pairs, in random order, until every benchmark is decided, has
         `max_pairs` pairs, or the run has taken `max_time`; then each one's verdict.
 
@@ -386,7 +393,7 @@ class ABRun:
         `regression` at the eighth, as `jit` (rounds of 120 ms) did once in 10 runs here."""
         opts = self.options
         looks = look_batches(opts["max_pairs"], opts["workers"])
-        alpha = family_alpha(len(benchmarks) + len(self.result.rows)) / len(looks)
+        alpha = family_alpha(len(benchmarks) + len(self.result.rows) + later) / len(looks)
         for bench in benchmarks:
             self._calibrate(workers, bench)
         undecided, batch = list(benchmarks), 0
@@ -405,7 +412,7 @@ class ABRun:
                                           "rounds_per_slice": bench.rounds, "slices_per_block": bench.slices})
 
     def _verdict(self, bench: Benchmark, alpha: float):
-        return paired_verdict(bench.ratios, self.options["threshold"], alpha, clusters=bench.clusters)
+        return paired_verdict(bench.ratios, bench.clusters, self.options["threshold"], alpha)
 
     def _batch(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
         """One block pair in each pair of workers, the pairs in random order. A block pair is

@@ -7,8 +7,9 @@ Two kinds of figure, two kinds of gate:
   XLA's cost-analysis FLOPs and bytes accessed of the compiled step are the same on every run of
   the same program with the same compiler, so an increase beyond `EXACT_TOLERANCE` is a
   `regression` whatever the timing noise.
-- **Times are gated statistically** (`paired_verdict`, `unpaired_verdict`): the ratio head/base
-  with a bootstrap confidence interval and a rank test, and one of `VERDICTS`:
+- **Times are gated statistically**: the ratio head/base with a confidence interval and a test,
+  in `ab` over the worker pairs (`paired_verdict`: a t-interval and t-test), in `regress` over
+  two files' rounds (`unpaired_verdict`: a bootstrap interval and a rank test), and one of `VERDICTS`:
   `regression` (slower by more than the threshold, the interval entirely above 1, the test
   significant), `improvement` (the mirror image), `no change` (the interval inside the threshold
   band) or `inconclusive` (anything else: too noisy, or too few measurements to tell).
@@ -28,9 +29,12 @@ VERDICTS = ("regression", "improvement", "no change", "inconclusive")
 ALPHA = 0.05
 """Family-wise false-alarm rate of one comparison over all its benchmarks."""
 BOOTSTRAP_RESAMPLES = 2000
+MIN_WORKER_PAIRS = 3
+"""Fewer worker pairs than this give `inconclusive` in `ab` (`paired_verdict`): with G pairs its
+interval has G - 1 degrees of freedom, and at 2 its t quantile is in the tens."""
 MIN_MEASUREMENTS = 5
-"""Fewer pairs (or rounds a side) than this give `inconclusive`, whatever they show: a bootstrap
-of two or three values says nothing of the spread (an eager baseline has 2 or 3 rounds)."""
+"""Fewer block pairs (or rounds a side) than this give `inconclusive`, whatever they show: two or
+three values say nothing of the spread (an eager baseline has 2 or 3 rounds)."""
 EXACT_FIGURES = {
     "mem_bytes": "per-device memory (bytes)",
     "xla_flops": "XLA cost-analysis FLOPs",
@@ -82,50 +86,35 @@ def _resamples(alpha: float) -> int:
     return max(BOOTSTRAP_RESAMPLES, int(np.ceil(40 / alpha)))
 
 
-def clustered_median_interval(logs: np.ndarray, clusters: np.ndarray, confidence: float,
-                              rng: np.random.Generator) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median of `logs`, resampling whole `clusters` (the
-    worker pairs the values came from), then values within each: the interval then holds the
-    spread between processes too, not only between blocks of one process."""
-    labels = np.unique(clusters)
-    groups = [logs[clusters == label] for label in labels]
-    sizes = np.array([len(group) for group in groups])
-    padded = np.full((len(groups), sizes.max()), np.nan)
-    for i, group in enumerate(groups):
-        padded[i, :len(group)] = group
-    resamples = _resamples(1 - confidence)
-    chosen = rng.integers(len(groups), size=(resamples, len(groups)))
-    within = (rng.random((resamples, len(groups), sizes.max())) * sizes[chosen][..., None]).astype(int)
-    values = padded[chosen[..., None], within]
-    values[np.arange(sizes.max()) >= sizes[chosen][..., None]] = np.nan  # a smaller cluster's padding
-    medians = np.nanmedian(values.reshape(resamples, -1), axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(medians, [tail, 1 - tail])
-    return float(low), float(high)
+def paired_verdict(ratios, clusters, threshold: float, alpha: float = ALPHA) -> TimingVerdict:
+    """The verdict on `ratios`, one head/base time ratio per block pair measured side by side in
+    time (`reports ab`), `clusters` naming for each the pair of worker processes it came from.
 
-
-def paired_verdict(ratios, threshold: float, alpha: float = ALPHA, seed: int = 0, clusters=None) -> TimingVerdict:
-    """The verdict on `ratios`, one head/base time ratio per pair of measurements taken side by
-    side in time (`reports ab`: a block of rounds of each side): the median ratio, a percentile
-    bootstrap interval of it at confidence `1 - alpha`, and the Wilcoxon signed-rank test of the
-    log ratios against 0. `clusters`: per ratio, the pair of worker processes it came from; the
-    interval then resamples those pairs first (`clustered_median_interval`). Fewer than
-    `MIN_MEASUREMENTS` pairs: `inconclusive`."""
-    logs = np.log(np.asarray(ratios, dtype=float))
-    if len(logs) < 2:
-        ratio = float(np.exp(logs[0])) if len(logs) else float("nan")
+    A fresh process runs the same program a few percent faster or slower for good, so the blocks
+    of one worker pair share that pair's offset and are not independent draws of the ratio: the
+    unit is the worker pair. Each pair's median log ratio is one measurement; the ratio is their
+    mean (geometric), its interval the t-interval with G - 1 degrees of freedom over the G pairs,
+    and the test the one-sample t-test of their mean against 0, both at `alpha`. (A bootstrap over
+    so few clusters cannot reach wider than their spread, and covered the truth far less often
+    than it claimed.) Fewer than `MIN_WORKER_PAIRS` pairs or `MIN_MEASUREMENTS` blocks:
+    `inconclusive`."""
+    logs, clusters = np.log(np.asarray(ratios, dtype=float)), np.asarray(clusters)
+    medians = np.array([np.median(logs[clusters == label]) for label in np.unique(clusters)])
+    if not len(medians):
+        return TimingVerdict(float("nan"), float("nan"), float("nan"), 1.0, 0, "inconclusive")
+    mean = float(np.mean(medians))
+    ratio = float(np.exp(mean))
+    if len(medians) < MIN_WORKER_PAIRS or len(logs) < MIN_MEASUREMENTS:
         return TimingVerdict(ratio, float("nan"), float("nan"), 1.0, len(logs), "inconclusive")
-    ratio = float(np.exp(np.median(logs)))
-    if np.ptp(logs) == 0:  # every pair the same: the interval is that point
+    error = float(np.std(medians, ddof=1) / np.sqrt(len(medians)))
+    if error == 0:  # every pair the same: the interval is that point
         low = high = ratio
-    elif clusters is not None and len(np.unique(clusters)) > 1:
-        low, high = np.exp(clustered_median_interval(logs, np.asarray(clusters), 1 - alpha, _rng(seed)))
+        p_value = 0.0 if mean else 1.0
     else:
-        interval = stats.bootstrap((logs,), np.median, confidence_level=1 - alpha, n_resamples=_resamples(alpha),
-                                   method="percentile", random_state=_rng(seed), vectorized=True).confidence_interval
-        low, high = float(np.exp(interval.low)), float(np.exp(interval.high))
-    p_value = float(stats.wilcoxon(logs).pvalue) if np.any(logs != 0) else 1.0
-    return TimingVerdict(ratio, float(low), float(high), p_value, len(logs),
+        half = float(stats.t.ppf(1 - alpha / 2, len(medians) - 1)) * error
+        low, high = float(np.exp(mean - half)), float(np.exp(mean + half))
+        p_value = float(stats.ttest_1samp(medians, 0.0).pvalue)
+    return TimingVerdict(ratio, low, high, p_value, len(logs),
                          verdict_of(ratio, low, high, p_value, threshold, alpha, len(logs)))
 
 

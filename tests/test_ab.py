@@ -18,7 +18,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.version_independent
 
 EXAMPLE_MODULE = ROOT / "examples" / "jaxbench-example" / "jaxbench_example" / "wide_mlp.py"
-FAST = ["--workers", "2", "--block-time", "0.1", "--max-pairs", "12", "--worker-timeout", "300"]
+FAST = ["--workers", "3", "--block-time", "0.1", "--max-pairs", "12", "--worker-timeout", "300"]
+"""The fewest worker pairs that can decide (`reports.verdicts.MIN_WORKER_PAIRS`), short blocks."""
 
 
 def run_ab(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -74,8 +75,10 @@ def _verdicts(path: Path) -> dict:
 @pytest.mark.slow
 def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tmp_path):
     out = tmp_path / "verdicts.json"
-    # Up to 24 pairs: on a noisy machine the timing may need more than the 12 of FAST to decide.
-    proc = run_ab("--base", "base", "--head", "wider", *SELECTION, *FAST, "--max-pairs", "24", "--json", str(out),
+    # 4 worker pairs and up to 24 block pairs: on a noisy machine the timing may need more than
+    # FAST's 3 and 12 to decide.
+    proc = run_ab("--base", "base", "--head", "wider", *SELECTION, *FAST, "--workers", "4", "--max-pairs", "24",
+                  "--json", str(out),
                   "--markdown", str(tmp_path / "summary.md"), "--chart", str(tmp_path / "ratios.png"),
                   cwd=package_repository)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -122,9 +122,8 @@ def reordering_spread(result: dict, reordered: dict) -> dict[str, float]:
     same step on the batch reversed) against `result`.
 
     Per key, not per leaf: the spread is a property of the step's conditioning, and one leaf's
-    reversed sum can land on nearly the same rounding by chance (measured on `cnn_batchnorm`:
-    leaves whose reversal moved them by 1e-6 moved by 1.7e-3 when the batch was split over 8
-    devices, while the key's largest spread was 2.6e-3)."""
+    reversed sum can land on nearly the same rounding by chance while splitting the batch over
+    devices moves it by a thousand times more (`cnn_batchnorm`: docs/measurements.md)."""
     spread = {}
     for name, error in relative_errors(reordered, result).items():
         spread[quantity(name)] = max(spread.get(quantity(name), 0.0), error)

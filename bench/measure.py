@@ -85,7 +85,7 @@ def timing_plan(step_s: float, max_time_s: float, min_rounds: int, long_step_rou
     Timed rounds fill about `max_time_s` (pytest-benchmark's `--benchmark-max-time`), never
     fewer than `min_rounds` (`--benchmark-min-rounds`). A step of `LONG_STEP_S` or more gets
     `long_step_rounds`, or as many as fill `LONG_STEP_BUDGET_S` if that is fewer, never under two:
-    each round costs seconds, eager steps vary little from round to round (2-4% measured), and
+    each round costs seconds, eager steps vary little from round to round, and
     the report gives their spread. Warm-up fills a tenth of `max_time_s`, less the warm step
     already run to size the plan; the correctness step before it was the first warm-up.
     """

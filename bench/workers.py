@@ -2,8 +2,7 @@
 brought back into this run.
 
 Why: on a CPU the number of (virtual) devices is fixed when JAX starts, and their presence alone
-slows every single-device step (measured on a 2-core host: the MLP `small` train step 5.3 ms with
-8 devices against 4.0 ms with 1, the transformer's 653 against 578 ms). So `pytest bench` runs
+slows every single-device step (by tens of percent on a 2-core host: docs/measurements.md). So `pytest bench` runs
 with one device, and the benchmarks that want several run in a worker started with
 `--cpu-devices N`. The same mechanism serves whatever needs a fresh process per configuration:
 a device-count sweep, and `--isolate`, a worker per benchmark whose crash or timeout becomes that

@@ -389,8 +389,8 @@ class ABRun:
         A benchmark is looked at after batches 2, 4, 8, ... and the last one `max_pairs` allows
         (`look_batches`), and stops at the first look that decides it, so each look gets its
         share of the false-alarm rate: Bonferroni over the benchmarks and over the looks. Without
-        it, on unchanged code, a noisy benchmark looked at after every batch crossed into
-        `regression` at the eighth, as `jit` (rounds of 120 ms) did once in 10 runs here."""
+        it, a noisy benchmark of unchanged code, looked at after every batch, sooner or later
+        crosses into `regression`."""
         opts = self.options
         looks = look_batches(opts["max_pairs"], opts["workers"])
         alpha = family_alpha(len(benchmarks) + len(self.result.rows) + later) / len(looks)
@@ -417,9 +417,9 @@ class ABRun:
     def _batch(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
         """One block pair in each pair of workers, the pairs in random order. A block pair is
         `slices` slices of rounds on each side, alternating (which side first, at random), so
-        that the two sides' rounds interleave within a few tens of milliseconds: the machine's
-        speed moves on the scale of a second here (blocks of 0.5 s a side, one after the other,
-        differed by 5-10% on unchanged code). Its ratio: the median of head's rounds over base's."""
+        that the two sides' rounds interleave within a few tens of milliseconds: a shared
+        machine's speed moves on the scale of a second (the README's "Why slices"). Its ratio:
+        the median of head's rounds over base's."""
         timeout = self.options["worker_timeout"]
         for index in self.rng.permutation(self.options["workers"]):
             rounds = {"base": [], "head": []}

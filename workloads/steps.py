@@ -152,8 +152,8 @@ def _initial_model(workload: Workload, size_name: str, seed: int):
 def _split(model):
     """(graphdef, params, model_state) of `model`, each state as nested plain dicts of arrays: a
     step's state crosses the call boundary on every call, and a plain dict is flattened in C++,
-    where NNX `Variable` leaves cost about 4 us each in Python (some 150 us a step for the tiny
-    MLP's parameters and Adam moments, as long as the step itself). `nnx.merge` takes them back."""
+    where NNX `Variable` leaves cost microseconds each in Python (for a small model's parameters
+    and Adam moments, as long as the step itself). `nnx.merge` takes them back."""
     graphdef, *states = nnx.split(model, nnx.Param, nnx.BatchStat)
     return graphdef, *(nnx.to_pure_dict(state) for state in states)
 

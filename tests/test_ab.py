@@ -112,7 +112,7 @@ def test_an_installed_package_of_workloads_against_a_python_environment(tmp_path
     out = tmp_path / "verdicts.json"
     proc = run_ab("--base-python", sys.executable, "--workloads", "wide_mlp", "--modes", "infer", "--variants",
                   "jit_vmap", "--size", "tiny", *FAST, "--json", str(out), env={"PYTHONPATH": str(site)})
-    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # the same code on both sides
     verdicts = json.loads(out.read_text())
     assert list(_verdicts(out)) == ["wide_mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
 

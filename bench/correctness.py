@@ -37,9 +37,11 @@ So a bf16 train step is held to:
   the reference's within `BF16_MAX_SLOT_SCALE` of 1 (`slot_scales`): orthogonal noise leaves the
   projection where it is, so a gradient 10% too large fails;
 - the update to the parameters (after minus before, over the whole tree): `BF16_MIN_UPDATE_COSINE`
-  and `BF16_MAX_UPDATE_RATIO` against the reference's (`update_agreement`). A first Adam step
-  moves the parameters by a small share of their norm, well inside `BF16_RTOL`, so without this a
-  missing, reversed or tenfold update would pass;
+  and `BF16_MAX_UPDATE_RATIO` against the reference's (`update_agreement`), in place of
+  `BF16_RTOL` on the parameters themselves where the starting parameters are known. A first Adam
+  step moves the parameters by a share of their norm that depends on the size (well inside
+  `BF16_RTOL` at `tiny`, so a missing, reversed or tenfold update would pass it; past it at
+  `medium`, where sign flips of near-zero gradients alone reach it);
 - float32 parameters and optimizer state after the step (`not_float32`): mixed precision computes
   in bf16 and keeps float32 masters.
 bf16 tokens: a rounding that tips one argmax changes that sequence from there on, while a wrong
@@ -246,6 +248,9 @@ def check_against_baseline(
     for name, error in errors.items():
         if bf16 and name.startswith("opt_state"):
             continue  # held to direction and length below
+        if bf16 and name == "params" and initial_params is not None:
+            continue  # held by their update below: an error relative to the whole parameters grows
+            # with the update's share of them, whatever the step's correctness
         limit = tolerance(name, compute_dtype, spread)
         if error > limit:
             failures[name] = f"{error:.3g} > {limit:.3g}"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.session import SHARED_COMPILE_CACHE
+from workloads import compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,18 +32,7 @@ FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
 # cold compile times starts its run with `fresh_compile_cache()`.
 SHARED_CACHE = os.environ.setdefault(
     SHARED_COMPILE_CACHE, str(Path(tempfile.gettempdir()) / "jaxbench-tests-compile-cache"))
-
-
-def _share_the_compile_cache_here() -> None:
-    import jax
-
-    Path(SHARED_CACHE).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", SHARED_CACHE)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-_share_the_compile_cache_here()
+compile_cache.use_persistent_cache(Path(SHARED_CACHE))  # not `enable`: no step here is compiled twice
 
 
 def fresh_compile_cache() -> dict:

@@ -17,13 +17,19 @@ import jax
 _FOLDER: list[Path] = []  # the enabled cache folder, if any (set once per process)
 
 
-def enable(folder: Path) -> None:
-    """Write every compilation of this process into the persistent cache at `folder` (however
-    small or quick), so that a second compilation of the same step can hit it."""
+def use_persistent_cache(folder: Path) -> None:
+    """Keep every compilation of this process in JAX's persistent cache at `folder` (made if
+    missing), however small or quick, and read compilations from it."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def enable(folder: Path) -> None:
+    """`use_persistent_cache(folder)`, and time a second compilation of each step from it
+    (`compile_both`)."""
+    use_persistent_cache(folder)
     _FOLDER[:] = [Path(folder)]
 
 

@@ -84,9 +84,9 @@ def test_a_correct_bf16_step_passes_the_update_and_slot_checks(mlp_bf16_start):
 
 
 def test_bf16_parameters_are_held_by_their_update_not_by_their_size():
-    """Where the update is a large share of the parameters (the MLP at `medium`: the parameters'
-    error passes 1e-2 while the update agrees to a cosine of 0.96, docs/measurements.md), a bf16
-    step whose update agrees passes."""
+    """Where the update is a large share of the parameters (as for the MLP at `medium`, whose
+    parameters' error passes 1e-2 while its update agrees: docs/measurements.md), a bf16 step
+    whose update agrees passes."""
     rng = np.random.default_rng(0)
     initial = {"w": rng.normal(0, 0.01, 1000).astype(np.float32)}
     update = rng.normal(0, 1, 1000).astype(np.float32)

@@ -51,7 +51,7 @@ def pytest_addoption(parser):
     from bench.distributed import DEFAULT_TIMEOUT_S
     from bench.eager_baseline import DEFAULT_BUDGET_S as DEFAULT_BASELINE_BUDGET_S
     from bench.hardware import AUTO_SIZE
-    from bench.workers import add_worker_option
+    from bench.process import add_worker_option
     from workloads import MODES, REGISTRY, WORKFLOW_VARIANTS
     from workloads.contract import SIZE_TARGETS
     from workloads.variants import VARIANTS

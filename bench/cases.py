@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.process import multi_device_count
 from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from workloads.contract import NotApplicable
@@ -152,8 +153,6 @@ def mesh_problem(mesh: MeshShape, n_devices: int, cases: list[Case]) -> str | No
 def check_mesh(config) -> None:
     """A one-line usage error, before anything is measured, when `--mesh` cannot hold the selected
     multi-device benchmarks (`mesh_problem`)."""
-    from bench.workers import multi_device_count
-
     mesh = config.getoption("mesh")
     if mesh is None:
         return
@@ -183,8 +182,6 @@ def selected_cases(config) -> list[Case]:
                        config.getoption("size"), config.getoption("mesh"))
     kinds = config.getoption("scaling")
     if kinds:
-        from bench.workers import multi_device_count
-
         cases += scaling_cases(config.getoption("workloads"), config.getoption("size"), kinds,
                                multi_device_count(config))
     return cases

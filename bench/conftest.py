@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bench import distributed, interrupt, workers
+from bench import distributed, interrupt, process, workers
 from bench import session as bench_session
 from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
 from bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
@@ -22,12 +22,12 @@ def pytest_configure(config):
     imported and checked (after the device count: a
     module of the user's may start a backend as it is imported), and `--mesh` against them. Last,
     a fresh persistent compilation cache of this process's own, for cold and cached compile times."""
-    workers.leave_device_memory_to_workers(config)
+    process.leave_device_memory_to_workers(config)
     import jax
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # (the user may choose the count through XLA_FLAGS instead; setting both is an error in JAX)
-        jax.config.update("jax_num_cpu_devices", workers.process_cpu_devices(config))
+        jax.config.update("jax_num_cpu_devices", process.process_cpu_devices(config))
     distributed.initialize(config)  # one process of several: before anything touches a device
     bench_session.choose_size(config)
     check_workloads(config)
@@ -65,13 +65,14 @@ def pytest_sessionstart(session):
         workers.start(session.config)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own -k and -m: what they deselect is not planned
 def pytest_collection_modifyitems(session, config, items):
     """Drop the placeholder of a bench module none of whose cases is selected (e.g. test_steps with
     `--workloads bayes`); in a worker, keep only the cases it was given. Benchmarks over several
     devices run last (on a CPU, together in one worker). Remember the planned benchmarks, so a
-    report can say which ones a run is missing."""
-    folder = workers.worker_folder(config)
-    wanted = set(workers.read_input(folder)["cases"]) if folder else None
+    report can say which ones a run is missing (and a worker runs no case `-k` left out)."""
+    folder = process.worker_folder(config)
+    wanted = set(process.read_input(folder)["cases"]) if folder else None
     dropped = [item for item in items if is_placeholder(item)
                or (wanted is not None and case_of(item) and case_of(item).id not in wanted)]
     if dropped:
@@ -86,7 +87,7 @@ def pytest_runtest_makereport(item, call):
     """Record why a benchmark was skipped (e.g. a batch that does not divide over the devices) or
     failed; in a worker, write each case's outcome for the parent as soon as it is known."""
     report = yield
-    case, folder = case_of(item), workers.worker_folder(item.config)
+    case, folder = case_of(item), process.worker_folder(item.config)
     # A worker hands back every case's outcome once its call is done; this process keeps only
     # skips and failures (its timings are pytest-benchmark's).
     wanted = report.skipped or report.failed or (folder is not None and report.when == "call")

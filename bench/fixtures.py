@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import measure, session, workers
+from bench import measure, process, session, workers
 from bench.cases import selected_cases, selected_workflow_cases
 from bench.references import References
 
@@ -25,9 +25,9 @@ def matmul_rates(request) -> dict[str, float]:
     """The in-run matmul FLOP/s of each compute dtype the selected steps use (`float32`, and
     `bfloat16` with the bf16 variant), measured once per run; a worker is handed its parent's, so
     every row of a run is divided by the same rate of its dtype."""
-    folder = workers.worker_folder(request.config)
+    folder = process.worker_folder(request.config)
     if folder:
-        rates = workers.read_input(folder)["matmul_rates"]
+        rates = process.read_input(folder)["matmul_rates"]
     else:
         dtypes = sorted({case.compute_dtype for case in selected_cases(request.config)})
         rates = {dtype: measure.matmul_rate(dtype) for dtype in dtypes}
@@ -40,7 +40,7 @@ def references(request, environment) -> References:
     """The run's reference results (`bench.references`), on the host."""
     checkpoint_dir = request.config.getoption("checkpoint_dir")
     arithmetic = environment["float32_matmul_arithmetic"]
-    folder = workers.worker_folder(request.config)
+    folder = process.worker_folder(request.config)
     if folder:
         return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir, arithmetic)
     return References(checkpoint_dir=checkpoint_dir, float32_arithmetic=arithmetic)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import distributed, hardware, measure, workers
+from bench import distributed, hardware, measure, process
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
 from reports.results import NOT_MEASURED
 from workloads import compile_cache
@@ -108,7 +108,7 @@ def start_compile_cache(config) -> None:
     step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
     folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
     that folder instead, kept."""
-    worker = workers.worker_folder(config)
+    worker = process.worker_folder(config)
     if os.environ.get(SHARED_COMPILE_CACHE):
         compile_cache.enable(Path(os.environ[SHARED_COMPILE_CACHE]))
         return
@@ -142,8 +142,8 @@ def report_dir(config) -> Path:
     """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use);
     in a worker, its parent's."""
     if _REPORT_DIR not in config.stash:
-        folder = workers.worker_folder(config)
-        chosen = workers.read_input(folder).get("report_dir") if folder else config.getoption("report_dir")
+        folder = process.worker_folder(config)
+        chosen = process.read_input(folder).get("report_dir") if folder else config.getoption("report_dir")
         if chosen:
             path = Path(chosen)
         else:
@@ -183,7 +183,7 @@ def keep_processes(config) -> None:
 def writes_results(config) -> bool:
     """Whether this process writes results.json and the report: not a worker, and process 0 of a
     run of several."""
-    return not workers.worker_folder(config) and distributed.is_main_process()
+    return not process.worker_folder(config) and distributed.is_main_process()
 
 
 def suite_section(config) -> dict:
@@ -199,7 +199,7 @@ def suite_section(config) -> dict:
         "hosts": config.stash.get(_HOSTS, []),
         "planned": planned(config),
         **outcomes,
-        "isolated": workers.isolating(config),
+        "isolated": process.isolating(config),
     }
 
 
@@ -236,7 +236,7 @@ def summary_lines(config) -> list[tuple[str, bool]]:
     if _REPORT_DIR in config.stash and writes_results(config) and (config.stash[_REPORT_DIR] / RESULTS_FILE).exists():
         lines.append((f"results and report in {config.stash[_REPORT_DIR]}", False))
     lines += [(f"expectation below (--strict-expectations): {line}", True) for line in config.stash.get(_BELOW, [])]
-    if not workers.worker_folder(config):
+    if not process.worker_folder(config):
         time_line = time_spent_line(config)
         lines += [(time_line, False)] if time_line else []
     return lines

@@ -5,7 +5,7 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from bench import distributed, eager_baseline, interrupt, measure, profile, workers
+from bench import distributed, eager_baseline, interrupt, measure, process, profile
 from bench.metadata import step_extra_info
 from bench.session import XLA_COMPILING, spend, spending
 from workloads import get_workload
@@ -31,7 +31,7 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             # (With --benchmark-disable, pytest-benchmark runs it once, untimed, and that is all.)
             with spending(request.config, "first steps"):
                 first_s = measure.seconds_of(step) if benchmark.enabled else benchmark.pedantic(step)
-            peak = workers.process_peak_info(request.config)  # the timed step's own, before any reference
+            peak = process.process_peak_info(request.config)  # the timed step's own, before any reference
             with spending(request.config, "references and checks"):
                 errors = references.check_step(timed_case, step, full_precision)
             if not benchmark.enabled:

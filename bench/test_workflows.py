@@ -8,7 +8,7 @@ state equal to the saved one, ...). See `workloads/workflow.py`.
 
 from __future__ import annotations
 
-from bench import interrupt, measure, profile, workers
+from bench import interrupt, measure, process, profile
 from bench.metadata import workflow_extra_info
 from bench.session import spending
 from workloads import get_workload
@@ -41,4 +41,4 @@ def test_workflow(workflow_case, benchmark, references, elsewhere, environment, 
                                        variant=case.variant, size=case.size, run=run,
                                        throughput=workflow.throughput, environment=environment,
                                        checks=checks)
-    benchmark.extra_info.update(info | workers.process_peak_info(request.config) | profiled)
+    benchmark.extra_info.update(info | process.process_peak_info(request.config) | profiled)

@@ -23,10 +23,7 @@ parent computes none), which the parent hands to its next workers.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
-import os
 import pickle
 import signal
 import subprocess
@@ -39,12 +36,11 @@ import pytest
 
 from bench import measure
 from bench.cases import Case
+from bench.process import INPUT_FILE, WORKER_OPTION, isolating, multi_device_count, read_input, worker_folder
 from bench.references import References
 from bench.results import write_atomically
 from workloads.steps import initial_state, keep_initial_states, take_initial_states
 
-WORKER_OPTION = "--jaxbench-worker"
-INPUT_FILE = "input.pkl"
 REFERENCES_FILE = "references.pkl"
 OUTCOMES_FILE = "outcomes.json"
 HAND_OVER_MAX_BYTES = 512 * 2**20
@@ -65,25 +61,6 @@ FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--pro
 the switches of `FORWARDED_FLAGS` as well."""
 
 
-def add_worker_option(parser) -> None:
-    """The hidden option that makes a `pytest bench` process a worker (`DIR`: its input and output)."""
-    parser.addoption(WORKER_OPTION, dest="jaxbench_worker", default=None, help=argparse.SUPPRESS)
-
-
-def worker_folder(config) -> Path | None:
-    """This process's worker folder, or None when it is not a worker."""
-    folder = config.getoption("jaxbench_worker", None)
-    return Path(folder) if folder else None
-
-
-def process_cpu_devices(config) -> int:
-    """The CPU devices this process makes: `--cpu-devices` in a worker or in one process of several
-    (whose benchmarks all run in it), one otherwise."""
-    from bench import distributed
-
-    return config.getoption("cpu_devices") if worker_folder(config) or distributed.requested(config) else 1
-
-
 @dataclass(frozen=True)
 class WorkerConfig:
     """What a worker process is started with: its CPU device count, and for `--isolate` the one
@@ -98,31 +75,6 @@ class WorkerConfig:
     def __str__(self) -> str:
         devices = f"{self.cpu_devices} CPU device{'s' * (self.cpu_devices > 1)}"
         return f"its own process, {devices}" if self.isolated else devices
-
-
-def isolating(config) -> bool:
-    """Whether this run measures each benchmark in a fresh process of its own (`--isolate`)."""
-    return bool(config.getoption("isolate", False)) and worker_folder(config) is None
-
-
-def leave_device_memory_to_workers(config, environ=os.environ) -> None:
-    """With `--isolate`, before JAX starts: turn off JAX's preallocation of 75% of a GPU's memory
-    in this process (which only measures matmul rates) and, inherited, in its workers, so that each
-    benchmark's process gets the memory it needs; unless the user chose
-    `XLA_PYTHON_CLIENT_PREALLOCATE` themselves."""
-    if isolating(config):
-        environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-
-def multi_device_count(config) -> int:
-    """How many devices this run's multi-device benchmarks get: `--cpu-devices` where they run in
-    a worker (`worker_config_for`), else every device this process sees."""
-    import jax
-
-    devices, wanted = jax.devices(), config.getoption("cpu_devices")
-    if worker_folder(config) or devices[0].platform != "cpu" or wanted < 2 or len(devices) >= wanted:
-        return len(devices)
-    return wanted
 
 
 def worker_config_for(case: Case, config) -> WorkerConfig | None:
@@ -280,31 +232,6 @@ def write_outcome(folder: Path, outcome: Outcome) -> None:
     outcomes = {case_id: asdict(o) for case_id, o in read_outcomes(folder).items()}
     outcomes[outcome.case_id] = asdict(outcome)
     write_atomically(folder / OUTCOMES_FILE, json.dumps(outcomes, default=str))
-
-
-def process_peak_info(config) -> dict:
-    """`{"peak_bytes_in_use": bytes}` for a benchmark measured in a process of its own (`--isolate`),
-    the peak of its devices' allocators (`bench.hardware.peak_bytes_in_use`; None on a CPU), read
-    after the timed step's first call and before its reference is computed (`bench.test_steps`),
-    so that it is the step's own; empty elsewhere, where the peak cannot be reset and would
-    include the benchmarks before it."""
-    folder = worker_folder(config)
-    if folder is None or not read_input(folder).get("isolated"):
-        return {}
-    import jax
-
-    from bench.hardware import peak_bytes_in_use
-
-    return {"peak_bytes_in_use": peak_bytes_in_use(jax.local_devices())}
-
-
-@functools.cache
-def read_input(folder: Path) -> dict:
-    """A worker's input (`run_worker` writes it once, before the worker starts): the case ids to
-    run, the run's in-run matmul rates, the initial states handed over, whether it is isolated, the
-    report folder. Read once per process: its callers (collection, fixtures, each benchmark's
-    `process_peak_info`) would otherwise unpickle the handed-over model states again each time."""
-    return pickle.loads((folder / INPUT_FILE).read_bytes())
 
 
 class WorkerPool:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.ab import runner as ab_runner
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.version_independent
@@ -95,45 +96,78 @@ def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tm
 
 
 @pytest.mark.slow
-def test_unchanged_code_is_no_regression(package_repository, tmp_path):
-    out = tmp_path / "verdicts.json"
-    proc = run_ab("--base", "base", "--head", "same", *SELECTION, *FAST, "--json", str(out), cwd=package_repository)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    row = _verdicts(out)["wide_mlp-train-jit_vmap"]
-    assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
-
-
-@pytest.mark.slow
-def test_an_installed_package_of_workloads_against_a_python_environment(tmp_path):
-    """examples/jaxbench-example installed (its entry point registers `wide_mlp`); both sides this
-    suite's current folder, one named by its interpreter: the installed workload is measured and
-    the sides' versions are said."""
+def test_unchanged_code_is_no_regression_between_python_environments(tmp_path):
+    """The A/A run: examples/jaxbench-example installed (its entry point registers `wide_mlp`); both
+    sides this suite's current folder, one named by its interpreter. The installed workload is
+    measured, the sides' versions are said, and the same code is no regression: exit 0. (The
+    sides as git revisions are `test_a_revision_that_is_really_slower_is_a_regression`'s.)"""
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
                     str(EXAMPLE_MODULE.parent.parent)], check=True, capture_output=True, timeout=300)
     out = tmp_path / "verdicts.json"
-    proc = run_ab("--base-python", sys.executable, "--workloads", "wide_mlp", "--modes", "infer", "--variants",
+    proc = run_ab("--base-python", sys.executable, "--workloads", "wide_mlp", "--modes", "train", "--variants",
                   "jit_vmap", "--size", "tiny", *FAST, "--json", str(out), env={"PYTHONPATH": str(site)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # the same code on both sides
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     verdicts = json.loads(out.read_text())
-    assert list(_verdicts(out)) == ["wide_mlp-infer-jit_vmap"] and "JAX" in verdicts["method"]
+    row = _verdicts(out)["wide_mlp-train-jit_vmap"]
+    assert list(_verdicts(out)) == ["wide_mlp-train-jit_vmap"] and "JAX" in verdicts["method"]
+    assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("args", "message"), [
     (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
     (["--base-python", "/no/such/python"], "--base-python /no/such/python: no such Python interpreter"),
     ([], "nothing to compare"),
-    (["--base-python", sys.executable, "--workloads", "resnet9"], "unknown workload 'resnet9'"),
-    (["--base-python", sys.executable, "--variants", "pmap"], "unknown variant 'pmap'"),
-    (["--base-python", sys.executable, "-k", "jit and ("], "-k 'jit and ('"),
-    (["--base-python", sys.executable, "--workloads", "bayes"], "the selection matches no step benchmark"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message):
-    proc = run_ab(*args, "--size", "tiny", *FAST, timeout=300)
+def test_bad_sides_are_one_line_and_exit_2(args, message, capsys):
+    """Caught before any worker starts, so called in this process."""
+    from bench.cli import main
+
+    assert main(["ab", *args, "--size", "tiny"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python -m reports ab: error:") and message in error, error
+    assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workloads", "resnet9"], "unknown workload 'resnet9'; valid: mlp, cnn, cnn_batchnorm, transformer"),
+    (["--variants", "pmap"], "unknown variant 'pmap'; valid: baseline, jit"),
+    (["-k", "jit and ("], "-k 'jit and ('"),
+    (["--size", "huge"], "unknown size 'huge'; valid: tiny, small"),
+])
+def test_a_worker_names_a_bad_selection_in_one_line(args, message):
+    """What a worker finds wrong with the selection (it knows the workloads registered on its side),
+    which it sends as its one `error` message (`test_a_bad_selection_ends_ab_in_one_line`)."""
+    from bench.ab import worker
+
+    with pytest.raises(ValueError) as error:
+        worker.select(worker.parse_arguments(args))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_bad_selection_ends_ab_in_one_line():
+    proc = run_ab("--base-python", sys.executable, "--workloads", "resnet9", "--size", "tiny", *FAST, timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr.startswith("python -m reports ab: error:") and message in proc.stderr, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("python -m reports ab: error: base (the current folder"), proc.stderr
+    assert "unknown workload 'resnet9'" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_selection_of_workflows_only_is_no_comparison(monkeypatch):
+    """The workers find no step benchmark (`--workloads bayes`): one line, no empty verdict table."""
+    class Worker:
+        def __init__(self, side, index, arguments):
+            pass
+
+        def receive(self, timeout):
+            return _ready()
+
+        def stop(self, graceful=True):
+            pass
+
+    monkeypatch.setattr(ab_runner, "Worker", Worker)
+    with pytest.raises(ab_runner.ABError, match="^the selection matches no step benchmark on either side"):
+        _run().run()
 
 
 @pytest.mark.slow
@@ -192,7 +226,7 @@ def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
 
 def _run():
     """An `ab` run over two sides of this folder, tiny, with nothing started yet."""
-    from reports.ab import ABRun, Side
+    from bench.ab.runner import ABRun, Side
 
     sides = [Side(name, name, ROOT, sys.executable) for name in ("base", "head")]
     return ABRun(*sides, {"size": "tiny"}, {})
@@ -227,7 +261,7 @@ def test_a_head_worker_that_ends_makes_every_undecided_benchmark_a_regression():
 
 
 def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_one_an_error(monkeypatch):
-    from reports import ab
+    from bench.ab import runner as ab
 
     class Worker:
         def __init__(self, side, index, arguments):
@@ -249,3 +283,29 @@ def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_on
     crashing = "base"
     with pytest.raises(ab.WorkerError, match="base worker 1 exited"):
         _run().run()
+
+
+def test_a_worker_refuses_a_runner_of_another_protocol(monkeypatch, capsys):
+    from bench.ab import protocol, worker
+
+    monkeypatch.setenv(protocol.VERSION_VARIABLE, str(protocol.VERSION + 1))
+    assert worker.main(["--size", "tiny"]) == 2
+    message = protocol.message_of(capsys.readouterr().out)
+    assert message == {"error": f"the A/B runner speaks protocol {protocol.VERSION + 1} and this worker "
+                                f"{protocol.VERSION}: run both sides with jaxbench versions of the same protocol"}
+
+
+def test_the_runner_refuses_a_worker_of_another_protocol_and_names_the_side():
+    import queue
+
+    from bench.ab import protocol
+
+    worker = ab_runner.Worker.__new__(ab_runner.Worker)  # its process is not needed to read a message
+    worker.side = ab_runner.Side("head", "HEAD", ROOT, sys.executable)
+    worker.messages = queue.Queue()
+    worker.messages.put({"ready": {}, "protocol": protocol.VERSION + 1})
+    newer = protocol.VERSION + 1
+    with pytest.raises(ab_runner.ABError, match=f"^head \\(HEAD\\): the A/B worker speaks protocol {newer}"):
+        worker.receive(timeout=1)
+    worker.messages.put({"ready": {}, "protocol": protocol.VERSION})
+    assert worker.receive(timeout=1)["protocol"] == protocol.VERSION

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reports.__main__ import build_parser
+from bench.cli import build_parser
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
+
+pytestmark = pytest.mark.version_independent  # pytest-benchmark's tools and the example workflow
 
 WORKFLOW = ROOT / "examples" / "github-actions" / "jaxbench-regression.yml"
 SELECTION = ["bench", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap,remat", "--size", "tiny"]
 
 
 @pytest.mark.slow
-@pytest.mark.version_independent
 def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
     """--benchmark-autosave, --benchmark-compare, --benchmark-compare-fail and
     `pytest-benchmark compare` all work on a run of the suite."""

@@ -12,6 +12,8 @@ import pytest
 
 from bench import interrupt
 
+pytestmark = pytest.mark.version_independent  # signal handling of this process
+
 
 def fake_session():
     return SimpleNamespace(config=SimpleNamespace(stash=pytest.Stash()), shouldstop=False)

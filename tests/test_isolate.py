@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from bench.hardware import peak_bytes_in_use
-from bench.workers import how_it_ended, leave_device_memory_to_workers
+from bench.process import leave_device_memory_to_workers
+from bench.workers import how_it_ended
 from reports.summary import PEAK, summary_table
 from tests.conftest import FAST_TIMING, fresh_compile_cache, run_pytest
 from tests.planted_faults import FAULT_VARIABLE
@@ -23,12 +24,14 @@ host (about 10 s here), and what the planted hang costs."""
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory) -> dict:
     """An isolated tiny run of two planted workloads (`tests.planted_ends`) whose `jit_vmap` steps
-    segfault and hang; their `jit` loop works. Its own compilation caches (not the tests' shared
+    segfault and hang; the crashing one's `jit` loop works and is measured (the hanging one's is
+    left out: a worker more, and nothing new). Its own compilation caches (not the tests' shared
     one), each of which must be gone at the end."""
     report_dir, temp = tmp_path_factory.mktemp("isolated"), tmp_path_factory.mktemp("temp")
     proc = run_pytest("bench", "--isolate", "--benchmark-timeout", str(TIMEOUT_S),
                       "--workload-module", "tests.planted_crash", "--workload-module", "tests.planted_hang",
                       "--workloads", "crashes,hangs", "--modes", "train", "--variants", "jit,jit_vmap",
+                      "-k", "jit_vmap or crashes",
                       "--size", "tiny", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600,
                       env={**fresh_compile_cache(), "TMPDIR": str(temp)})
     assert (report_dir / "results.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -49,7 +52,7 @@ def test_a_crash_and_a_hang_are_recorded_and_every_other_benchmark_measured(plan
     assert f"stopped after its timeout of {TIMEOUT_S} s" in suite["timeout"]["hangs-train-jit_vmap"]
     assert suite["failed"] == {} and suite["skipped"] == {}
     measured = sorted(b["extra_info"]["case_id"] for b in planted_run["results"]["benchmarks"])
-    assert measured == ["crashes-train-jit", "hangs-train-jit"]
+    assert measured == ["crashes-train-jit"]
     assert all(len(b["stats"]["data"]) >= 2 for b in planted_run["results"]["benchmarks"])
     # every process's compilation cache is gone, the killed workers' too (in their worker folders)
     assert list(planted_run["temp"].iterdir()) == []

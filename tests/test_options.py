@@ -12,6 +12,8 @@ from workloads import REGISTRY
 from workloads.outside import WorkloadError
 from workloads.sharding import parse_mesh
 
+pytestmark = pytest.mark.version_independent  # the parsers and the selection of cases
+
 
 @pytest.mark.parametrize(
     "option,value,message",
@@ -35,7 +37,6 @@ def test_bad_value_is_an_error_naming_it_and_the_valid_choices(option, value, me
     assert str(error.value).startswith(f"argument {option}: {message}")
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "option,value,message",
@@ -110,7 +111,6 @@ def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_named():
     assert mesh_problem(parse_mesh("data=4,model=2"), 8, cases) is None
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 def test_workflows_have_their_own_variants():
     proc = run_pytest("bench", "--collect-only", "-q", "--workloads", "bayes,checkpoint,training_loop",
@@ -123,7 +123,6 @@ def test_workflows_have_their_own_variants():
                          "test_workflow[checkpoint-save_restore-multi_device]"]
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 @pytest.mark.parametrize("option", ["--report-dir", "--checkpoint-dir"])
 def test_unwritable_folder_is_a_usage_error_before_measuring(option, tmp_path):

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
+from bench.cases import resolve_workloads
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 from workloads import get_workload
-from workloads.outside import contract_problems
+from workloads.outside import WorkloadError, contract_problems
 from workloads.variants import VARIANTS
 
 EXAMPLE = ROOT / "examples" / "jaxbench-example"
@@ -51,8 +52,6 @@ WORKLOAD = dataclasses.replace(MLP, name="mine", modes=("train", "fly"))
 """
 
 
-@pytest.mark.version_independent
-@pytest.mark.slow
 @pytest.mark.parametrize(("module", "source", "message"), [
     ("not_installed.model", None, "--workload-module 'not_installed.model': no module named 'not_installed.model' "
                                   "on the Python path (is its package installed?)"),
@@ -63,14 +62,26 @@ WORKLOAD = dataclasses.replace(MLP, name="mine", modes=("train", "fly"))
                               "modes ('train', 'fly') must be some of train, infer, decode"),
     ("workloads.mlp", None, "its WORKLOAD is named 'mlp', which is taken by one of the suite's own workloads"),
 ])
-def test_a_bad_workload_module_is_a_one_line_usage_error(module, source, message, tmp_path):
+def test_a_bad_workload_module_is_named_in_one_line(module, source, message, tmp_path, monkeypatch):
     if source is not None:
         (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(WorkloadError) as error:
+        resolve_workloads(None, [module])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.version_independent
+@pytest.mark.slow
+def test_a_bad_workload_module_is_a_one_line_usage_error(tmp_path):
+    """`pytest bench` says what `resolve_workloads` found, as pytest's usage error: exit 4, one line."""
+    (tmp_path / "raises.py").write_text("raise RuntimeError('no GPU here')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = run_pytest("bench", "--workload-module", module, "--size", "tiny", "--report-dir", str(tmp_path / "r"),
+    proc = run_pytest("bench", "--workload-module", "raises", "--size", "tiny", "--report-dir", str(tmp_path / "r"),
                       env=env, timeout=120)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+    message = "--workload-module 'raises': importing 'raises' failed: RuntimeError: no GPU here"
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "r").exists()  # nothing ran, nothing written

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
+from bench.cli import build_parser, main
 from reports import regress as regress_module
-from reports.__main__ import build_parser, main
 from reports.regress import benchmark_name, regress
 from reports.verdicts import (
     ExactChange,

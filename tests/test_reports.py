@@ -8,12 +8,14 @@ import json
 import pandas as pd
 import pytest
 
-from reports.__main__ import main
+from bench.cli import main
 from reports.build import build_report, missing_benchmarks
 from reports.expectations import expectations_table, verdict
 from reports.results import ResultsError, variant_label
 from reports.summary import summary_table
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
+
+pytestmark = pytest.mark.version_independent  # reports from saved results (pandas, matplotlib): no JAX run
 
 
 def _by_variant(results, mode):
@@ -152,7 +154,6 @@ def test_bad_input_is_one_line_and_exit_2(case, saved_run, tmp_path, capsys):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 def test_command_line_runs_as_a_module(saved_run, tmp_path):
     import subprocess
@@ -163,7 +164,6 @@ def test_command_line_runs_as_a_module(saved_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer",
@@ -174,11 +174,10 @@ def test_strict_expectations_fails_a_run_with_a_below_row(tmp_path):
     assert (tmp_path / "report.md").exists()
 
 
-@pytest.mark.version_independent
 @pytest.mark.slow
 def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "infer", "--cpu-devices", "1",
-                      "--variants", "baseline,jit_vmap,multi_device", "--report-dir", str(tmp_path), "-q", *FAST_TIMING)
+                      "--variants", "jit_vmap,multi_device", "--report-dir", str(tmp_path), "-q", *FAST_TIMING)
     assert proc.returncode == 0, proc.stdout[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["jaxbench"]["skipped"] == {
@@ -297,7 +296,7 @@ def test_the_readme_quotes_every_claim_the_verdicts_use():
 
 
 def test_every_command_of_the_parser_has_a_runner():
-    from reports.__main__ import COMMANDS, build_parser
+    from bench.cli import COMMANDS, build_parser
 
     subcommands = next(action for action in build_parser()._actions if action.dest == "command")
     assert set(subcommands.choices) == set(COMMANDS)

@@ -1,7 +1,8 @@
 """A long-lived A/B worker: one process of one side (a git revision, or a Python environment) of
-`python -m reports ab`, which starts several per side and alternates between them.
+`python -m reports ab` (`bench.ab.runner`), which starts several per side and alternates between
+them.
 
-    python -m bench.ab_worker --size small --workloads mlp --modes train [--variants ...] [-k EXPR]
+    python -m bench.ab.worker --size small --workloads mlp --modes train [--variants ...] [-k EXPR]
                               [--workload-module M ...] [--devices N]
 
 It selects the step benchmarks as `pytest bench` would (the same options, `-k` with pytest's
@@ -9,7 +10,7 @@ own expression syntax, matched against case ids), builds each one once, compiles
 against its own side's baseline, warms it up, and says so in one `ready` message: per benchmark
 its status, its exact figures (per-device memory, XLA's FLOPs and bytes accessed) and its warm
 step time. Then it answers requests for blocks of timed rounds until told to quit. Every message
-is one JSON line on stdout after `PREFIX`; anything else a model prints is not a message.
+is one JSON line on stdout (`bench.ab.protocol`).
 
 `--hand-over DIR`: the first worker of a side writes its references and its models' initial states
 there once it is ready; the side's other workers, started after it, take them instead of running
@@ -33,21 +34,16 @@ import sys
 import time
 from pathlib import Path
 
-PREFIX = "@jaxbench-ab "
-PROTOCOL_VERSION = 1
+from bench.ab import protocol
+from bench.ab.protocol import send
+
 WARM_UP_S = 0.3
 """Warm-up after the check, before the worker says it is ready (and how its step time is estimated)."""
 
 
-def send(message: dict) -> None:
-    """One protocol message on stdout."""
-    sys.stdout.write(PREFIX + json.dumps(message, default=float) + "\n")
-    sys.stdout.flush()
-
-
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The worker's options (the selection options of `pytest bench`)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ab_worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.ab.worker")
     parser.add_argument("--workloads", default=None)
     parser.add_argument("--modes", default=None)
     parser.add_argument("--variants", default=None)
@@ -155,6 +151,10 @@ def hand_over(folder: str | None, references, cases: list) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Select, prepare and report ready; then serve blocks of timed rounds until `quit`."""
     args = parse_arguments(argv)
+    problem = protocol.version_problem(protocol.runner_version(), "worker")
+    if problem:
+        send({"error": problem})
+        return 2
     import jax
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         steps[case.id], ready[case.id] = prepare(case, references)
     hand_over(args.hand_over, references, [case for case in mine if steps[case.id] is not None])
     send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
-          "protocol": PROTOCOL_VERSION, "jax_version": jax.__version__,
+          "protocol": protocol.VERSION, "jax_version": jax.__version__,
           "python_version": ".".join(map(str, sys.version_info[:3])), "devices": len(jax.devices()),
           "device_kind": jax.devices()[0].device_kind})
     for line in sys.stdin:

@@ -1,11 +1,11 @@
-"""`python -m reports ab`: base against head, measured in the same job, for a CI regression gate.
+"""The A/B runner of `python -m reports ab`: base against head, measured in the same job, for a CI regression gate.
 
 The sides are two git revisions of the repository in the current folder (`--base REV --head REV`,
 each checked out in a temporary worktree, removed afterwards; the repository may be this suite or
 a package of your own workloads), or two Python environments (`--base-python --head-python`),
 or both. Without `--head` the head is the current folder as it is.
 
-How it measures: each side runs in `--workers` long-lived worker processes (`bench.ab_worker`).
+How it measures: each side runs in `--workers` long-lived worker processes (`bench.ab.worker`).
 Each compiles every selected benchmark once, checks it against its own side's baseline and
 reports its exact figures. Then, batch after batch, every benchmark still undecided is measured
 in every pair of workers (base i, head i), in random order: a block pair alternates short slices
@@ -37,11 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.ab import protocol
 from reports.gate import GateResult
 from reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
 
-PREFIX = "@jaxbench-ab "  # bench.ab_worker.PREFIX (reports never imports bench)
-WORKER_MODULE = "bench.ab_worker"
+WORKER_MODULE = "bench.ab.worker"
+LEGACY_WORKER = ("bench/ab_worker.py", "bench.ab_worker")
+"""Where a revision of jaxbench from before `bench/ab/` has its worker (the same protocol)."""
 DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
             "worker_timeout": 900.0}
 """The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
@@ -74,7 +76,7 @@ class Side:
         existing = os.environ.get("PYTHONPATH")
         return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ,
                 "PYTHONPATH": os.pathsep.join(paths + ([existing] if existing else [])),
-                "PYTHONDONTWRITEBYTECODE": "1"}
+                "PYTHONDONTWRITEBYTECODE": "1", protocol.VERSION_VARIABLE: str(protocol.VERSION)}
 
 
 def _git(repository: Path, *args: str) -> str:
@@ -132,9 +134,9 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
             if revision:
                 code, commit = stack.enter_context(worktree(repository_root(folder), revision))
                 label = f"{revision} ({commit[:10]})"
-                if (code / "bench").is_dir() and not (code / "bench" / "ab_worker.py").is_file():
+                if (code / "bench").is_dir() and worker_module(code) is None:
                     raise ABError(f"revision {revision!r} of jaxbench predates `reports ab` (it has no "
-                                  "bench/ab_worker.py): choose a later base")
+                                  "bench/ab/worker.py): choose a later base")
             if python != sys.executable:
                 label += f" with {python}"
             made.append(Side(name, label, code, python))
@@ -150,17 +152,25 @@ class WorkerError(ABError):
         self.side = side
 
 
+def worker_module(folder: Path) -> str | None:
+    """The A/B worker module of a revision of jaxbench in `folder` (None where it has none); a
+    folder that is not jaxbench (a package of workloads) runs the installed one's."""
+    if not (folder / "bench").is_dir() or (folder / "bench" / "ab" / "worker.py").is_file():
+        return WORKER_MODULE
+    return LEGACY_WORKER[1] if (folder / LEGACY_WORKER[0]).is_file() else None
+
+
 class Worker:
-    """One `bench.ab_worker` process of a side: started, asked for blocks, stopped."""
+    """One `bench.ab.worker` process of a side: started, asked for blocks, stopped."""
 
     def __init__(self, side: Side, index: int, arguments: list[str]):
         self.side, self.index = side, index
         self.name = f"{side.name} worker {index + 1}"
         self.errors = tempfile.TemporaryFile(mode="w+")
         try:
-            self.process = subprocess.Popen([side.python, "-m", WORKER_MODULE, *arguments], cwd=side.folder,
-                                            env=side.environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=self.errors, text=True, bufsize=1)
+            self.process = subprocess.Popen([side.python, "-m", worker_module(side.folder), *arguments],
+                                            cwd=side.folder, env=side.environment(), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self.errors, text=True, bufsize=1)
         except OSError as error:
             raise WorkerError(f"{self.name}: cannot start {side.python}: {error.strerror or error}",
                               side.name) from None
@@ -169,8 +179,9 @@ class Worker:
 
     def _read(self) -> None:
         for line in self.process.stdout:
-            if line.startswith(PREFIX):
-                self.messages.put(json.loads(line[len(PREFIX):]))
+            message = protocol.message_of(line)
+            if message is not None:
+                self.messages.put(message)
         self.messages.put(None)  # the process closed its output: it ended
 
     def _why_it_ended(self) -> str:
@@ -194,6 +205,9 @@ class Worker:
             raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}", self.side.name)
         if "error" in message:
             raise ABError(f"{self.side.name} ({self.side.label}): {message['error']}")
+        problem = protocol.version_problem(message.get("protocol"), "runner") if "ready" in message else None
+        if problem:
+            raise ABError(f"{self.side.name} ({self.side.label}): {problem}")
         return message
 
     def block(self, case: str, rounds: int, timeout: float) -> list[float]:
@@ -298,7 +312,7 @@ class ABRun:
                 _progress(f"starting {self.options['workers']} workers a side with {devices} device(s); each "
                           "builds, compiles and checks every benchmark of its group")
                 # Each side's first worker starts alone and hands its references and initial model
-                # states to the side's others (bench.ab_worker --hand-over), which start after it.
+                # states to the side's others (bench.ab.worker --hand-over), which start after it.
                 arguments = {}
                 for side in (self.base, self.head):
                     Path(hand_over, side.name).mkdir()

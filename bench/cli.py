@@ -1,0 +1,156 @@
+"""The command line, a layer above the measuring code (`bench`) and the reports:
+`python -m reports build RESULTS.json [...] --out DIR`, `python -m reports compare A.json B.json [...] --out DIR`,
+`python -m reports regress BASE.json HEAD.json` and `python -m reports ab --base REV --head REV`
+(regression gates: exit 1 on a regression), `python -m reports trend RUNS... --out DIR`, and
+`python -m reports export RESULTS.json --format github-action-benchmark --out FILE`.
+
+Bad input (a missing file, not JSON, not this suite's results, nothing in common) is one line
+on stderr and exit status 2, never a traceback. (`python -m reports` runs this module: the
+reports themselves never import `bench`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.ab.runner import DEFAULTS, ABError, run_ab
+from reports.arguments import number_type
+from reports.build import build_report
+from reports.compare import compare_runs
+from reports.export import FORMATS, export
+from reports.gate import print_result
+from reports.regress import DEFAULT_THRESHOLD, regress
+from reports.results import ResultsError
+from reports.trend import DEFAULT_MIN_STEP, write_trend
+
+_share = number_type(float, lambda value: 0 < value < 1, "a share between 0 and 1 (e.g. 0.05 for 5%)")
+_whole = number_type(int, lambda value: value >= 1, "a whole number >= 1")
+_seconds = number_type(float, lambda value: value > 0, "a number of seconds > 0")
+
+
+def add_ab_command(commands) -> None:
+    """`ab`: base against head in the same job (`bench.ab.runner`)."""
+    ab = commands.add_parser("ab", help="regression gate: base against head measured in the same job "
+                                        "(exit 1 on a regression)")
+    sides = ab.add_argument_group("the sides (revisions of the repository here, and/or Python environments)")
+    sides.add_argument("--base", metavar="REV", help="base git revision, e.g. the merge base")
+    sides.add_argument("--head", metavar="REV", help="head git revision (default: the current folder as it is)")
+    sides.add_argument("--base-python", metavar="PATH", help="the base side's Python (default: this one)")
+    sides.add_argument("--head-python", metavar="PATH", help="the head side's Python (default: this one)")
+    selection = ab.add_argument_group("what to measure (as `pytest bench` selects it)")
+    selection.add_argument("--workloads", help="comma-separated step workloads (default: all)")
+    selection.add_argument("--modes", help="comma-separated modes (default: all)")
+    selection.add_argument("--variants", help="comma-separated variants (default: all)")
+    selection.add_argument("--size", default="small", help="size preset (default: small)")
+    selection.add_argument("-k", dest="keyword", metavar="EXPRESSION", help="pytest -k expression over the case ids")
+    selection.add_argument("--workload-module", action="append", default=[], metavar="MODULE",
+                           help="a module of your own that defines WORKLOAD (repeat for more)")
+    selection.add_argument("--cpu-devices", type=_whole, default=8, help="virtual CPU devices of the multi-device "
+                                                                         "workers (default 8)")
+    how = ab.add_argument_group("how long and how strict")
+    how.add_argument("--threshold", type=_share, default=DEFAULTS["threshold"],
+                     help=f"slowdown that counts as a regression (default {DEFAULTS['threshold']})")
+    how.add_argument("--workers", type=_whole, default=DEFAULTS["workers"],
+                     help=f"worker processes a side (default {DEFAULTS['workers']}; under 3, every timing "
+                          "verdict is inconclusive)")
+    how.add_argument("--block-time", type=_seconds, default=DEFAULTS["block_time"],
+                     help=f"seconds of timed rounds per block (default {DEFAULTS['block_time']})")
+    how.add_argument("--max-pairs", type=_whole, default=DEFAULTS["max_pairs"],
+                     help=f"block pairs per benchmark at most (default {DEFAULTS['max_pairs']})")
+    how.add_argument("--max-time", type=_seconds, default=DEFAULTS["max_time"],
+                     help=f"seconds the whole comparison may take before it decides with what it has "
+                          f"(default {DEFAULTS['max_time']:g})")
+    how.add_argument("--worker-timeout", type=_seconds, default=DEFAULTS["worker_timeout"],
+                     help="seconds a worker may take to get ready or to answer before it is stopped and the "
+                          f"comparison ends with an error (default {DEFAULTS['worker_timeout']:g})")
+    how.add_argument("--seed", type=int, default=None, help="seed of the random order (default: fresh)")
+    add_gate_outputs(ab)
+
+
+def _run_ab(args) -> int:
+    selection = {"workloads": args.workloads, "modes": args.modes, "variants": args.variants, "size": args.size,
+                 "keyword": args.keyword, "workload_module": args.workload_module, "cpu_devices": args.cpu_devices}
+    options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
+               "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout}
+    result = run_ab(selection, options, args.base, args.head, args.base_python, args.head_python, seed=args.seed)
+    result.write(args.markdown, args.json_path, args.chart)
+    print_result(result)
+    return 1 if result.regressed else 0
+
+
+def add_gate_outputs(parser) -> None:
+    """The output options every regression gate has (`regress`, `ab`)."""
+    parser.add_argument("--markdown", metavar="FILE", help="write the summary in Markdown, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--json", metavar="FILE", dest="json_path", help="write the verdicts as JSON")
+    parser.add_argument("--chart", metavar="FILE", help="write a PNG of each benchmark's ratio with its interval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, every command with its options."""
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="a report folder from one or more results files")
+    build.add_argument("results", nargs="+", help="results.json files written by `pytest bench`")
+    build.add_argument("--out", required=True, help="report folder to write")
+    compare = commands.add_parser("compare", help="several runs side by side")
+    compare.add_argument("results", nargs="+", help="two or more results.json files")
+    compare.add_argument("--out", required=True, help="folder to write the comparison into")
+    regression = commands.add_parser("regress", help="regression gate over two saved runs (exit 1 on a regression)")
+    regression.add_argument("base", help="results.json of the base run")
+    regression.add_argument("head", help="results.json of the head run")
+    regression.add_argument("--threshold", type=_share, default=DEFAULT_THRESHOLD,
+                            help=f"slowdown that counts as a regression (default {DEFAULT_THRESHOLD}: between two "
+                                 "jobs medians move more than within one; see the README)")
+    add_gate_outputs(regression)
+    add_ab_command(commands)
+    trend = commands.add_parser("trend", help="many saved runs over commits, with the change points")
+    trend.add_argument("runs", nargs="+", help="results.json files, or folders holding them")
+    trend.add_argument("--out", required=True, help="folder to write trend.md, trend.csv and trend.png into")
+    trend.add_argument("--min-step", type=_share, default=DEFAULT_MIN_STEP,
+                       help=f"smallest lasting step in step time worth naming (default {DEFAULT_MIN_STEP})")
+    exporting = commands.add_parser("export", help="a run's figures for another tool")
+    exporting.add_argument("results", help="a results.json file")
+    exporting.add_argument("--format", required=True, choices=FORMATS, dest="output_format")
+    exporting.add_argument("--out", required=True, help="file to write")
+    return parser
+
+
+def _written(path) -> int:
+    print(path)
+    return 0
+
+
+def _regress(args) -> int:
+    result = regress(args.base, args.head, args.threshold)
+    result.write(args.markdown, args.json_path, args.chart)
+    print_result(result)
+    return 1 if result.regressed else 0
+
+
+COMMANDS = {
+    "build": lambda args: _written(build_report(args.results, args.out)),
+    "compare": lambda args: _written(compare_runs(args.results, args.out)),
+    "regress": _regress,
+    "ab": _run_ab,
+    "trend": lambda args: _written(write_trend(args.runs, args.out, args.min_step)),
+    "export": lambda args: _written(export(args.results, args.output_format, args.out)),
+}
+"""Each command -> what runs it, given the parsed arguments; returns the exit status."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ResultsError, ABError, OSError) as error:
+        print(f"python -m reports {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # workers stopped and worktrees removed on the way out
+        print(f"python -m reports {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

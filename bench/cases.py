@@ -6,17 +6,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.options import Selection, selection
 from bench.process import multi_device_count
 from reports.arguments import unknown_names
 from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from workloads.contract import NotApplicable
 from workloads.outside import WorkloadError, add_module, registered
 from workloads.sharding import MeshShape, layouts_for, shards_batch
-from workloads.steps import PreparedStep, build_step, with_batch_size
+from workloads.steps import InitialStates, PreparedStep, build_step, with_batch_size
 from workloads.variants import PRODUCTION, VARIANTS, variants_for
-
-SCALING = ("strong", "weak")
-"""The scaling sweeps: `strong` keeps the global batch, `weak` the batch per device."""
 
 
 @dataclass(frozen=True)
@@ -69,21 +67,22 @@ class Case:
         workload = get_workload(self.workload)
         return with_batch_size(workload, workload.size(self.size), self.batch_size())
 
-    def build(self, devices: list | None = None) -> PreparedStep:
-        """Build the case's step (`workloads.steps.build_step`). A scaling point is `jit_vmap` on
-        one device, or its batch over the `data` axis of the first `n_devices` of `devices`
-        (default: all)."""
+    def build(self, devices: list | None = None, initial_states: InitialStates | None = None) -> PreparedStep:
+        """Build the case's step (`workloads.steps.build_step`, from `initial_states`' model state
+        where it has one). A scaling point is `jit_vmap` on one device, or its batch over the
+        `data` axis of the first `n_devices` of `devices` (default: all)."""
         workload = get_workload(self.workload)
         if not self.scaling:
             return build_step(workload, self.size, self.mode, self.variant, devices=devices, layout=self.layout,
-                              mesh=self.mesh, examples=self.examples)
+                              mesh=self.mesh, examples=self.examples, initial_states=initial_states)
         import jax
 
         chosen = (devices or jax.devices())[: self.n_devices]
         if len(chosen) < self.n_devices:
             raise NotApplicable(f"{self.n_devices} devices asked for, {len(chosen)} here")
         variant = PRODUCTION.name if self.n_devices == 1 else "multi_device"
-        return build_step(workload, self.size, self.mode, variant, devices=chosen, batch_size=self.batch_size())
+        return build_step(workload, self.size, self.mode, variant, devices=chosen, batch_size=self.batch_size(),
+                          initial_states=initial_states)
 
 
 def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tuple[str, ...]:
@@ -102,19 +101,20 @@ def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tupl
     return tuple(names)
 
 
-def check_workloads(config) -> None:
-    """Resolve `--workloads` and `--workload-module` (`resolve_workloads`): a one-line usage error
-    when a workload is unknown or an outside one breaks the contract."""
+def check_workloads(config) -> tuple[str, ...]:
+    """The workloads of `--workloads` and `--workload-module`, resolved (`resolve_workloads`): a
+    one-line usage error when a workload is unknown or an outside one breaks the contract."""
     try:
-        config.option.workloads = resolve_workloads(config.getoption("workloads"), config.getoption("workload_module"))
+        return resolve_workloads(config.getoption("workloads"), config.getoption("workload_module"))
     except WorkloadError as error:
         raise pytest.UsageError(str(error)) from None
 
 
 def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...], size: str,
-               mesh: MeshShape | None = None) -> list[Case]:
+               mesh: MeshShape | None = None, every_layout: bool = True) -> list[Case]:
     """The step cases of these workloads, modes and variants at `size`, in workload, mode, variant
-    order (each `multi_device` layout its own case, on `mesh` or the layout's default)."""
+    order (each `multi_device` layout its own case, on `mesh` or the layout's default; unless
+    `every_layout`, the default run's layouts: `workloads.sharding.layouts_for`)."""
     cases = []
     for name in workloads:
         if name in WORKFLOW_VARIANTS:
@@ -127,7 +127,8 @@ def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tup
                 if variant not in variants:
                     continue
                 if VARIANTS[variant].on_mesh:
-                    cases += [Case(name, mode, variant, size, layout, mesh) for layout in layouts_for(workload, mode)]
+                    layouts = layouts_for(workload, mode, every_layout)
+                    cases += [Case(name, mode, variant, size, layout, mesh) for layout in layouts]
                 else:
                     cases.append(Case(name, mode, variant, size))
     return cases
@@ -153,7 +154,7 @@ def mesh_problem(mesh: MeshShape, n_devices: int, cases: list[Case]) -> str | No
 def check_mesh(config) -> None:
     """A one-line usage error, before anything is measured, when `--mesh` cannot hold the selected
     multi-device benchmarks (`mesh_problem`)."""
-    mesh = config.getoption("mesh")
+    mesh = selection(config).mesh
     if mesh is None:
         return
     problem = mesh_problem(mesh, multi_device_count(config), selected_cases(config))
@@ -175,24 +176,32 @@ def scaling_cases(workloads: tuple[str, ...], size: str, kinds: tuple[str, ...],
             for kind in kinds for n in device_counts(n_max)]
 
 
-def selected_cases(config) -> list[Case]:
-    """The step cases the command line selects, in workload, mode, variant order; then, with
-    `--scaling`, the sweeps' points (they ignore `--modes` and `--variants`)."""
-    cases = step_cases(config.getoption("workloads"), config.getoption("modes"), config.getoption("variants"),
-                       config.getoption("size"), config.getoption("mesh"))
-    kinds = config.getoption("scaling")
-    if kinds:
-        cases += scaling_cases(config.getoption("workloads"), config.getoption("size"), kinds,
-                               multi_device_count(config))
+def cases_of(chosen: Selection, n_devices) -> list[Case]:
+    """The step cases `chosen` selects (its workloads resolved), in workload, mode, variant order;
+    then, with `scaling`, the sweeps' points up to `n_devices()` devices (they ignore modes and
+    variants)."""
+    cases = step_cases(chosen.workloads, chosen.modes, chosen.variants, chosen.size, chosen.mesh,
+                       chosen.every_layout)
+    if chosen.scaling:
+        cases += scaling_cases(chosen.workloads, chosen.size, chosen.scaling, n_devices())
     return cases
 
 
+def workflow_cases_of(chosen: Selection) -> list[Case]:
+    """The workflow cases `chosen` selects (modes do not apply: a workflow has one)."""
+    return [Case(name, get_workload(name).mode_label, variant, chosen.size)
+            for name in chosen.workloads if name in WORKFLOW_VARIANTS
+            for variant in WORKFLOW_VARIANTS[name] if variant in chosen.variants]
+
+
+def selected_cases(config) -> list[Case]:
+    """The step cases of this run's selection (`bench.options.selection`)."""
+    return cases_of(selection(config), lambda: multi_device_count(config))
+
+
 def selected_workflow_cases(config) -> list[Case]:
-    """The workflow cases the command line selects (`--modes` does not apply: a workflow has one)."""
-    size = config.getoption("size")
-    return [Case(name, get_workload(name).mode_label, variant, size)
-            for name in config.getoption("workloads") if name in WORKFLOW_VARIANTS
-            for variant in WORKFLOW_VARIANTS[name] if variant in config.getoption("variants")]
+    """The workflow cases of this run's selection."""
+    return workflow_cases_of(selection(config))
 
 
 CASE_PARAMETERS = {"case": selected_cases, "workflow_case": selected_workflow_cases}

@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from bench.ab.runner import DEFAULTS, ABError, run_ab
+from bench.options import Selection, add_selection_options
 from reports.arguments import number_type
 from reports.build import build_report
 from reports.compare import compare_runs
@@ -39,15 +40,7 @@ def add_ab_command(commands) -> None:
     sides.add_argument("--base-python", metavar="PATH", help="the base side's Python (default: this one)")
     sides.add_argument("--head-python", metavar="PATH", help="the head side's Python (default: this one)")
     selection = ab.add_argument_group("what to measure (as `pytest bench` selects it)")
-    selection.add_argument("--workloads", help="comma-separated step workloads (default: all)")
-    selection.add_argument("--modes", help="comma-separated modes (default: all)")
-    selection.add_argument("--variants", help="comma-separated variants (default: all)")
-    selection.add_argument("--size", default="small", help="size preset (default: small)")
-    selection.add_argument("-k", dest="keyword", metavar="EXPRESSION", help="pytest -k expression over the case ids")
-    selection.add_argument("--workload-module", action="append", default=[], metavar="MODULE",
-                           help="a module of your own that defines WORKLOAD (repeat for more)")
-    selection.add_argument("--cpu-devices", type=_whole, default=8, help="virtual CPU devices of the multi-device "
-                                                                         "workers (default 8)")
+    add_selection_options(selection.add_argument, default_size="small", keyword=True)
     how = ab.add_argument_group("how long and how strict")
     how.add_argument("--threshold", type=_share, default=DEFAULTS["threshold"],
                      help=f"slowdown that counts as a regression (default {DEFAULTS['threshold']})")
@@ -69,8 +62,7 @@ def add_ab_command(commands) -> None:
 
 
 def _run_ab(args) -> int:
-    selection = {"workloads": args.workloads, "modes": args.modes, "variants": args.variants, "size": args.size,
-                 "keyword": args.keyword, "workload_module": args.workload_module, "cpu_devices": args.cpu_devices}
+    selection = Selection.of(lambda name, default: getattr(args, name, default))
     options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
                "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout}
     result = run_ab(selection, options, args.base, args.head, args.base_python, args.head_python, seed=args.seed)

@@ -11,6 +11,7 @@ from bench import distributed, interrupt, process, workers
 from bench import session as bench_session
 from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
 from bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
+from bench.options import freeze_selection
 from bench.results import SUITE
 
 
@@ -29,8 +30,7 @@ def pytest_configure(config):
         # (the user may choose the count through XLA_FLAGS instead; setting both is an error in JAX)
         jax.config.update("jax_num_cpu_devices", process.process_cpu_devices(config))
     distributed.initialize(config)  # one process of several: before anything touches a device
-    bench_session.choose_size(config)
-    check_workloads(config)
+    freeze_selection(config, size=bench_session.choose_size(config), workloads=check_workloads(config))
     check_mesh(config)
     bench_session.start_compile_cache(config)
 
@@ -61,8 +61,8 @@ def pytest_sessionstart(session):
     bench_session.start_clock(session.config)
     if not session.config.getoption("collectonly"):
         bench_session.check_folders(session.config)
-        bench_session.keep_processes(session.config)
-        workers.start(session.config)
+        bench_session.state(session.config).hosts = distributed.hosts()  # a collective: every process
+        workers.start(session.config, bench_session.state(session.config).initial_states)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own -k and -m: what they deselect is not planned
@@ -79,7 +79,7 @@ def pytest_collection_modifyitems(session, config, items):
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
     items.sort(key=lambda item: bool(case_of(item) and case_of(item).wants_several_devices))
-    bench_session.plan(config, [case.id for case in map(case_of, items) if case])
+    bench_session.state(config).planned = [case.id for case in map(case_of, items) if case]
 
 
 @pytest.hookimpl(wrapper=True)

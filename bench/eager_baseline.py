@@ -20,14 +20,13 @@ from dataclasses import dataclass, replace
 
 from bench.cases import Case
 from bench.measure import seconds_of
+from workloads.steps import InitialStates
 from workloads.variants import SPEEDUP_BASE
 
 MIN_EXAMPLES = 4
 """The fewest examples an extrapolated loop is timed over."""
 PROBE_EXAMPLES = 8
 """Examples of the second probe that sizes k (with the one-example loop), where one is needed."""
-DEFAULT_BUDGET_S = 5.0
-"""`--baseline-budget`'s default: seconds one timed eager step may take."""
 
 
 def is_bounded(case: Case) -> bool:
@@ -72,10 +71,10 @@ def extrapolated_rounds(rounds_k: list[float], rounds_one: list[float], examples
     return [seconds + (batch_size - examples) * cost.per_example_s for seconds in rounds_k], cost
 
 
-def _timed_warm_call(case: Case, examples: int) -> float:
+def _timed_warm_call(case: Case, examples: int, initial_states: InitialStates | None = None) -> float:
     """Seconds of a warm step of `case` over the batch's first `examples` (after one untimed call:
     an eager op compiles on first use)."""
-    step = replace(case, examples=examples).build()
+    step = replace(case, examples=examples).build(initial_states=initial_states)
     try:
         step()
         return seconds_of(step)
@@ -83,15 +82,15 @@ def _timed_warm_call(case: Case, examples: int) -> float:
         step.free()
 
 
-def probe(case: Case, batch_size: int, budget_s: float) -> LoopCost:
+def probe(case: Case, batch_size: int, budget_s: float, initial_states: InitialStates | None = None) -> LoopCost:
     """The loop's cost, from warm steps over the batch's first example and, unless `batch_size`
     such steps fit `budget_s` (then so does the whole loop, whose update runs once), over its first
-    `PROBE_EXAMPLES`."""
-    one_s = _timed_warm_call(case, 1)
+    `PROBE_EXAMPLES` (their models built from `initial_states`, where it has them)."""
+    one_s = _timed_warm_call(case, 1, initial_states)
     if batch_size * one_s <= budget_s or batch_size == 1:
         return LoopCost(fixed_s=0.0, per_example_s=one_s)  # an upper bound: the whole loop fits
     many = min(PROBE_EXAMPLES, batch_size)
-    return LoopCost.from_two(one_s, _timed_warm_call(case, many), many)
+    return LoopCost.from_two(one_s, _timed_warm_call(case, many, initial_states), many)
 
 
 def alternated_rounds(step_k, step_one, rounds: int, before_each=None) -> tuple[list[float], list[float]]:
@@ -115,22 +114,22 @@ def extra_info(examples: int, batch_size: int, cost: LoopCost | None) -> dict:
     return info
 
 
-def part_to_time(case: Case, batch_size: int, budget_s: float) -> Case:
+def part_to_time(case: Case, batch_size: int, budget_s: float, initial_states: InitialStates | None = None) -> Case:
     """`case`, or for the eager `baseline` (`is_bounded`) whose whole step is estimated (`probe`)
     to take longer than `budget_s`, the same case over the first k examples of its batch
     (`examples_within`)."""
     if not is_bounded(case):
         return case
-    examples = examples_within(probe(case, batch_size, budget_s), batch_size, budget_s)
+    examples = examples_within(probe(case, batch_size, budget_s, initial_states), batch_size, budget_s)
     return case if examples == batch_size else replace(case, examples=examples)
 
 
-def extrapolated_timing(case: Case, step, rounds: int, batch_size: int, before_each=None
-                        ) -> tuple[list[float], LoopCost]:
+def extrapolated_timing(case: Case, step, rounds: int, batch_size: int, before_each=None,
+                        initial_states: InitialStates | None = None) -> tuple[list[float], LoopCost]:
     """Time `step`, the eager loop over `case.examples` of the batch's examples (already run once),
     alternated with the same loop over one example, for `rounds` rounds each; returns the rounds
     extrapolated to `batch_size` examples and the loop's cost (`extrapolated_rounds`)."""
-    one = replace(case, examples=1).build()
+    one = replace(case, examples=1).build(initial_states=initial_states)
     try:
         one()  # its eager ops' first use
         rounds_k, rounds_one = alternated_rounds(step, one, rounds, before_each)

@@ -31,26 +31,28 @@ def matmul_rates(request) -> dict[str, float]:
     else:
         dtypes = sorted({case.compute_dtype for case in selected_cases(request.config)})
         rates = {dtype: measure.matmul_rate(dtype) for dtype in dtypes}
-    session.keep_matmul_rates(request.config, rates)
+    session.state(request.config).matmul_rates = rates
     return rates
 
 
 @pytest.fixture(scope="session")
 def references(request, environment) -> References:
-    """The run's reference results (`bench.references`), on the host."""
+    """The run's reference results (`bench.references`), on the host, building their models from
+    the process's initial states (`bench.session.RunState`)."""
     checkpoint_dir = request.config.getoption("checkpoint_dir")
+    states = session.state(request.config).initial_states
     arithmetic = environment["float32_matmul_arithmetic"]
     folder = process.worker_folder(request.config)
     if folder:
-        return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir, arithmetic)
-    return References(checkpoint_dir=checkpoint_dir, float32_arithmetic=arithmetic)
+        return References.load(folder / workers.REFERENCES_FILE, checkpoint_dir, arithmetic, states)
+    return References(checkpoint_dir=checkpoint_dir, float32_arithmetic=arithmetic, initial_states=states)
 
 
 @pytest.fixture(scope="session")
 def worker_pool(request, references) -> workers.WorkerPool:
     """Runs the cases that need a process of their own (`bench.workers`)."""
     config = request.config
-    planned = set(session.planned(config))
+    planned = set(session.state(config).planned)
     cases = [case for case in selected_cases(config) + selected_workflow_cases(config) if case.id in planned]
     return workers.WorkerPool(config, references, cases, lambda: request.getfixturevalue("matmul_rates"),
                               lambda: session.report_dir(config))

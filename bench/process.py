@@ -19,9 +19,9 @@ WORKER_OPTION = "--jaxbench-worker"
 INPUT_FILE = "input.pkl"
 
 
-def add_worker_option(parser) -> None:
+def add_worker_option(addoption) -> None:
     """The hidden option that makes a `pytest bench` process a worker (`DIR`: its input and output)."""
-    parser.addoption(WORKER_OPTION, dest="jaxbench_worker", default=None, help=argparse.SUPPRESS)
+    addoption(WORKER_OPTION, dest="jaxbench_worker", default=None, help=argparse.SUPPRESS)
 
 
 def worker_folder(config) -> Path | None:

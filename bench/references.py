@@ -24,7 +24,7 @@ from bench.cases import Case
 from bench.correctness import check_against_baseline, reordering_spread
 from reports.results import write_atomically
 from workloads import get_workload
-from workloads.steps import PreparedStep, build_reference_step, build_step
+from workloads.steps import InitialStates, PreparedStep, build_reference_step, build_step
 from workloads.variants import PRODUCTION
 
 
@@ -88,6 +88,7 @@ class References:
     workflows: dict[tuple, dict] = field(default_factory=dict)
     checkpoint_dir: str | None = None
     float32_arithmetic: str = "fp32"
+    initial_states: InitialStates | None = None  # the process's (`workloads.steps.InitialStates`), to build from
 
     @staticmethod
     def _step_key(case: Case) -> tuple:
@@ -113,14 +114,16 @@ class References:
         if _has_own_batch(case):
             # A weak-scaling point's batch is not the preset's: its reference is the single-device
             # production step on that batch, with the preset's reordering spread.
-            step = build_step(workload, case.size, case.mode, PRODUCTION.name, batch_size=case.batch_size())
+            step = build_step(workload, case.size, case.mode, PRODUCTION.name, batch_size=case.batch_size(),
+                              initial_states=self.initial_states)
             try:
                 step()
                 result = to_host(step.result())
             finally:
                 step.free()
             return StepReference(result, self.step(replace(case, scaling=None, n_devices=None)).spread)
-        step = build_reference_step(workload, case.size, case.mode, examples=case.examples)
+        step = build_reference_step(workload, case.size, case.mode, examples=case.examples,
+                                    initial_states=self.initial_states)
         initial_state = step.state  # (an eager reference does not donate it: `_spread` runs from it again)
         initial_params = to_host(initial_state[0]) if case.mode == "train" else None
         try:
@@ -139,7 +142,7 @@ class References:
         if not hardware.rounds_float32_matmuls(self.float32_arithmetic):
             return None
         with hardware.check_precision(self.float32_arithmetic):
-            copy = case.build()
+            copy = case.build(initial_states=self.initial_states)
             try:
                 copy()
                 return to_host(copy.result())
@@ -220,7 +223,8 @@ class References:
             self.workflows = {**data["workflows"], **self.workflows}
 
     @classmethod
-    def load(cls, path: Path, checkpoint_dir: str | None = None, float32_arithmetic: str = "fp32") -> References:
+    def load(cls, path: Path, checkpoint_dir: str | None = None, float32_arithmetic: str = "fp32",
+             initial_states: InitialStates | None = None) -> References:
         """References written by `save`."""
         data = pickle.loads(Path(path).read_bytes())
-        return cls(data["steps"], data["workflows"], checkpoint_dir, float32_arithmetic)
+        return cls(data["steps"], data["workflows"], checkpoint_dir, float32_arithmetic, initial_states)

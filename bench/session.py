@@ -1,6 +1,6 @@
-"""What one `pytest bench` run keeps while it goes, in pytest's `config.stash`: the report folder,
-the planned cases, skips and failures, the matmul rates, and strict mode's `below` lines; and
-what the run does at its end (results and report written, strict mode applied)."""
+"""What one `pytest bench` run keeps while it goes (`RunState`: the report folder, the planned
+cases, skips and failures, the matmul rates, strict mode's `below` lines, where its time went),
+and what the run does at its end (results and report written, strict mode applied)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -17,39 +18,61 @@ from bench import distributed, hardware, measure, process
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
 from reports.results import NOT_MEASURED
 from workloads import compile_cache
+from workloads.steps import InitialStates
 from workloads.workflow import cannot_write
 
-_REPORT_DIR = pytest.StashKey[Path]()
-_PLANNED = pytest.StashKey[list]()
-_OUTCOMES = pytest.StashKey[dict]()  # "skipped" / "failed" / "crashed" / "timeout" -> {case id: message}
 
-_BELOW = pytest.StashKey[list]()
-_MATMUL_RATES = pytest.StashKey[dict]()
-_COMPILE_CACHE = pytest.StashKey[Path]()
-_HOSTS = pytest.StashKey[list]()  # each process's host name, in process order
-_SIZE_CHOICE = pytest.StashKey[str]()  # what `--size auto` chose and why
-_SPENT = pytest.StashKey[dict]()  # what this process's time went to: "building steps" -> seconds, ...
+@dataclass
+class RunState:
+    """What one `pytest bench` process keeps while it runs, in one object in `config.stash`
+    (`state`). The selection is `bench.options.selection`'s, frozen at configure time."""
+
+    report_dir: Path | None = None  # resolved on first use (`report_dir`)
+    planned: list[str] = field(default_factory=list)  # the case ids collected, in order
+    outcomes: dict[str, dict[str, str]] = field(  # "skipped" / "failed" / "crashed" / "timeout" -> {case id: message}
+        default_factory=lambda: {outcome: {} for outcome in NOT_MEASURED})
+    below: list[str] = field(default_factory=list)  # --strict-expectations' `below` rows
+    matmul_rates: dict[str, float] = field(default_factory=dict)  # per compute dtype
+    compile_cache: Path | None = None  # this process's own cache folder, removed at its end
+    hosts: list[str] = field(default_factory=list)  # each process's host name, in process order
+    size_choice: str | None = None  # what `--size auto` chose and why
+    spent: dict[str, float] = field(default_factory=dict)  # "building steps" -> seconds, ... (`spending`)
+    initial_states: InitialStates = field(default_factory=InitialStates)  # models' states, kept or handed over
+
+
+_STATE = pytest.StashKey[RunState]()
+
+
+def state(config) -> RunState:
+    """This run's state (made on first use)."""
+    if _STATE not in config.stash:
+        config.stash[_STATE] = RunState()
+    return config.stash[_STATE]
+
 
 COMPILE_CACHE_PREFIX = "jaxbench-compile-cache-"
 """How a process's compilation cache folder is named in the temporary folder: this, its process id, `-`."""
 
 
-def choose_size(config) -> None:
-    """Resolve `--size auto` to a preset for the device at hand (`bench.hardware.auto_size`),
-    keeping the choice and its reason for the run's first lines (`size_choice`)."""
-    if config.getoption("size") != hardware.AUTO_SIZE:
-        return
+def choose_size(config) -> str:
+    """The preset to run: `--size`, or for `--size auto` the one for the device at hand
+    (`bench.hardware.auto_size`), the choice and its reason kept for the run's first lines
+    (`size_choice`)."""
+    size = config.getoption("size")
+    if size != hardware.AUTO_SIZE:
+        return size
     import jax
 
     device = jax.devices()[0]
     size, why = hardware.auto_size(device.platform, hardware.device_bytes_limit(device))
-    config.option.size = size
-    config.stash[_SIZE_CHOICE] = f"jaxbench: --size auto chose {size}: {why}"
+    state(config).size_choice = f"jaxbench: --size auto chose {size}: {why}"
+    return size
 
 
 def size_choice(config) -> list[str]:
     """The line that says what `--size auto` chose and why; none where a size was given."""
-    return [config.stash[_SIZE_CHOICE]] if _SIZE_CHOICE in config.stash else []
+    choice = state(config).size_choice
+    return [choice] if choice else []
 
 
 SPENT_ON = ("building steps", "first steps", "the baseline's probes", "references and checks", "timed rounds",
@@ -69,7 +92,7 @@ def spending(config, what: str):
 
 def spend(config, what: str, seconds: float) -> None:
     """Count `seconds` as spent on `what` (`SPENT_ON`, or `XLA_COMPILING`, part of building steps)."""
-    spent = config.stash.setdefault(_SPENT, {})
+    spent = state(config).spent
     spent[what] = spent.get(what, 0.0) + seconds
 
 
@@ -79,13 +102,13 @@ XLA_COMPILING = "XLA compiling"
 
 def start_clock(config) -> None:
     """Start the run's clock, for `time_spent_line`."""
-    config.stash.setdefault(_SPENT, {})["started"] = time.perf_counter()
+    state(config).spent["started"] = time.perf_counter()
 
 
 def time_spent_line(config) -> str | None:
     """Where the run's time went: its wall time, each of `SPENT_ON` (building steps with its XLA
     compiling), and the rest."""
-    spent = config.stash.get(_SPENT, {})
+    spent = state(config).spent
     if "started" not in spent:
         return None
     total = time.perf_counter() - spent["started"]
@@ -117,15 +140,15 @@ def start_compile_cache(config) -> None:
         folder.mkdir()
     else:
         folder = Path(tempfile.mkdtemp(prefix=f"{COMPILE_CACHE_PREFIX}{os.getpid()}-"))  # whose it is
-    config.stash[_COMPILE_CACHE] = folder
+    state(config).compile_cache = folder
     distributed.at_end(lambda: remove_compile_cache(config))
     compile_cache.enable(folder)
 
 
 def remove_compile_cache(config) -> None:
     """Remove the folder `start_compile_cache` made."""
-    if _COMPILE_CACHE in config.stash:
-        shutil.rmtree(config.stash[_COMPILE_CACHE], ignore_errors=True)
+    if state(config).compile_cache:
+        shutil.rmtree(state(config).compile_cache, ignore_errors=True)
 
 
 def check_folders(config) -> None:
@@ -141,7 +164,8 @@ def check_folders(config) -> None:
 def report_dir(config) -> Path:
     """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use);
     in a worker, its parent's."""
-    if _REPORT_DIR not in config.stash:
+    run = state(config)
+    if run.report_dir is None:
         folder = process.worker_folder(config)
         chosen = process.read_input(folder).get("report_dir") if folder else config.getoption("report_dir")
         if chosen:
@@ -149,35 +173,13 @@ def report_dir(config) -> Path:
         else:
             env = measure.environment()
             path = default_report_dir(config.rootpath, env["platform"], env["device_kind"])
-        config.stash[_REPORT_DIR] = path.resolve()
-    return config.stash[_REPORT_DIR]
-
-
-def plan(config, case_ids: list[str]) -> None:
-    """Remember the benchmarks this run will measure, so a report can say which ones it lacks."""
-    config.stash[_PLANNED] = case_ids
-    config.stash[_OUTCOMES] = {outcome: {} for outcome in NOT_MEASURED}
-
-
-def planned(config) -> list[str]:
-    """The case ids `plan` was given (empty before collection)."""
-    return config.stash.get(_PLANNED, [])
+        run.report_dir = path.resolve()
+    return run.report_dir
 
 
 def record(config, case_id: str, outcome: str, message: str) -> None:
     """Remember why a benchmark has no timing (`outcome`: one of `NOT_MEASURED`)."""
-    config.stash[_OUTCOMES][outcome][case_id] = message
-
-
-def keep_matmul_rates(config, rates: dict[str, float]) -> None:
-    """Remember the run's matmul rates (per compute dtype) for the results file."""
-    config.stash[_MATMUL_RATES] = rates
-
-
-def keep_processes(config) -> None:
-    """Remember the run's processes and their hosts (a collective in a run of several processes:
-    every process calls it as the session starts)."""
-    config.stash[_HOSTS] = distributed.hosts()
+    state(config).outcomes[outcome][case_id] = message
 
 
 def writes_results(config) -> bool:
@@ -189,16 +191,16 @@ def writes_results(config) -> bool:
 def suite_section(config) -> dict:
     """The results file's `jaxbench` section: the run's environment, plan, skips and failures
     (crashes and timeouts of isolated benchmarks apart)."""
-    outcomes = config.stash.get(_OUTCOMES, None) or {outcome: {} for outcome in NOT_MEASURED}
+    run = state(config)
     return {
         "suite": SUITE,
         "schema_version": SCHEMA_VERSION,
         **measure.environment(config.getoption("cpu_devices")),
-        "matmul_rates": config.stash.get(_MATMUL_RATES, {}),
-        "n_processes": len(config.stash.get(_HOSTS, [None])),
-        "hosts": config.stash.get(_HOSTS, []),
-        "planned": planned(config),
-        **outcomes,
+        "matmul_rates": run.matmul_rates,
+        "n_processes": len(run.hosts) or 1,
+        "hosts": run.hosts,
+        "planned": run.planned,
+        **run.outcomes,
         "isolated": process.isolating(config),
     }
 
@@ -225,7 +227,7 @@ def finish(session) -> None:
     if config.getoption("strict_expectations"):
         expectations = expectations_table(load_results(directory / RESULTS_FILE))
         below = expectations[expectations["verdict"] == "below"]
-        config.stash[_BELOW] = [f"{r.workload} {r.mode}: {r.claim} ({r.reason})" for r in below.itertuples()]
+        state(config).below = [f"{r.workload} {r.mode}: {r.claim} ({r.reason})" for r in below.itertuples()]
         if len(below) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -233,9 +235,10 @@ def finish(session) -> None:
 def summary_lines(config) -> list[tuple[str, bool]]:
     """What the run prints at its end: (line, whether in red)."""
     lines = []
-    if _REPORT_DIR in config.stash and writes_results(config) and (config.stash[_REPORT_DIR] / RESULTS_FILE).exists():
-        lines.append((f"results and report in {config.stash[_REPORT_DIR]}", False))
-    lines += [(f"expectation below (--strict-expectations): {line}", True) for line in config.stash.get(_BELOW, [])]
+    run = state(config)
+    if run.report_dir and writes_results(config) and (run.report_dir / RESULTS_FILE).exists():
+        lines.append((f"results and report in {run.report_dir}", False))
+    lines += [(f"expectation below (--strict-expectations): {line}", True) for line in run.below]
     if not process.worker_folder(config):
         time_line = time_spent_line(config)
         lines += [(time_line, False)] if time_line else []

@@ -20,11 +20,12 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             size = case.size_preset()
             budget_s = request.config.getoption("baseline_budget")
             with spending(request.config, "the baseline's probes"):
-                timed_case = eager_baseline.part_to_time(case, size.batch_size, budget_s) if benchmark.enabled else case
+                timed_case = (eager_baseline.part_to_time(case, size.batch_size, budget_s, references.initial_states)
+                              if benchmark.enabled else case)
             with spending(request.config, "references and checks"):
                 full_precision = references.full_precision_result(timed_case)  # before, never beside, the step
             with spending(request.config, "building steps"):
-                step = timed_case.build()
+                step = timed_case.build(initial_states=references.initial_states)
             spend(request.config, XLA_COMPILING, (step.compile_s or 0.0) + (step.compile_cached_s or 0.0))
         try:
             # Correct before fast: the first step, from the same state and batch as the reference's.
@@ -49,7 +50,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
                                        warmup_rounds=warmup, iterations=1)
                 else:
                     extrapolated, cost = eager_baseline.extrapolated_timing(
-                        timed_case, step, rounds, size.batch_size, interrupt.stop_if_requested)
+                        timed_case, step, rounds, size.batch_size, interrupt.stop_if_requested,
+                        references.initial_states)
                     measure.record_rounds(benchmark, extrapolated, f"{timed_case.examples} of {size.batch_size} "
                                                                    "examples timed, extrapolated (jaxbench)")
             median_s = benchmark.stats.stats.median

@@ -36,10 +36,11 @@ import pytest
 
 from bench import measure
 from bench.cases import Case
+from bench.options import selection
 from bench.process import INPUT_FILE, WORKER_OPTION, isolating, multi_device_count, read_input, worker_folder
 from bench.references import References
 from bench.results import write_atomically
-from workloads.steps import initial_state, keep_initial_states, take_initial_states
+from workloads.steps import InitialStates
 
 REFERENCES_FILE = "references.pkl"
 OUTCOMES_FILE = "outcomes.json"
@@ -48,7 +49,6 @@ HAND_OVER_MAX_BYTES = 512 * 2**20
 WORKER_TIMEOUT_S = 3 * 3600
 """How long one worker may run before it is stopped and its unfinished cases fail."""
 FORWARDED_OPTIONS = {
-    "size": "--size",
     "checkpoint_dir": "--checkpoint-dir",
     "benchmark_max_time": "--benchmark-max-time",
     "benchmark_min_rounds": "--benchmark-min-rounds",
@@ -56,9 +56,10 @@ FORWARDED_OPTIONS = {
     "baseline_budget": "--baseline-budget",
     "mesh": "--mesh",
 }
-FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile"}
-"""Options of this run a worker gets too (option dest -> flag); `--workload-module`, `--scaling` and
-the switches of `FORWARDED_FLAGS` as well."""
+FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile",
+                   "every_layout": "--every-layout"}
+"""Options of this run a worker gets too (option dest -> flag), besides the run's selection (its
+resolved size, `--workload-module`, `--scaling`) and the switches of `FORWARDED_FLAGS`."""
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,16 @@ class Outcome:
 
 
 def _forwarded(config) -> list[str]:
-    args = []
+    chosen = selection(config)
+    args = ["--size", chosen.size]
     for dest, flag in FORWARDED_OPTIONS.items():
         value = config.getoption(dest)
         if value is not None:
             args += [flag, str(value)]
-    for module in config.getoption("workload_module"):
+    for module in chosen.workload_modules:
         args += ["--workload-module", module]
-    kinds = config.getoption("scaling")
-    if kinds:
-        args += ["--scaling", kinds[0] if len(kinds) == 1 else "both"]
+    if chosen.scaling:
+        args += ["--scaling", chosen.scaling[0] if len(chosen.scaling) == 1 else "both"]
     args += [flag for dest, flag in FORWARDED_FLAGS.items() if config.getoption(dest)]
     return args
 
@@ -173,9 +174,10 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
     with tempfile.TemporaryDirectory(prefix="jaxbench-worker-") as folder:
         folder = Path(folder)
         references.save(folder / REFERENCES_FILE, cases, compute=not isolated)
+        states = initial_states_of(cases, references.initial_states)
         (folder / INPUT_FILE).write_bytes(pickle.dumps({"cases": [case.id for case in cases],
                                                         "matmul_rates": matmul_rates,
-                                                        "initial_states": initial_states_of(cases),
+                                                        "initial_states": states,
                                                         "isolated": isolated,
                                                         "report_dir": report_dir}))
         command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
@@ -198,25 +200,25 @@ def timeout_for(config, worker: WorkerConfig) -> float:
     return config.getoption("benchmark_timeout") if worker.isolated else WORKER_TIMEOUT_S
 
 
-def initial_states_of(cases: list[Case]) -> dict[tuple, dict]:
-    """The initial model state of each step workload and size among `cases` that this process
-    kept when it built the model (`start`), for the worker (`workloads.steps.take_initial_states`)."""
+def initial_states_of(cases: list[Case], states: InitialStates | None) -> dict[tuple, dict]:
+    """The initial model state of each step workload and size among `cases` that `states` kept
+    when this process built the model (`start`), for the worker (`InitialStates.take`)."""
     keys = sorted({(case.workload, case.size, 0) for case in cases if not case.is_workflow})
-    states = {key: initial_state(*key) for key in keys}
-    return {key: state for key, state in states.items() if state is not None}
+    kept = {key: states.kept(*key) for key in keys} if states else {}
+    return {key: state for key, state in kept.items() if state is not None}
 
 
-def start(config) -> None:
+def start(config, states: InitialStates) -> None:
     """In a worker: build the models from the states the parent handed over. In a parent on a CPU
     (where workers run): keep each model's initial state as it is first built, to hand over."""
     folder = worker_folder(config)
     if folder:
-        take_initial_states(read_input(folder).get("initial_states", {}))
+        states.take(read_input(folder).get("initial_states", {}))
         return
     import jax
 
     if jax.devices()[0].platform == "cpu":
-        keep_initial_states(HAND_OVER_MAX_BYTES)
+        states.keep_up_to_bytes = HAND_OVER_MAX_BYTES
 
 
 def read_outcomes(folder: Path) -> dict[str, Outcome]:

@@ -158,6 +158,28 @@ def xla_forward_flops(workload, size_name: str = "tiny", mode: str = "infer") ->
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
 
 
+def xla_gradient_flops(workload, size_name: str = "tiny") -> float:
+    """XLA's `cost_analysis()` FLOPs of the gradient of `workload`'s mean per-example loss over its
+    batch (forward and backward, no optimizer update), stacked blocks unrolled."""
+    import jax
+    from flax import nnx
+
+    from workloads.layers import configure_stacks
+
+    size = workload.sizes[size_name]
+    model = workload.build_model(size, nnx.Rngs(0))
+    configure_stacks(model, scan=False, remat=False)
+    inputs, targets = workload.make_batch(size, jax.random.key(1))
+    graphdef, params = nnx.split(model)
+
+    def mean_loss(p):
+        losses = jax.vmap(lambda x, y: workload.example_loss(nnx.merge(graphdef, p), x, y))(inputs, targets)
+        return losses.mean()
+
+    cost = jax.jit(jax.grad(mean_loss)).lower(params).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
 def assert_step_agrees(step, reference: dict, variant: str) -> dict:
     """Run `step` once and check it against `reference`; float32 variants to 1e-5 everywhere."""
     from bench.correctness import check_against_baseline

@@ -74,6 +74,7 @@ def _verdicts(path: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # its verdict is this host's timing: beside other tests, process speeds drift apart
 def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tmp_path):
     out = tmp_path / "verdicts.json"
     # 4 worker pairs and up to 24 block pairs: on a noisy machine the timing may need more than
@@ -96,6 +97,7 @@ def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tm
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # beside CI's other slow tests an A/A run read 1.064 (1.020-1.111): run alone
 def test_unchanged_code_is_no_regression_between_python_environments(tmp_path):
     """The A/A run: examples/jaxbench-example installed (its entry point registers `wide_mlp`); both
     sides this suite's current folder, one named by its interpreter. The installed workload is
@@ -141,7 +143,7 @@ def test_a_worker_names_a_bad_selection_in_one_line(args, message):
     from bench.ab import worker
 
     with pytest.raises(ValueError) as error:
-        worker.select(worker.parse_arguments(args))
+        worker.select(worker.parse_arguments(["--size", "tiny", *args]))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
@@ -156,7 +158,7 @@ def test_a_bad_selection_ends_ab_in_one_line():
 def test_a_selection_of_workflows_only_is_no_comparison(monkeypatch):
     """The workers find no step benchmark (`--workloads bayes`): one line, no empty verdict table."""
     class Worker:
-        def __init__(self, side, index, arguments):
+        def __init__(self, side, index, arguments, harness):
             pass
 
         def receive(self, timeout):
@@ -227,9 +229,10 @@ def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
 def _run():
     """An `ab` run over two sides of this folder, tiny, with nothing started yet."""
     from bench.ab.runner import ABRun, Side
+    from bench.options import Selection
 
     sides = [Side(name, name, ROOT, sys.executable) for name in ("base", "head")]
-    return ABRun(*sides, {"size": "tiny"}, {})
+    return ABRun(*sides, Selection(workloads=None, size="tiny"), {})
 
 
 def _ready(**statuses) -> dict:
@@ -264,7 +267,7 @@ def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_on
     from bench.ab import runner as ab
 
     class Worker:
-        def __init__(self, side, index, arguments):
+        def __init__(self, side, index, arguments, harness):
             self.side = side
 
         def receive(self, timeout):
@@ -309,3 +312,39 @@ def test_the_runner_refuses_a_worker_of_another_protocol_and_names_the_side():
         worker.receive(timeout=1)
     worker.messages.put({"ready": {}, "protocol": protocol.VERSION})
     assert worker.receive(timeout=1)["protocol"] == protocol.VERSION
+
+
+def _package(root: Path, name: str, files: dict[str, str]) -> None:
+    for path, text in {f"{name}/__init__.py": "", **files}.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def test_a_worker_measures_with_the_harness_it_is_given_and_the_sides_own_workloads(tmp_path):
+    """A head that edits `bench` (the timing, the checks) is measured by base's: the worker's `bench`
+    and `reports` come from the harness root, its `workloads` from the side (`bench.ab.harness`)."""
+    harness, side = tmp_path / "base", tmp_path / "head"
+    report = "import bench, reports, workloads\n" \
+             "def main(args):\n    print(bench.WHO, reports.WHO, workloads.WHO, *args)\n    return 0\n"
+    for root, who in ((harness, "base"), (side, "head")):
+        _package(root, "bench", {"bench/__init__.py": f"WHO = '{who}-bench'", "bench/ab/__init__.py": "",
+                                 "bench/ab/worker.py": report})
+        _package(root, "reports", {"reports/__init__.py": f"WHO = '{who}-reports'"})
+        _package(root, "workloads", {"workloads/__init__.py": f"WHO = '{who}-workloads'"})
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ab" / "harness.py"), str(harness), "bench.ab.worker",
+                           "--size", "tiny"], cwd=side, env={**os.environ, "PYTHONPATH": str(side)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["base-bench", "base-reports", "head-workloads", "--size", "tiny"], proc.stderr
+
+
+def test_base_judges_when_it_is_jaxbench_and_the_gate_when_the_sides_are_a_package_of_workloads(tmp_path):
+    jaxbench_revision = tmp_path / "rev"
+    _package(jaxbench_revision, "bench", {"bench/ab/__init__.py": "", "bench/ab/worker.py": ""})
+    package = tmp_path / "pkg"
+    _package(package, "my_models", {})
+    def base(folder):
+        return ab_runner.Side("base", "main", folder, sys.executable)
+
+    assert ab_runner.harness_root(base(jaxbench_revision)) == jaxbench_revision
+    assert ab_runner.harness_root(base(package)) == ab_runner.GATE_ROOT
+    assert ab_runner.GATE_ROOT == ROOT  # run from this checkout, the gate is this checkout

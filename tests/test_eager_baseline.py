@@ -70,7 +70,7 @@ def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
 
 def test_the_probe_measures_one_example_and_more_only_where_the_whole_loop_may_not_fit(monkeypatch):
     calls = []
-    monkeypatch.setattr(eager_baseline, "_timed_warm_call", lambda case, examples: calls.append(examples) or
+    monkeypatch.setattr(eager_baseline, "_timed_warm_call", lambda case, examples, states: calls.append(examples) or
                         {1: 0.030, 8: 0.170}[examples])
     case = Case("mlp", "train", "baseline", "small")
     assert eager_baseline.probe(case, 128, budget_s=5.0) == LoopCost(0.0, 0.030)  # 128 x 30 ms fit

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import pytest
 
-from bench.cases import mesh_problem, resolve_workloads, step_cases
+from bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
+from bench.options import Selection
 from tests.conftest import option_parser, run_pytest
 from workloads import REGISTRY
 from workloads.outside import WorkloadError
@@ -77,10 +79,11 @@ def test_options_are_listed_in_help_with_their_defaults():
     assert "--jaxbench-worker" not in text  # the worker's own option is hidden
 
 
-def _ids(**selection) -> list[str]:
-    options = option_parser().parse_args([f"--{k}={v}" for k, v in selection.items()])
-    return [case.id for case in step_cases(options.workloads or tuple(REGISTRY), options.modes, options.variants,
-                                           options.size, options.mesh)]
+def _ids(*flags: str, **selection) -> list[str]:
+    """The step cases' ids that these options select, as a run selects them (`bench.cases.cases_of`)."""
+    options = option_parser().parse_args([*flags, *(f"--{k}={v}" for k, v in selection.items())])
+    chosen = Selection.of(lambda name, default: getattr(options, name, default))
+    return [case.id for case in cases_of(replace(chosen, workloads=chosen.workloads or tuple(REGISTRY)), lambda: 8)]
 
 
 def test_selection_picks_the_cases():
@@ -89,7 +92,7 @@ def test_selection_picks_the_cases():
 
 
 def test_each_mesh_layout_is_its_own_benchmark():
-    collected = _ids(variants="multi_device")
+    collected = _ids("--every-layout", variants="multi_device")
     assert "mlp-train-multi_device" in collected
     assert "mlp-train-multi_device-fsdp" in collected
     assert "mlp-train-multi_device-model" not in collected  # the MLP declares data and fsdp only
@@ -101,6 +104,15 @@ def test_each_mesh_layout_is_its_own_benchmark():
     # Every workload with stacked weights gets fsdp for train: the CNNs too.
     assert "cnn-train-multi_device-fsdp" in collected
     assert "cnn_batchnorm-train-multi_device-fsdp" in collected
+
+
+def test_by_default_a_forward_pass_is_measured_in_the_data_layout_only():
+    """The default run's set (`workloads.sharding.layouts_for`); --every-layout gives the rest."""
+    default, every = _ids(variants="multi_device"), _ids("--every-layout", variants="multi_device")
+    assert [case for case in every if case not in default] == [
+        f"transformer-{mode}-multi_device-{layout}"
+        for mode in ("infer", "decode") for layout in ("model", "data_model")]
+    assert "transformer-infer-multi_device" in default and "transformer-train-multi_device-model" in default
 
 
 def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_named():

@@ -94,6 +94,27 @@ def test_verdict_follows_the_measurement(saved_run, jit_speedup, expected):
     assert (row["reason"] != "") == (expected != "met")
 
 
+def test_a_speedup_reason_rests_on_the_runs_own_dispatch_figure(saved_run):
+    """Whether dispatch or compute dominates is read from the run (what compiling the same loop,
+    `jit`, removes from baseline's step), not from which side of the range the verdict fell; without
+    `jit`, the reason says it is a guess."""
+    results = copy.deepcopy(saved_run["results"])
+    runs = _by_variant(results, "train")
+    base = runs["baseline"]["stats"]["median"]
+    runs["jit"]["stats"]["median"] = 0.1 * base  # dispatch 90% of baseline's step
+    runs["vmap"]["stats"]["median"] = base / 1.5  # vmap's claim is 10-100x: below
+    row = expectations_table(results).query("mode == 'train' and variant == 'vmap'").iloc[0]
+    assert row["verdict"] == "below"
+    assert "dispatch is 90% of baseline's step" in row["reason"] and "eager dispatch dominates" in row["reason"]
+    runs["jit"]["stats"]["median"] = 0.8 * base  # dispatch 20%
+    row = expectations_table(results).query("mode == 'train' and variant == 'vmap'").iloc[0]
+    assert "dispatch is 20% of baseline's step" in row["reason"] and "compute dominates" in row["reason"]
+    results["benchmarks"] = [b for b in results["benchmarks"]
+                             if not (b["extra_info"]["variant"] == "jit" and b["extra_info"]["mode"] == "train")]
+    row = expectations_table(results).query("mode == 'train' and variant == 'vmap'").iloc[0]
+    assert "perhaps compute dominates (jit, which would tell, was not measured)" in row["reason"]
+
+
 def test_build_writes_every_file(saved_run, tmp_path):
     report = build_report([saved_run["dir"] / "results.json"], tmp_path / "out")
     names = {p.name for p in report.parent.iterdir()}

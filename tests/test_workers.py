@@ -37,48 +37,47 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
     assert workers.read_outcomes(tmp_path) == {"a": first, "b": workers.Outcome("b", "skipped", "why")}
 
 
-def test_a_worker_builds_its_models_from_the_states_handed_over(monkeypatch):
+def test_a_worker_builds_its_models_from_the_states_handed_over():
     """A parent on a CPU keeps each model's initial state as it first builds it and hands it to the
     worker (which then skips initialising the model); the steps are built from exactly that state."""
-    from workloads import get_workload, steps
+    from workloads import get_workload
+    from workloads.steps import InitialStates, build_step
 
-    for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
-        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
     cases = [Case("mlp", "train", "multi_device", "tiny"), Case("mlp", "infer", "multi_device", "tiny"),
              Case("checkpoint", "save_restore", "multi_device", "tiny")]
-    assert workers.initial_states_of(cases) == {}  # nothing kept: the worker initialises the model itself
-    steps.keep_initial_states(10**9)
-    built = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
-    handed = workers.initial_states_of(cases)
+    parent = InitialStates()  # keeps nothing: the worker initialises the model itself
+    build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap", initial_states=parent)
+    assert workers.initial_states_of(cases, parent) == {} and workers.initial_states_of(cases, None) == {}
+    parent = InitialStates(keep_up_to_bytes=10**9)
+    built = build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap", initial_states=parent)
+    handed = workers.initial_states_of(cases, parent)
     assert list(handed) == [("mlp", "tiny", 0)]  # one per step workload and size; none for a workflow
     assert np.array_equal(built.state[0]["output_layer"]["kernel"], handed["mlp", "tiny", 0]["output_layer"]["kernel"])
 
-    planted = jax.tree.map(np.zeros_like, handed[("mlp", "tiny", 0)])
-    steps.take_initial_states({("mlp", "tiny", 0): planted})
-    step = steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
+    worker = InitialStates()
+    worker.take({("mlp", "tiny", 0): jax.tree.map(np.zeros_like, handed[("mlp", "tiny", 0)])})
+    step = build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap", initial_states=worker)
     assert all(not np.any(np.asarray(leaf)) for leaf in jax.tree.leaves(step.state[0]))
 
 
-def test_a_state_over_the_limit_is_not_kept(monkeypatch):
-    from workloads import get_workload, steps
+def test_a_state_over_the_limit_is_not_kept():
+    from workloads import get_workload
+    from workloads.steps import InitialStates, build_step
 
-    for name in ("_KEPT", "_KEEP_UP_TO_BYTES"):
-        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
-    steps.keep_initial_states(100)
-    steps.build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap")
-    assert steps.initial_state("mlp", "tiny") is None
+    states = InitialStates(keep_up_to_bytes=100)
+    build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap", initial_states=states)
+    assert states.kept("mlp", "tiny") is None
 
 
-def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again(monkeypatch):
+def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again():
     """Only a model's first build in a process initialises it (seconds of eager compiles on
     XLA:CPU); the next builds start from the kept state, so from exactly the same parameters."""
-    from workloads import get_workload, steps
+    from workloads import get_workload
+    from workloads.steps import InitialStates, build_step
 
-    for name in ("_HANDED_OVER", "_KEPT", "_KEEP_UP_TO_BYTES"):
-        monkeypatch.setattr(steps, name, type(getattr(steps, name))())
     workload = get_workload("mlp")
-    steps.keep_initial_states(10**9)
-    first = steps.build_step(workload, "tiny", "train", "jit_vmap")
+    states = InitialStates(keep_up_to_bytes=10**9)
+    first = build_step(workload, "tiny", "train", "jit_vmap", initial_states=states)
     initialised = []
     real_build_model = workload.build_model
 
@@ -87,7 +86,10 @@ def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_i
         initialised.append(not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(model))))
         return model
 
-    second = steps.build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit")
+    second = build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit",
+                        initial_states=states)
     assert initialised == [False]  # traced for its structure only (`nnx.eval_shape`), never run
     for ours, kept in zip(jax.tree.leaves(second.state[0]), jax.tree.leaves(first.state[0])):
         assert np.array_equal(ours, kept)
+    build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit")
+    assert initialised == [False, True]  # without the states, a build initialises its model

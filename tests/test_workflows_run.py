@@ -14,7 +14,8 @@ from workloads import WORKFLOW_VARIANTS
 pytestmark = pytest.mark.slow  # every test here reads a real run
 
 METRICS = {
-    "bayes": {"sampling_s", "predictive_s", "draws_per_s", "min_ess", "min_ess_per_s", "max_split_rhat"},
+    "bayes": {"sampling_s", "predictive_s", "draws_per_s", "iterations_per_s", "min_ess", "min_ess_per_s",
+              "max_split_rhat"},
     "checkpoint": {"state_bytes", "disk_bytes", "save_blocking_s", "save_s", "restore_s", "save_GB_per_s",
                    "restore_GB_per_s"},
     "training_loop": {"steps_per_s", "steps_per_s_without_checkpoints", "checkpoint_overhead_share",
@@ -48,20 +49,37 @@ def test_bayes_rows_hold_the_convergence_checks(workflow_run):
         metrics, checks = info["metrics"], info["checks"]
         assert metrics["max_split_rhat"] < 1.05
         assert checks["truth_z"] <= checks["z_limit"] and checks["agreement_z"] <= checks["z_limit"]
-        assert metrics["min_ess_per_s"] == metrics["min_ess"] / metrics["sampling_s"]
-        assert metrics["draws_per_s"] == 2 * 150 / metrics["sampling_s"]  # tiny: 2 chains x 150 draws
+        # Held to the benchmark's own wall clock around each whole run (pytest-benchmark's rounds):
+        # sampling and the predictive each fit inside a round (each metric is a median over the
+        # runs), so the rates cannot be below what the slowest round allows (tiny: 2 chains x 150 draws).
+        longest = max(_rows(workflow_run)[("bayes", variant)]["stats"]["data"])
+        assert 0 < metrics["sampling_s"] <= longest and 0 < metrics["predictive_s"] <= longest
+        assert metrics["draws_per_s"] >= 2 * 150 / longest
+        assert metrics["iterations_per_s"] > metrics["draws_per_s"]  # the warm-up's iterations too
+        assert 0 < metrics["min_ess"] <= 2 * 150 and metrics["min_ess_per_s"] >= metrics["min_ess"] / longest
     assert _rows(workflow_run)[("bayes", "multi_device")]["extra_info"]["n_devices"] == 2  # one per chain
 
 
 def test_checkpoint_rows_report_async_blocking_apart_from_durable(workflow_run):
+    import jax
+
+    from workloads import get_workload
+    from workloads.steps import build_step
+
+    step = build_step(get_workload("transformer"), "tiny", "train", "jit_vmap")
+    state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(step.state[:2]))
+    step.free()
     rows = _rows(workflow_run)
     for variant in WORKFLOW_VARIANTS["checkpoint"]:
         metrics = rows[("checkpoint", variant)]["extra_info"]["metrics"]
-        assert metrics["disk_bytes"] > 0.5 * metrics["state_bytes"]
-        assert metrics["save_GB_per_s"] == metrics["state_bytes"] / metrics["save_s"] / 1e9
-        assert metrics["save_blocking_s"] <= metrics["save_s"]
-    assert rows[("checkpoint", "sync")]["extra_info"]["metrics"]["save_blocking_s"] == \
-        rows[("checkpoint", "sync")]["extra_info"]["metrics"]["save_s"]
+        # The state the checkpoint saves, counted here from the step it checkpoints (the
+        # transformer's jit_vmap train step: parameters, optimizer state), and on disk.
+        assert metrics["state_bytes"] == state_bytes
+        assert metrics["disk_bytes"] > 0.5 * state_bytes
+        # Save and restore happen within the benchmark's own wall clock around each round.
+        longest = max(rows[("checkpoint", variant)]["stats"]["data"])
+        assert 0 < metrics["save_blocking_s"] <= metrics["save_s"] <= longest and 0 < metrics["restore_s"] <= longest
+        assert metrics["save_GB_per_s"] >= state_bytes / longest / 1e9
     assert rows[("checkpoint", "multi_device")]["extra_info"]["n_devices"] == 8
 
 

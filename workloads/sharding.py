@@ -92,11 +92,14 @@ def mesh_shape(layout: str, n_devices: int, chosen: MeshShape | None = None) -> 
     return chosen
 
 
-def layouts_for(workload, mode: str) -> tuple[str, ...]:
+def layouts_for(workload, mode: str, every: bool = True) -> tuple[str, ...]:
     """The layouts `workload`'s `multi_device` step is measured in for `mode`: the workload's
     `layouts`, `fsdp` in `train` only (it splits the training state; a forward pass has no
-    optimizer state, and `data` or `model` already say what splitting the weights buys there)."""
-    return tuple(layout for layout in workload.layouts if layout != "fsdp" or mode == "train")
+    optimizer state, and `data` or `model` already say what splitting the weights buys there).
+    Unless `every`, a forward pass (`infer`, `decode`) in `data` only: the default run's set, where
+    what splitting the weights buys is the training step's to show."""
+    layouts = tuple(layout for layout in workload.layouts if layout != "fsdp" or mode == "train")
+    return layouts if every or mode == "train" else layouts[:1]
 
 
 def shards_batch(layout: str) -> bool:

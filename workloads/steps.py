@@ -103,50 +103,43 @@ class PreparedStep:
         return {"tokens" if self.mode == "decode" else "predictions": output}
 
 
-_HANDED_OVER: dict[tuple, dict] = {}
-"""(workload, size, seed) -> a model's initial state (host arrays) that a parent process handed
-over (`take_initial_states`): built from it, a worker skips initialising the model again, which
-on XLA:CPU costs seconds of eager compiles per model (some 13 s for the CNN at `small`)."""
-_KEPT: dict[tuple, dict] = {}
-"""The same, kept from this process's first build of each model (`keep_initial_states`), for a
-worker and for this process's next builds of that model."""
-_KEEP_UP_TO_BYTES: list[int] = []
+class InitialStates:
+    """Models' initial states (nested plain dicts of host arrays) by (workload, size, seed), for
+    building a model without initialising it again, which on XLA:CPU costs seconds of eager
+    compiles per model (some 13 s for the CNN at `small`). A process that measures holds one and
+    passes it to `build_step`: it keeps each model's first build (up to `keep_up_to_bytes` a
+    model; None: keeps none), for its next builds and to hand to a worker process (`kept`), and
+    builds from the states a parent handed over (`take`). Without one, every build initialises."""
 
+    def __init__(self, keep_up_to_bytes: int | None = None):
+        self.keep_up_to_bytes = keep_up_to_bytes
+        self._states: dict[tuple, dict] = {}
 
-def keep_initial_states(max_bytes: int) -> None:
-    """From now on keep (as host arrays) the initial state of each model this process builds, up
-    to `max_bytes` a model, for `initial_state` to hand to a worker process."""
-    _KEEP_UP_TO_BYTES[:] = [max_bytes]
+    def take(self, states: dict[tuple, dict]) -> None:
+        """Build these models (keyed by (workload name, size name, seed)) from the states given
+        (`kept`'s, from a parent process) rather than initialising them."""
+        self._states.update(states)
 
+    def kept(self, workload_name: str, size_name: str, seed: int = 0) -> dict | None:
+        """The initial state of a model built in this process and kept, or handed over; None
+        where there is none (a worker then initialises it)."""
+        return self._states.get((workload_name, size_name, seed))
 
-def initial_state(workload_name: str, size_name: str, seed: int = 0) -> dict | None:
-    """The initial state of a model this process has built and kept (`keep_initial_states`), as
-    nested plain dicts of host arrays; None if it has not (a worker then initialises it)."""
-    return _KEPT.get((workload_name, size_name, seed))
-
-
-def take_initial_states(states: dict[tuple, dict]) -> None:
-    """Build these models (keyed by (workload name, size name, seed)) from the states given
-    (`initial_state`'s, from a parent process) rather than initialising them."""
-    _HANDED_OVER.update(states)
-
-
-def _initial_model(workload: Workload, size_name: str, seed: int):
-    """`workload`'s freshly initialised model at `size_name`: from a handed-over or kept state if
-    there is one (only the first build of a model in a process initialises it, which on XLA:CPU
-    costs seconds of eager compiles, and each later one again a second or two)."""
-    size = workload.size(size_name)
-    key = (workload.name, size_name, seed)
-    state = _HANDED_OVER.get(key, _KEPT.get(key))
-    if state is not None:
-        graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
-        return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
-    model = workload.build_model(size, nnx.Rngs(seed))
-    if _KEEP_UP_TO_BYTES and key not in _KEPT:
-        state = nnx.to_pure_dict(nnx.state(model))
-        if sum(leaf.nbytes for leaf in jax.tree.leaves(state)) <= _KEEP_UP_TO_BYTES[0]:
-            _KEPT[key] = jax.device_get(state)
-    return model
+    def model(self, workload: Workload, size_name: str, seed: int):
+        """`workload`'s freshly initialised model at `size_name`: from a kept or handed-over state
+        where there is one, else initialised (and its state kept, within the limit)."""
+        size = workload.size(size_name)
+        key = (workload.name, size_name, seed)
+        state = self._states.get(key)
+        if state is not None:
+            graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
+            return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
+        model = workload.build_model(size, nnx.Rngs(seed))
+        if self.keep_up_to_bytes is not None:
+            state = nnx.to_pure_dict(nnx.state(model))
+            if sum(leaf.nbytes for leaf in jax.tree.leaves(state)) <= self.keep_up_to_bytes:
+                self._states[key] = jax.device_get(state)
+        return model
 
 
 def _split(model):
@@ -221,6 +214,7 @@ def build_step(
     mesh: MeshShape | None = None,
     batch_size: int | None = None,
     examples: int | None = None,
+    initial_states: InitialStates | None = None,
 ) -> PreparedStep:
     """Build `variant`'s `mode` step of `workload` at size `size_name`, from seeded state and data.
 
@@ -230,14 +224,15 @@ def build_step(
     (`workloads.sharding`). `batch_size` replaces the preset's (a weak-scaling sweep's global
     batch; the model is the preset's). `examples` keeps only the batch's first `examples`
     examples (the eager `baseline` timed over part of its batch, and the reference it is checked
-    against). Raises `NotApplicable` when the variant cannot run here.
+    against). `initial_states`: the model's state kept or handed over in this process, if any.
+    Raises `NotApplicable` when the variant cannot run here.
     """
     variant = get_variant(variant) if isinstance(variant, str) else variant
     reason = variant.not_for(workload, mode)
     if reason:
         raise NotApplicable(reason)
     size = with_batch_size(workload, workload.size(size_name), batch_size)
-    model = _initial_model(workload, size_name, seed)
+    model = (initial_states or InitialStates()).model(workload, size_name, seed)
     stacks = configure_stacks(model, scan=variant.compiled, remat=variant.remat)
     if variant.remat and stacks == 0:
         raise NotApplicable(f"{workload.name} has no stacked blocks to rematerialise")
@@ -303,14 +298,16 @@ def with_batch_size(workload: Workload, size, batch_size: int | None):
 
 
 def build_reference_step(workload: Workload, size_name: str, mode: str, *, seed: int = 0,
-                         examples: int | None = None) -> PreparedStep:
+                         examples: int | None = None, initial_states: InitialStates | None = None) -> PreparedStep:
     """The step every variant is checked against, from the same state and batch as theirs: the
     program of `workloads/reference.py` (per example, in a `lax.scan`, compiled, blocks unrolled),
     or for a model that couples the examples of a batch (no per-example form) its batch step run
-    eagerly (`BATCH_REFERENCE`). `examples`: only the batch's first `examples`."""
+    eagerly (`BATCH_REFERENCE`). `examples`: only the batch's first `examples`; `initial_states`:
+    as `build_step`'s."""
     if workload.couples_examples:
-        return build_step(workload, size_name, mode, BATCH_REFERENCE, seed=seed, examples=examples)
-    model = _initial_model(workload, size_name, seed)
+        return build_step(workload, size_name, mode, BATCH_REFERENCE, seed=seed, examples=examples,
+                          initial_states=initial_states)
+    model = (initial_states or InitialStates()).model(workload, size_name, seed)
     configure_stacks(model, scan=False, remat=False)
     graphdef, tx, state, batch = _state_and_batch(workload, workload.size(size_name), model, mode, seed, examples)
     step = (reference.train_step(workload, graphdef, tx) if mode == "train"

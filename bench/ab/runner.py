@@ -38,12 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.ab import protocol
+from bench.options import Selection
 from reports.gate import GateResult
 from reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
 
 WORKER_MODULE = "bench.ab.worker"
-LEGACY_WORKER = ("bench/ab_worker.py", "bench.ab_worker")
-"""Where a revision of jaxbench from before `bench/ab/` has its worker (the same protocol)."""
+GATE_ROOT = Path(__file__).resolve().parents[2]
+"""Where this gate's own `bench` and `reports` are (a checkout, or the installed packages' folder)."""
 DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
             "worker_timeout": 900.0}
 """The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
@@ -134,7 +135,7 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
             if revision:
                 code, commit = stack.enter_context(worktree(repository_root(folder), revision))
                 label = f"{revision} ({commit[:10]})"
-                if (code / "bench").is_dir() and worker_module(code) is None:
+                if (code / "bench").is_dir() and not is_jaxbench(code):
                     raise ABError(f"revision {revision!r} of jaxbench predates `reports ab` (it has no "
                                   "bench/ab/worker.py): choose a later base")
             if python != sys.executable:
@@ -152,23 +153,29 @@ class WorkerError(ABError):
         self.side = side
 
 
-def worker_module(folder: Path) -> str | None:
-    """The A/B worker module of a revision of jaxbench in `folder` (None where it has none); a
-    folder that is not jaxbench (a package of workloads) runs the installed one's."""
-    if not (folder / "bench").is_dir() or (folder / "bench" / "ab" / "worker.py").is_file():
-        return WORKER_MODULE
-    return LEGACY_WORKER[1] if (folder / LEGACY_WORKER[0]).is_file() else None
+def is_jaxbench(folder: Path) -> bool:
+    """Whether `folder` holds a revision of jaxbench with an A/B worker (not a package of workloads)."""
+    return (folder / "bench" / "ab" / "worker.py").is_file()
+
+
+def harness_root(base: Side) -> Path:
+    """Whose `bench` and `reports` (timing harness, checks, protocol) every worker of both sides
+    measures with: base's where base is a revision of jaxbench, so that a head that edits them is
+    judged by base's; else this gate's own. The side's own code is only its workloads and models."""
+    return base.folder if is_jaxbench(base.folder) else GATE_ROOT
 
 
 class Worker:
-    """One `bench.ab.worker` process of a side: started, asked for blocks, stopped."""
+    """One `bench.ab.worker` process of a side: started, asked for blocks, stopped. Its `bench`
+    and `reports` come from `harness` (`harness_root`), its workloads from the side."""
 
-    def __init__(self, side: Side, index: int, arguments: list[str]):
+    def __init__(self, side: Side, index: int, arguments: list[str], harness: Path = GATE_ROOT):
         self.side, self.index = side, index
         self.name = f"{side.name} worker {index + 1}"
         self.errors = tempfile.TemporaryFile(mode="w+")
+        command = [side.python, str(GATE_ROOT / "bench" / "ab" / "harness.py"), str(harness), WORKER_MODULE]
         try:
-            self.process = subprocess.Popen([side.python, "-m", worker_module(side.folder), *arguments],
+            self.process = subprocess.Popen([*command, *arguments],
                                             cwd=side.folder, env=side.environment(), stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=self.errors, text=True, bufsize=1)
         except OSError as error:
@@ -189,7 +196,7 @@ class Worker:
         self.errors.seek(0)
         lines = [line for line in self.errors.read().strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "no error output"
-        if "No module named" in last and ("'bench'" in last or "'jax'" in last or "'workloads'" in last):
+        if last.startswith("ModuleNotFoundError: No module named"):  # jaxbench's or a dependency of it
             return f"{self.side.python} cannot run jaxbench's A/B worker ({last}): install jaxbench there"
         return f"exited with status {self.process.returncode}: {last}"
 
@@ -256,17 +263,10 @@ def look_batches(max_pairs: int, workers: int) -> list[int]:
     return looks + [last]
 
 
-def worker_arguments(selection: dict, devices: int) -> list[str]:
-    """The worker's command line for `selection` (the `pytest bench` selection options)."""
-    arguments = ["--devices", str(devices), "--size", selection["size"]]
-    for option in ("workloads", "modes", "variants"):
-        if selection.get(option):
-            arguments += [f"--{option}", selection[option]]
-    if selection.get("keyword"):
-        arguments += ["-k", selection["keyword"]]
-    for module in selection.get("workload_module") or []:
-        arguments += ["--workload-module", module]
-    return arguments
+def worker_arguments(selection: Selection, devices: int) -> list[str]:
+    """The worker's command line for `selection` (`bench.options`, as the worker parses it)."""
+    keyword = ["-k", selection.keyword] if selection.keyword else []
+    return ["--devices", str(devices), *selection.arguments(), *keyword]
 
 
 def _progress(text: str) -> None:
@@ -276,7 +276,7 @@ def _progress(text: str) -> None:
 class ABRun:
     """One A/B comparison over a pair of sides (see the module docstring)."""
 
-    def __init__(self, base: Side, head: Side, selection: dict, options: dict, seed: int | None = None):
+    def __init__(self, base: Side, head: Side, selection: Selection, options: dict, seed: int | None = None):
         self.base, self.head, self.selection = base, head, selection
         self.options = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
         self.rng = np.random.default_rng(seed)
@@ -288,7 +288,7 @@ class ABRun:
         with `cpu_devices` virtual devices, as `pytest bench` does."""
         versions, elsewhere = self._group(1)
         if elsewhere:
-            self._group(self.selection.get("cpu_devices") or 8)
+            self._group(self.selection.cpu_devices)
         result = self.result
         if not (result.rows or result.only_base or result.only_head or result.warnings):
             raise ABError("the selection matches no step benchmark on either side (ab compares steps; "
@@ -297,8 +297,11 @@ class ABRun:
         if opts["workers"] < MIN_WORKER_PAIRS:
             self.result.warnings.append(f"--workers {opts['workers']}: under {MIN_WORKER_PAIRS} worker pairs every "
                                         "timing verdict is inconclusive (the statistics' unit is the worker pair)")
+        harness = (f"base's ({self.base.label})" if harness_root(self.base) == self.base.folder
+                   else f"this gate's ({GATE_ROOT})")
         self.result.method = (f"same job, {opts['workers']} workers a side, blocks of about {opts['block_time']:g} s "
-                              f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}")
+                              f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}; "
+                              f"timing harness and checks: {harness}")
         return self.result
 
     def _group(self, devices: int) -> tuple[str, list[str]]:
@@ -318,11 +321,11 @@ class ABRun:
                     Path(hand_over, side.name).mkdir()
                     arguments[side.name] = [*worker_arguments(self.selection, devices),
                                             "--hand-over", str(Path(hand_over, side.name))]
-                    workers[side.name] = [Worker(side, 0, arguments[side.name])]
+                    workers[side.name] = [Worker(side, 0, arguments[side.name], harness_root(self.base))]
                 for name, group in workers.items():  # base first: its benchmarks are known if head ends
                     ready[name] = [group[0].receive(timeout)]
                 for side in (self.base, self.head):
-                    workers[side.name] += [Worker(side, i, arguments[side.name])
+                    workers[side.name] += [Worker(side, i, arguments[side.name], harness_root(self.base))
                                            for i in range(1, self.options["workers"])]
                 for name, group in workers.items():
                     ready[name] += [worker.receive(timeout) for worker in group[1:]]
@@ -448,7 +451,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_ab(selection: dict, options: dict, base: str | None = None, head: str | None = None,
+def run_ab(selection: Selection, options: dict, base: str | None = None, head: str | None = None,
            base_python: str | None = None, head_python: str | None = None, folder: Path | None = None,
            seed: int | None = None) -> GateResult:
     """The A/B comparison the command line asks for (`ABError` with one line for bad input). A

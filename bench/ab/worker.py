@@ -42,39 +42,41 @@ WARM_UP_S = 0.3
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    """The worker's options (the selection options of `pytest bench`)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ab.worker")
-    parser.add_argument("--workloads", default=None)
-    parser.add_argument("--modes", default=None)
-    parser.add_argument("--variants", default=None)
-    parser.add_argument("--size", default="small")
-    parser.add_argument("-k", dest="keyword", default=None)
-    parser.add_argument("--workload-module", action="append", default=[])
+    """The worker's options: `pytest bench`'s selection options (`bench.options`) and its own;
+    ValueError with one line for a bad value."""
+    from bench.options import add_selection_options
+
+    parser = argparse.ArgumentParser(prog="python -m bench.ab.worker", exit_on_error=False)
+    add_selection_options(parser.add_argument, default_size="small", keyword=True)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--hand-over", default=None)
-    return parser.parse_args(argv)
+    try:
+        return parser.parse_args(argv)
+    except argparse.ArgumentError as error:
+        raise ValueError(str(error).removeprefix(f"argument {error.argument_name}: ")) from None
 
 
 def select(args) -> list:
-    """The step cases the options select (`bench.cases.step_cases`), `-k` applied to their ids;
-    ValueError with one line for an unknown name or a bad expression."""
+    """The step cases the options select (`bench.cases.cases_of`; `--size auto` resolved for the
+    device at hand), `-k` applied to their ids; ValueError with one line for an unknown workload
+    or a bad expression."""
+    from dataclasses import replace
+
     from _pytest.mark.expression import Expression
 
-    from bench.cases import resolve_workloads, step_cases
-    from reports.arguments import names_type, unknown_names
-    from workloads import MODES, REGISTRY, SIZES
-    from workloads.variants import VARIANTS
+    from bench import hardware
+    from bench.cases import cases_of, resolve_workloads
+    from bench.options import Selection
 
-    try:
-        workloads = names_type("workload", tuple(REGISTRY), check=False)(args.workloads) if args.workloads else None
-        modes = names_type("mode", MODES)(args.modes) if args.modes else MODES
-        variants = names_type("variant", tuple(VARIANTS))(args.variants) if args.variants else tuple(VARIANTS)
-    except argparse.ArgumentTypeError as error:
-        raise ValueError(str(error)) from None
-    error = unknown_names("size", (args.size,), SIZES)
-    if error:
-        raise ValueError(error)
-    cases = step_cases(resolve_workloads(workloads, args.workload_module), modes, variants, args.size)
+    chosen = Selection.of(lambda name, default: getattr(args, name, default))
+    workloads = resolve_workloads(chosen.workloads, list(chosen.workload_modules))
+    size = chosen.size
+    if size == hardware.AUTO_SIZE:
+        import jax
+
+        device = jax.devices()[0]
+        size = hardware.auto_size(device.platform, hardware.device_bytes_limit(device))[0]
+    cases = cases_of(replace(chosen, workloads=workloads, size=size), lambda: args.devices)
     if args.keyword:
         try:
             expression = Expression.compile(args.keyword)
@@ -99,7 +101,7 @@ def prepare(case, references) -> tuple[object | None, dict]:
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
             full_precision = references.full_precision_result(case)  # before the step: never both at once
-            step = case.build()
+            step = case.build(initial_states=references.initial_states)
             step()
             errors = references.check_step(case, step, full_precision)
     except pytest.skip.Exception as reason:
@@ -120,16 +122,16 @@ REFERENCES_FILE, STATES_FILE = "references.pkl", "initial_states.pkl"
 
 def taken_over(folder: str | None, arithmetic: str):
     """The References to check against: those a side's first worker handed over in `folder`
-    (and its models' initial states taken), or new ones (the models' states then kept to hand over)."""
+    (with its models' initial states), or new ones (the models' states then kept to hand over).
+    Their `initial_states` are the ones this worker builds its steps from."""
     from bench.references import References
-    from workloads.steps import keep_initial_states, take_initial_states
+    from workloads.steps import InitialStates
 
     if folder and (Path(folder) / STATES_FILE).exists():
-        take_initial_states(pickle.loads((Path(folder) / STATES_FILE).read_bytes()))
-        return References.load(Path(folder) / REFERENCES_FILE, float32_arithmetic=arithmetic)
-    if folder:
-        keep_initial_states(2**40)
-    return References(float32_arithmetic=arithmetic)
+        states = InitialStates()
+        states.take(pickle.loads((Path(folder) / STATES_FILE).read_bytes()))
+        return References.load(Path(folder) / REFERENCES_FILE, float32_arithmetic=arithmetic, initial_states=states)
+    return References(float32_arithmetic=arithmetic, initial_states=InitialStates(2**40 if folder else None))
 
 
 def hand_over(folder: str | None, references, cases: list) -> None:
@@ -140,7 +142,7 @@ def hand_over(folder: str | None, references, cases: list) -> None:
 
     if not folder or (Path(folder) / STATES_FILE).exists():
         return
-    states = initial_states_of(cases)
+    states = initial_states_of(cases, references.initial_states)
     partial = Path(folder) / "references.partial"
     references.save(partial, cases)
     os.replace(partial, Path(folder) / REFERENCES_FILE)
@@ -150,8 +152,11 @@ def hand_over(folder: str | None, references, cases: list) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Select, prepare and report ready; then serve blocks of timed rounds until `quit`."""
-    args = parse_arguments(argv)
     problem = protocol.version_problem(protocol.runner_version(), "worker")
+    try:
+        args = parse_arguments(argv)
+    except ValueError as error:
+        problem = problem or str(error)
     if problem:
         send({"error": problem})
         return 2

@@ -70,7 +70,10 @@ class BayesRun(RunTimings):
         return {
             "sampling_s": sampling_s,
             "predictive_s": self.median("predictive_s"),
+            # Kept draws over the whole sampling run, whose time includes the NUTS warm-up: what a
+            # user waits per draw kept. The sampler's own rate counts the warm-up's iterations too.
             "draws_per_s": self.size.chains * self.size.samples / sampling_s,
+            "iterations_per_s": self.size.chains * (self.size.warmup + self.size.samples) / sampling_s,
             "min_ess": min_ess,
             "min_ess_per_s": min_ess / sampling_s,
             "max_split_rhat": max(float(s["rhat"].max()) for s in summary.values()),

@@ -1,0 +1,208 @@
+"""The command-line options, declared once: `add_selection_options` for every command line that
+selects benchmarks (`pytest bench` through the root conftest, `python -m reports ab`, and the A/B
+worker), `add_run_options` for what only `pytest bench` has; as pytest-benchmark declares its
+display options once for its plugin and its own command line. Each takes the `addoption` of its
+parser (pytest's option group, or an argparse parser or group: they take the same arguments).
+
+`Selection` is what the selection options chose, frozen: built once per run, after the outside
+workloads are registered and `--size auto` is resolved, and passed to whatever selects cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import pytest
+
+from bench.distributed import DEFAULT_TIMEOUT_S
+from bench.hardware import AUTO_SIZE
+from bench.process import add_worker_option
+from reports.arguments import names_type, number_type, unknown_names
+from workloads import MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
+from workloads.contract import SIZE_TARGETS
+from workloads.sharding import MeshShape, parse_mesh
+from workloads.variants import VARIANTS
+
+DEFAULT_CPU_DEVICES = 8
+DEFAULT_BASELINE_BUDGET_S = 5.0
+"""`--baseline-budget`'s default: seconds one timed eager step may take (`bench.eager_baseline`)."""
+SCALING = ("strong", "weak")
+"""The scaling sweeps: `strong` keeps the global batch, `weak` the batch per device."""
+ALL_VARIANTS = tuple(dict.fromkeys((*VARIANTS, *sum(WORKFLOW_VARIANTS.values(), ()))))
+"""The steps' variants, then the workflows' own."""
+
+
+def whole_number(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of `what` >= 1."""
+    return number_type(int, lambda count: count >= 1, f"a whole number of {what} >= 1")
+
+
+seconds = number_type(float, lambda value: value > 0, "a number of seconds > 0")
+"""An argparse type: a number of seconds > 0."""
+
+
+def size_type(text: str) -> str:
+    """An argparse type: a size preset, or `auto`."""
+    error = unknown_names("size", (text,), (*SIZES, AUTO_SIZE))
+    if error:
+        raise argparse.ArgumentTypeError(error)
+    return text
+
+
+def mesh_type(text: str) -> MeshShape:
+    """An argparse type: a `data=D,model=M` mesh."""
+    try:
+        return parse_mesh(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def scaling_type(text: str) -> tuple[str, ...]:
+    """An argparse type: `strong`, `weak` or `both` (both sweeps)."""
+    error = unknown_names("scaling sweep", (text,), (*SCALING, "both"))
+    if error:
+        raise argparse.ArgumentTypeError(error)
+    return SCALING if text == "both" else (text,)
+
+
+def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: bool = False) -> None:
+    """What to measure: workloads (the suite's, `--workload-module`'s and installed packages'),
+    modes, variants, size, and the virtual CPU devices of the multi-device benchmarks; `keyword`:
+    also `-k`, for a command line that is not pytest (which has its own)."""
+    addoption("--workloads", type=names_type("workload", tuple(REGISTRY), check=False), default=None,
+              help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)}, and those of "
+                   "--workload-module and of installed packages' jaxbench.workloads entry points)")
+    addoption("--workload-module", action="append", default=[], metavar="MODULE",
+              help="a module of your own that defines WORKLOAD (a workloads.contract.Workload), e.g. "
+                   "my_pkg.my_model; benchmarked like the suite's own (repeat for more)")
+    addoption("--modes", type=names_type("mode", MODES), default=MODES,
+              help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); a workflow "
+                   "(bayes, checkpoint, training_loop) has one mode and ignores it")
+    addoption("--variants", type=names_type("variant", ALL_VARIANTS), default=ALL_VARIANTS,
+              help=f"comma-separated variants (default: all: {','.join(ALL_VARIANTS)}); the step workloads "
+                   f"have {','.join(VARIANTS)}; "
+                   + "; ".join(f"{name} has {','.join(names)}" for name, names in WORKFLOW_VARIANTS.items()))
+    targets = "; ".join(f"{name} for {target.meant_for}" for name, target in SIZE_TARGETS.items())
+    addoption("--size", type=size_type, default=default_size,
+              help=f"size preset: {targets}; or {AUTO_SIZE}: small on a CPU, on a GPU or TPU the largest preset "
+                   f"whose steps fit its memory (default: {default_size})")
+    addoption("--every-layout", action="store_true",
+              help="measure each multi_device forward pass (infer, decode) in every layout of its workload, "
+                   "not only in data (the default: the train steps show what splitting the weights buys)")
+    addoption("--cpu-devices", type=whole_number("devices"), default=DEFAULT_CPU_DEVICES, metavar="N",
+              help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), made in "
+                   "a worker process of their own so that single-device steps run in a one-device process; "
+                   "they share the host's cores")
+    if keyword:
+        addoption("-k", dest="keyword", metavar="EXPRESSION", help="pytest -k expression over the case ids")
+
+
+def add_run_options(addoption) -> None:
+    """What only `pytest bench` has: where it writes, the mesh and sweeps, timing, several
+    processes, profiles, isolation (and the hidden worker option)."""
+    addoption("--report-dir", default=None, metavar="DIR",
+              help="where results.json and summary.md go "
+                   "(default: a new folder per run under reports/runs/, named by time and device)")
+    addoption("--checkpoint-dir", default=None, metavar="DIR",
+              help="where checkpoint and training_loop write their checkpoints, one temporary folder per "
+                   "benchmark, removed afterwards (default: the system's temporary folder)")
+    addoption("--strict-expectations", action="store_true",
+              help="exit non-zero when any expectation row of the report is 'below'")
+    addoption("--mesh", type=mesh_type, default=None, metavar="data=D,model=M",
+              help="the (data, model) mesh of the multi-device benchmarks, e.g. data=4,model=2 (its product "
+                   "must be their device count); every layout then runs on it, and one that needs an axis of "
+                   "size 1 is skipped (default: each layout's own: data and fsdp all devices on data, model "
+                   "all on model, data_model two on model)")
+    addoption("--scaling", type=scaling_type, default=None, metavar="strong|weak|both",
+              help="also sweep each workload's jit_vmap train step over 1, 2, 4, ... up to all devices: "
+                   "strong keeps the global batch, weak the batch per device (default: no sweep)")
+    addoption("--long-step-rounds", type=whole_number("rounds"), default=3, metavar="N",
+              help="timed rounds of a step that takes half a second or more, such as an eager baseline "
+                   "(default 3, fewer where they would fill more than 6 s, never under 2; the report gives "
+                   "their spread); faster steps fill --benchmark-max-time")
+    addoption("--baseline-budget", type=seconds, default=DEFAULT_BASELINE_BUDGET_S, metavar="S",
+              help="seconds one step of the eager baseline may take; past that its per-example loop is timed "
+                   "over the batch's first k examples (as many as fill S, at least 4) and the step time "
+                   f"extrapolated to the whole batch, the row saying so (default {DEFAULT_BASELINE_BUDGET_S:g})")
+    addoption("--coordinator", default=None, metavar="HOST:PORT",
+              help="this run is one process of several (jax.distributed): the coordinator's address, with "
+                   "--num-processes and --process-id (a SLURM or Open MPI launch is detected without them); "
+                   "only process 0 writes results and report")
+    addoption("--num-processes", type=whole_number("processes"), default=None, metavar="N",
+              help="how many processes the run has (with --coordinator)")
+    addoption("--process-id", type=number_type(int, lambda i: i >= 0, "a whole number >= 0"), default=None,
+              metavar="I", help="this process's index, 0 to N-1 (with --coordinator)")
+    addoption("--distributed-timeout", type=whole_number("seconds"), default=DEFAULT_TIMEOUT_S, metavar="S",
+              help="seconds a run of several processes waits for all to join; a process silent for half of it "
+                   f"ends the others with an error naming it (default {DEFAULT_TIMEOUT_S})")
+    addoption("--profile", action="store_true",
+              help="after each benchmark's timed rounds, trace a few of its steps with jax.profiler into "
+                   "<report dir>/profiles/<benchmark>/ (a Perfetto trace: ui.perfetto.dev, or TensorBoard's "
+                   "profile plugin), and report where the op time went")
+    addoption("--isolate", action="store_true",
+              help="run each benchmark in a fresh process of its own: a crash (a segfault, an XLA abort, an "
+                   "out-of-memory kill) or a timeout becomes that benchmark's status and the run goes on; on "
+                   "a GPU each row also gets the device's peak memory (slower: every benchmark starts JAX and "
+                   "compiles afresh)")
+    addoption("--benchmark-timeout", type=seconds, default=1800.0, metavar="S",
+              help="with --isolate, seconds one benchmark's process may run before it is stopped and the "
+                   "benchmark recorded as 'timeout' (default 1800)")
+    add_worker_option(addoption)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a command line selected. `workloads` None means every known workload (resolved to
+    names once the outside ones are registered: `bench.cases.resolve_workloads`)."""
+
+    workloads: tuple[str, ...] | None
+    modes: tuple[str, ...] = MODES
+    variants: tuple[str, ...] = ALL_VARIANTS
+    size: str = AUTO_SIZE
+    workload_modules: tuple[str, ...] = ()
+    cpu_devices: int = DEFAULT_CPU_DEVICES
+    mesh: MeshShape | None = None
+    scaling: tuple[str, ...] | None = None
+    keyword: str | None = None
+    every_layout: bool = False
+
+    @classmethod
+    def of(cls, option: Callable[[str, object], object]) -> Selection:
+        """The selection from parsed options: `option(name, default)` is pytest's
+        `config.getoption` or, for an argparse namespace, `lambda name, default: getattr(args,
+        name, default)`."""
+        return cls(workloads=option("workloads", None), modes=option("modes", MODES),
+                   variants=option("variants", ALL_VARIANTS), size=option("size", AUTO_SIZE),
+                   workload_modules=tuple(option("workload_module", ()) or ()),
+                   cpu_devices=option("cpu_devices", DEFAULT_CPU_DEVICES), mesh=option("mesh", None),
+                   scaling=option("scaling", None), keyword=option("keyword", None),
+                   every_layout=bool(option("every_layout", False)))
+
+    def arguments(self) -> list[str]:
+        """The selection options that select the same again on another command line (a worker's)."""
+        arguments = ["--size", self.size, "--modes", ",".join(self.modes), "--variants", ",".join(self.variants),
+                     "--cpu-devices", str(self.cpu_devices)]
+        if self.workloads:
+            arguments += ["--workloads", ",".join(self.workloads)]
+        for module in self.workload_modules:
+            arguments += ["--workload-module", module]
+        return arguments + (["--every-layout"] if self.every_layout else [])
+
+
+_SELECTION = pytest.StashKey[Selection]()
+
+
+def freeze_selection(config, **resolved) -> Selection:
+    """The run's selection from its options, with `resolved` (the workloads' names once the outside
+    ones are registered, the preset `--size auto` chose) in place of what was given; kept for
+    `selection`."""
+    config.stash[_SELECTION] = replace(Selection.of(config.getoption), **resolved)
+    return config.stash[_SELECTION]
+
+
+def selection(config) -> Selection:
+    """The run's selection (`freeze_selection`, at configure time; in a session that froze none,
+    such as `pytest tests`, its options as given)."""
+    return config.stash[_SELECTION] if _SELECTION in config.stash else Selection.of(config.getoption)

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from bench.ab.runner import DEFAULTS, ABError, run_ab
-from bench.options import Selection, add_selection_options
+from bench.options import Selection, add_selection_options, seconds
 from reports.arguments import number_type
 from reports.build import build_report
 from reports.compare import compare_runs
@@ -27,7 +27,6 @@ from reports.trend import DEFAULT_MIN_STEP, write_trend
 
 _share = number_type(float, lambda value: 0 < value < 1, "a share between 0 and 1 (e.g. 0.05 for 5%)")
 _whole = number_type(int, lambda value: value >= 1, "a whole number >= 1")
-_seconds = number_type(float, lambda value: value > 0, "a number of seconds > 0")
 
 
 def add_ab_command(commands) -> None:
@@ -47,14 +46,14 @@ def add_ab_command(commands) -> None:
     how.add_argument("--workers", type=_whole, default=DEFAULTS["workers"],
                      help=f"worker processes a side (default {DEFAULTS['workers']}; under 3, every timing "
                           "verdict is inconclusive)")
-    how.add_argument("--block-time", type=_seconds, default=DEFAULTS["block_time"],
+    how.add_argument("--block-time", type=seconds, default=DEFAULTS["block_time"],
                      help=f"seconds of timed rounds per block (default {DEFAULTS['block_time']})")
     how.add_argument("--max-pairs", type=_whole, default=DEFAULTS["max_pairs"],
                      help=f"block pairs per benchmark at most (default {DEFAULTS['max_pairs']})")
-    how.add_argument("--max-time", type=_seconds, default=DEFAULTS["max_time"],
+    how.add_argument("--max-time", type=seconds, default=DEFAULTS["max_time"],
                      help=f"seconds the whole comparison may take before it decides with what it has "
                           f"(default {DEFAULTS['max_time']:g})")
-    how.add_argument("--worker-timeout", type=_seconds, default=DEFAULTS["worker_timeout"],
+    how.add_argument("--worker-timeout", type=seconds, default=DEFAULTS["worker_timeout"],
                      help="seconds a worker may take to get ready or to answer before it is stopped and the "
                           f"comparison ends with an error (default {DEFAULTS['worker_timeout']:g})")
     how.add_argument("--seed", type=int, default=None, help="seed of the random order (default: fresh)")

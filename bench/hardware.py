@@ -181,6 +181,14 @@ def _gb(nbytes: int) -> str:
     return f"{nbytes / 1e9:.3g} GB"
 
 
+def auto_size_here() -> tuple[str, str]:
+    """`auto_size` for this process's first device: (preset, why)."""
+    import jax
+
+    device = jax.devices()[0]
+    return auto_size(device.platform, device_bytes_limit(device))
+
+
 def device_bytes_limit(device) -> int | None:
     """The allocator's limit of `device` (`memory_stats()['bytes_limit']`), None where the platform
     keeps no statistics (a CPU)."""

@@ -61,10 +61,7 @@ def choose_size(config) -> str:
     size = config.getoption("size")
     if size != hardware.AUTO_SIZE:
         return size
-    import jax
-
-    device = jax.devices()[0]
-    size, why = hardware.auto_size(device.platform, hardware.device_bytes_limit(device))
+    size, why = hardware.auto_size_here()
     state(config).size_choice = f"jaxbench: --size auto chose {size}: {why}"
     return size
 

@@ -70,12 +70,7 @@ def select(args) -> list:
 
     chosen = Selection.of(lambda name, default: getattr(args, name, default))
     workloads = resolve_workloads(chosen.workloads, list(chosen.workload_modules))
-    size = chosen.size
-    if size == hardware.AUTO_SIZE:
-        import jax
-
-        device = jax.devices()[0]
-        size = hardware.auto_size(device.platform, hardware.device_bytes_limit(device))[0]
+    size = hardware.auto_size_here()[0] if chosen.size == hardware.AUTO_SIZE else chosen.size
     cases = cases_of(replace(chosen, workloads=workloads, size=size), lambda: args.devices)
     if args.keyword:
         try:

@@ -17,8 +17,9 @@ TINY = bayes.SIZES["tiny"]
 
 @pytest.fixture(scope="module")
 def converged():
-    """A tiny vectorised run: its result, and the run."""
-    with bayes.start_run("tiny", "jit_vmap") as run:
+    """A tiny run with the chains split over devices (the vectorised sampler under `shard_map`, the
+    one variant whose sampling program is not also compiled by the fast tier): its result, and the run."""
+    with bayes.start_run("tiny", "multi_device") as run:
         run()
         return run.result(), run
 
@@ -60,8 +61,8 @@ def test_predictive_variants_compute_the_same_probabilities():
 @pytest.mark.slow
 def test_posterior_holds_the_truth_and_converges(converged, reference):
     result, run = converged
-    # Held to another run, the chains sampled one after another rather than vectorised: with the
-    # same seeds both draw the same samples, so their posterior means agree to rounding.
+    # Held to another run, the chains sampled one after another on one device rather than in
+    # parallel: with the same seeds both draw the same samples, so their posterior means agree to rounding.
     figures = bayes.check(result, reference)
     assert figures["agreement_z"] < 1e-3 * figures["z_limit"]
     assert figures["max_split_rhat"] < bayes.MAX_SPLIT_RHAT

@@ -8,9 +8,12 @@ import json
 
 import pytest
 
+from bench.profile import trace_steps
 from reports.profiles import category_of, op_time_shares
+from workloads import get_workload
+from workloads.steps import build_step
 
-pytestmark = pytest.mark.version_independent  # traces are parsed from files the tests write
+parsed = pytest.mark.version_independent  # traces parsed from files the test writes
 
 
 def op(name, ts, dur, pid=1, tid=1):
@@ -23,6 +26,7 @@ def write_trace(path, events):
     return path
 
 
+@parsed
 def test_an_op_counts_its_own_time_only_and_each_category_its_share(tmp_path):
     events = [
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
@@ -37,6 +41,7 @@ def test_an_op_counts_its_own_time_only_and_each_category_its_share(tmp_path):
                                     "elementwise": (30 + 10) / total})
 
 
+@parsed
 def test_on_a_gpu_only_the_device_streams_count(tmp_path):
     events = [
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
@@ -49,10 +54,12 @@ def test_on_a_gpu_only_the_device_streams_count(tmp_path):
     assert shares["matmul/conv"] == pytest.approx(0.6) and shares["collectives"] == pytest.approx(0.4)
 
 
+@parsed
 def test_a_trace_without_ops_tells_nothing(tmp_path):
     assert op_time_shares(write_trace(tmp_path / "t.json.gz", [{"ph": "X", "name": "f", "ts": 0, "dur": 1}])) is None
 
 
+@parsed
 @pytest.mark.parametrize("name,category", [
     ("all-gather.2", "collectives"), ("reduce-scatter", "collectives"), ("convolution.3", "matmul/conv"),
     ("ynn_fusion.1", "matmul/conv"), ("transpose_copy_fusion", "copies"), ("dynamic-update-slice.1", "copies"),
@@ -60,3 +67,20 @@ def test_a_trace_without_ops_tells_nothing(tmp_path):
 ])
 def test_op_names_fall_into_their_category(name, category):
     assert category_of(name) == category
+
+
+@pytest.mark.parametrize("variant", ["jit_vmap", "multi_device"])
+def test_a_real_trace_of_a_step_gives_its_op_shares(variant, tmp_path):
+    """JAX's own profiler on a compiled MLP step (`bench.profile.trace_steps`), read by
+    `op_time_shares`: the trace's format and XLA's op names are the JAX version's, so this runs on
+    every Python (a real run's profiles are tested once, by tests/test_profiled_sweep.py)."""
+    step = build_step(get_workload("mlp"), "tiny", "train", variant)
+    step()  # compiled and run once before it is traced, as after a benchmark's timed rounds
+    trace = trace_steps(step, tmp_path, step_s=0.001)
+    assert trace is not None and trace.name == "perfetto_trace.json.gz"
+    shares = op_time_shares(trace)
+    assert sum(shares.values()) == pytest.approx(1) and shares["matmul/conv"] > 0
+    if variant == "multi_device":
+        assert shares["collectives"] > 0  # the gradients' reduction over the 8 devices
+    else:
+        assert shares["collectives"] == 0

@@ -41,6 +41,7 @@ def test_the_reference_is_the_eager_baseline_at_tiny(name, mode):
 
 
 @pytest.mark.slow
+@pytest.mark.version_independent  # what it adds to the test at `tiny` (run on every JAX) is the shapes
 @pytest.mark.parametrize(("name", "mode"), PER_EXAMPLE)
 def test_the_reference_is_the_eager_baseline_at_small(name, mode):
     """Over the batch's first `SMALL_EXAMPLES` examples (both programs take `examples`, as the

@@ -105,6 +105,7 @@ def test_bad_checkpoint_is_reported_and_the_previous_one_used(crashed, uninterru
 
 
 @pytest.mark.slow
+@pytest.mark.version_independent  # argparse's messages
 @pytest.mark.parametrize("args,message", [
     (["--size", "huge", "--checkpoint-dir", "x"], "argument --size: invalid choice: 'huge'"),
     (["--variant", "eventually", "--checkpoint-dir", "x"], "argument --variant: invalid choice: 'eventually'"),

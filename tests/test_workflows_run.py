@@ -11,7 +11,10 @@ from tests.conftest import DATA
 from tests.test_bench_run import schema
 from workloads import WORKFLOW_VARIANTS
 
-pytestmark = pytest.mark.slow  # every test here reads a real run
+# Every test here reads a real run. What it adds to the workflows' own tests (tests/test_bayes.py,
+# test_checkpoint.py, test_training_loop.py: each variant's JAX, NumPyro and Orbax calls, on every
+# Python) is how the bench runs, checks and reports them, which does not change with the JAX version.
+pytestmark = [pytest.mark.slow, pytest.mark.version_independent]
 
 METRICS = {
     "bayes": {"sampling_s", "predictive_s", "draws_per_s", "iterations_per_s", "min_ess", "min_ess_per_s",

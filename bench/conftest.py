@@ -13,6 +13,7 @@ from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, i
 from bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
 from bench.options import freeze_selection
 from bench.results import SUITE
+from reports.results import HIDDEN_HOST
 
 
 @pytest.hookimpl(trylast=True)  # after the root conftest's, which sets `--cpu-devices` for `pytest tests`
@@ -101,6 +102,13 @@ def pytest_runtest_makereport(item, call):
     elif outcome.outcome != "passed":
         bench_session.record(item.config, case.id, outcome.outcome, outcome.message)
     return report
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """With `--hide-host-names`: the host's name left out of the machine info pytest-benchmark
+    records (in results.json, and in its own saved runs)."""
+    if config.getoption("hide_host_names", False):
+        machine_info["node"] = HIDDEN_HOST
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

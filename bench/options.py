@@ -146,6 +146,10 @@ def add_run_options(addoption) -> None:
                    "out-of-memory kill) or a timeout becomes that benchmark's status and the run goes on; on "
                    "a GPU each row also gets the device's peak memory (slower: every benchmark starts JAX and "
                    "compiles afresh)")
+    addoption("--hide-host-names", action="store_true",
+              help="leave host names out of results.json and the report (pytest-benchmark's machine_info "
+                   "node; each process's host in a run of several becomes host-1, host-2, ...): for results "
+                   "you share")
     addoption("--benchmark-timeout", type=seconds, default=1800.0, metavar="S",
               help="with --isolate, seconds one benchmark's process may run before it is stopped and the "
                    "benchmark recorded as 'timeout' (default 1800)")

@@ -16,7 +16,7 @@ import pytest
 
 from bench import distributed, hardware, measure, process
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
-from reports.results import NOT_MEASURED
+from reports.results import NOT_MEASURED, hidden_hosts
 from workloads import compile_cache
 from workloads.steps import InitialStates
 from workloads.workflow import cannot_write
@@ -195,7 +195,7 @@ def suite_section(config) -> dict:
         **measure.environment(config.getoption("cpu_devices")),
         "matmul_rates": run.matmul_rates,
         "n_processes": len(run.hosts) or 1,
-        "hosts": run.hosts,
+        "hosts": hidden_hosts(run.hosts) if config.getoption("hide_host_names", False) else run.hosts,
         "planned": run.planned,
         **run.outcomes,
         "isolated": process.isolating(config),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reports.gate import GateResult
-from reports.results import NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
+from reports.results import HIDDEN_HOST, NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
 from reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
 DEFAULT_THRESHOLD = 0.25
@@ -57,7 +57,7 @@ def environment_differences(base: dict, head: dict) -> list[str]:
     """What differs between the two runs' machines, devices and library versions, in words."""
     differences = []
     base_host, head_host = (data.get("machine_info", {}).get("node") for data in (base, head))
-    if base_host != head_host:
+    if base_host != head_host and HIDDEN_HOST not in (base_host, head_host):  # a hidden name: unknown
         differences.append(f"host {base_host} vs {head_host}")
     for name in ENVIRONMENT_FIELDS:
         old, new = base[SUITE].get(name), head[SUITE].get(name)

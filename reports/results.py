@@ -34,6 +34,15 @@ error (a wrong result, an exception), or the end of its process under `--isolate
 signal such as SIGSEGV or SIGABRT, or an exit) or a timeout."""
 NOT_MEASURED = ("skipped", *FAILURES)
 """Every record of a planned benchmark without a timing."""
+HIDDEN_HOST = "(host name left out)"
+"""The host name of a run made with `--hide-host-names`, in `machine_info["node"]` (pytest-benchmark's)."""
+
+
+def hidden_hosts(hosts: list[str]) -> list[str]:
+    """Each process's host name replaced by `host-N` (N: the host's first appearance), so that
+    which processes shared a host is kept and what it is called is not."""
+    order = list(dict.fromkeys(hosts))
+    return [f"host-{order.index(host) + 1}" for host in hosts]
 
 
 class ResultsError(ValueError):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,7 @@ def test_results_keep_every_round_and_say_devices_share_cores(tiny_run):
     suite = results["jaxbench"]
     assert suite["suite"] == "jaxbench" and suite["n_devices_available"] == 8
     assert suite["devices_share_host_cores"] is True
+    assert results["machine_info"]["node"] == socket.gethostname()  # kept unless --hide-host-names
 
 
 def test_summary_has_a_row_per_benchmark(tiny_run):

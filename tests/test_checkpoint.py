@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -58,3 +61,39 @@ def test_check_fails_a_wrong_restore(saved_and_restored, change, message):
     broken = dict(result, restored=_with_first_leaf(result["restored"], change))
     with pytest.raises(IncorrectResult, match=message):
         checkpoint.check(broken, result)
+
+
+
+def _resident_pages(path) -> int:
+    """Pages of the file at `path` that are in the OS's page cache: Linux's `mincore` over a
+    (copy-on-write, never written) mapping of it."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path, "rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    pages = (len(mapping) + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vector = (ctypes.c_ubyte * pages)()
+    start = ctypes.c_char.from_buffer(mapping)
+    try:
+        assert libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(len(mapping)), vector) == 0
+    finally:
+        del start
+        mapping.close()
+    return sum(byte & 1 for byte in vector)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux's posix_fadvise and mincore")
+def test_evicted_files_are_read_from_the_disk(tmp_path):
+    """`restore_s` reads what `evict_from_page_cache` dropped from the page cache: no page of the
+    files is resident after it (they were all resident after the write)."""
+    files = [tmp_path / "a", tmp_path / "sub" / "b"]
+    files[1].parent.mkdir()
+    for file in files:
+        file.write_bytes(os.urandom(1 << 20))
+    import mmap
+
+    assert all(_resident_pages(file) == (1 << 20) // mmap.PAGESIZE for file in files)
+    assert checkpoint.evict_from_page_cache(tmp_path)
+    assert [_resident_pages(file) for file in files] == [0, 0]

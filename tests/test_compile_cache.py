@@ -42,3 +42,29 @@ def test_without_a_cache_the_step_says_why_it_has_no_cached_time():
     assert step.compile_cache == "no persistent cache in this process"
     eager = build_step(get_workload("mlp"), "tiny", "train", "baseline")
     assert eager.compile_s is None and eager.compile_cached_s is None
+
+
+def _entries(folder) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file())
+
+
+def test_cold_compiles_compile_afresh_into_a_cache_of_their_own(tmp_path):
+    """The tests' process keeps a persistent cache (tests/conftest.py). A program compiled there
+    before is compiled again inside `cold_compiles`, into the block's empty folder, and the
+    process's own cache is back in use after the block."""
+    import jax
+    import jax.numpy as jnp
+
+    kept = jax.config.jax_compilation_cache_dir
+    assert kept is not None
+
+    def program(x):
+        return jnp.tanh(x) * 3.25 + 0.125  # a program no other test compiles
+
+    jax.jit(program).lower(jnp.ones(5)).compile()  # in the process's cache (and in memory)
+    for block in ("first", "second"):
+        with compile_cache.cold_compiles(tmp_path / block):
+            assert jax.config.jax_compilation_cache_dir == str(tmp_path / block)
+            jax.jit(program).lower(jnp.ones(5)).compile()
+        assert _entries(tmp_path / block) > 0, block  # compiled afresh: written to the block's cache
+        assert jax.config.jax_compilation_cache_dir == kept

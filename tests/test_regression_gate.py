@@ -324,3 +324,14 @@ def test_bytes_a_backend_does_not_count_are_unknown_and_left_out_of_the_exact_ga
     base = {"xla_flops": 10.0, "xla_bytes_accessed": 64.0, "mem_bytes": 100}
     head = {"xla_flops": 10.0, "xla_bytes_accessed": None, "mem_bytes": 100}
     assert exact_changes(base, head) == []  # nothing known to compare, so no verdict from it
+
+
+def test_a_hidden_host_name_is_not_a_difference_and_hosts_keep_who_shared_one():
+    from reports.results import HIDDEN_HOST, SUITE, hidden_hosts
+
+    def run(node):
+        return {"machine_info": {"node": node}, SUITE: {}}
+
+    assert regress_module.environment_differences(run("a"), run("b")) == ["host a vs b"]
+    assert regress_module.environment_differences(run(HIDDEN_HOST), run("b")) == []  # unknown, not different
+    assert hidden_hosts(["gpu-7.corp", "gpu-9.corp", "gpu-7.corp"]) == ["host-1", "host-2", "host-1"]

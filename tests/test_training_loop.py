@@ -123,3 +123,29 @@ def test_unwritable_checkpoint_dir_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert f"--checkpoint-dir {not_a_folder / 'sub'}: cannot write there" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.version_independent
+def test_the_loops_with_and_without_checkpoints_take_turns_going_first(tmp_path):
+    """Neither loop always runs second, after the other warmed the caches: the pair's order
+    alternates from one timed call to the next."""
+    from types import SimpleNamespace
+
+    from workloads.training_loop.benchmark import LoopRun
+    from workloads.training_loop.loop import LoopOutcome
+
+    order = []
+
+    def run(directory):
+        order.append("with" if directory else "without")
+        if directory:
+            directory.mkdir(parents=True)
+        return LoopOutcome(state=None, start_step=0, steps_run=4, wall_s=2.0 if directory else 1.0,
+                           checkpoint_blocking_s=0.1, eval_s=0.1, eval_examples=8, eval_loss=1.0,
+                           checkpoints_saved=[], checkpoints_kept=[])
+
+    loop_run = LoopRun(SimpleNamespace(run=run), tmp_path)
+    for _ in range(4):
+        loop_run()
+    assert order == ["without", "with", "with", "without", "without", "with", "with", "without"]
+    assert loop_run.median("checkpoint_overhead_share") == 0.5  # each pair's own figures, whatever its order

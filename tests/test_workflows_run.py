@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -19,8 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.version_independent]
 METRICS = {
     "bayes": {"sampling_s", "predictive_s", "draws_per_s", "iterations_per_s", "min_ess", "min_ess_per_s",
               "max_split_rhat"},
-    "checkpoint": {"state_bytes", "disk_bytes", "save_blocking_s", "save_s", "restore_s", "save_GB_per_s",
-                   "restore_GB_per_s"},
+    "checkpoint": {"state_bytes", "disk_bytes", "save_blocking_s", "save_s", "restore_s", "restore_cached_s",
+                   "restore_from_disk", "save_GB_per_s", "restore_GB_per_s", "restore_cached_GB_per_s"},
     "training_loop": {"steps_per_s", "steps_per_s_without_checkpoints", "checkpoint_overhead_share",
                       "checkpoint_blocking_share", "eval_examples_per_s", "time_to_first_step_s", "checkpoints_kept"},
 }
@@ -81,7 +82,9 @@ def test_checkpoint_rows_report_async_blocking_apart_from_durable(workflow_run):
         assert metrics["disk_bytes"] > 0.5 * state_bytes
         # Save and restore happen within the benchmark's own wall clock around each round.
         longest = max(rows[("checkpoint", variant)]["stats"]["data"])
-        assert 0 < metrics["save_blocking_s"] <= metrics["save_s"] <= longest and 0 < metrics["restore_s"] <= longest
+        assert 0 < metrics["save_blocking_s"] <= metrics["save_s"] <= longest
+        assert 0 < metrics["restore_s"] <= longest and 0 < metrics["restore_cached_s"] <= longest
+        assert metrics["restore_from_disk"] is (sys.platform == "linux")
         assert metrics["save_GB_per_s"] >= state_bytes / longest / 1e9
     assert rows[("checkpoint", "multi_device")]["extra_info"]["n_devices"] == 8
 

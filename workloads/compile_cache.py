@@ -8,11 +8,13 @@ clears JAX's in-memory caches and compiles again from the persistent cache.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 _FOLDER: list[Path] = []  # the enabled cache folder, if any (set once per process)
 
@@ -79,3 +81,24 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
     if _entries() > written:  # compiled afresh and written again: it missed
         return Compilation(compiled, cold_s, None, "the second compilation missed the persistent cache")
     return Compilation(compiled, cold_s, cached_s, "hit")
+
+
+@contextlib.contextmanager
+def cold_compiles(folder: Path):
+    """Compile in the block as a fresh job does: JAX's in-memory caches cleared and, where this
+    process keeps a persistent cache, that cache swapped for an empty one at `folder` for the
+    block (a program compiled before in this process, or by a run before it, would otherwise be
+    read back from the disk). The process's own cache is back in use after the block."""
+    jax.clear_caches()
+    kept = jax.config.jax_compilation_cache_dir
+    if kept is None:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    compilation_cache.reset_cache()  # JAX opens its cache once, at the first compile, and keeps it
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", kept)
+        compilation_cache.reset_cache()

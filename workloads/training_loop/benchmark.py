@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from workloads import compile_cache
 from workloads.contract import IncorrectResult, size_preset
 from workloads.training_loop.loop import LoopOutcome, TrainingLoop
 from workloads.training_loop.sizes import SIZES
@@ -31,12 +32,16 @@ class LoopRun(RunTimings):
         return self.loop.compile_s
 
     def __call__(self) -> None:
-        """The loop without checkpoints, then with them into a fresh folder (removed afterwards):
-        paired, so the share lost to checkpointing compares runs made moments apart."""
+        """The loop without checkpoints and with them into a fresh folder (removed afterwards):
+        paired, so the share lost to checkpointing compares runs made moments apart, and in
+        turns (without first on even calls, with first on odd ones), so that neither always
+        runs second, after the other warmed the caches."""
         directory = self.workdir / f"run-{self.runs}"
+        if self.runs % 2 == 0:
+            without, outcome = self.loop.run(None), self.loop.run(directory)
+        else:
+            outcome, without = self.loop.run(directory), self.loop.run(None)
         self.runs += 1
-        without = self.loop.run(None)
-        outcome = self.loop.run(directory)
         shutil.rmtree(directory)
         self.outcome = outcome
         self.record("wall_s", outcome.wall_s)
@@ -73,11 +78,13 @@ class LoopRun(RunTimings):
 
 def start_run(size_name: str, variant: str, workdir: Path) -> LoopRun:
     """The loop at `size_name` with `variant`'s checkpointing, writing its checkpoints under `workdir`."""
-    # Without JAX's in-process caches, which an earlier benchmark may have filled with the pieces
-    # this step shares (they halve the time to the first step): the compile a fresh job pays.
-    jax.clear_caches()
-    loop = TrainingLoop(size_preset("training_loop", SIZES, size_name), variant, log=lambda line: None)
-    return LoopRun(loop, Path(workdir) / f"training_loop-{variant}")
+    # Built and compiled cold, as a fresh job is: without JAX's in-process caches, which an earlier
+    # benchmark may have filled with the pieces this step shares (they halve the time to the first
+    # step), and without the run's persistent cache, which holds the other variant's same programs.
+    folder = Path(workdir) / f"training_loop-{variant}"
+    with compile_cache.cold_compiles(folder / "compile-cache"):
+        loop = TrainingLoop(size_preset("training_loop", SIZES, size_name), variant, log=lambda line: None)
+    return LoopRun(loop, folder)
 
 
 def check(result: dict, reference: dict) -> dict[str, float]:

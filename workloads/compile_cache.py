@@ -16,7 +16,10 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-_FOLDER: list[Path] = []  # the enabled cache folder, if any (set once per process)
+_timed_folder: Path | None = None
+"""The folder `enable` gave, whose entries tell a cold compilation from a cached one; None where
+`enable` was not called. Module state because what it mirrors is: JAX's persistent cache is one
+per process."""
 
 
 def use_persistent_cache(folder: Path) -> None:
@@ -31,17 +34,18 @@ def use_persistent_cache(folder: Path) -> None:
 def enable(folder: Path) -> None:
     """`use_persistent_cache(folder)`, and time a second compilation of each step from it
     (`compile_both`)."""
+    global _timed_folder
     use_persistent_cache(folder)
-    _FOLDER[:] = [Path(folder)]
+    _timed_folder = Path(folder)
 
 
 def enabled() -> bool:
     """Whether `enable` was called in this process."""
-    return bool(_FOLDER)
+    return _timed_folder is not None
 
 
 def _entries() -> int:
-    return sum(1 for path in _FOLDER[0].rglob("*") if path.is_file()) if _FOLDER else 0
+    return sum(1 for path in _timed_folder.rglob("*") if path.is_file()) if _timed_folder else 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
     wrote one again (it missed the cache)."""
     before = _entries()
     compiled, cold_s = timed_compile(fn, args, jit_options)
-    if not _FOLDER:
+    if _timed_folder is None:
         return Compilation(compiled, cold_s, None, "no persistent cache in this process")
     if _entries() == before:
         return Compilation(compiled, cold_s, None, f"JAX {jax.__version__} on {jax.default_backend()} wrote no "

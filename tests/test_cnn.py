@@ -129,7 +129,7 @@ def test_sharded_batchnorm_computes_the_same_function_in_float64():
     single-device one by rounding that cancellation amplifies (see bench/correctness.py); in
     float64 the two agree to the last digits, which shows they are the same function. (The
     single-device side is the compiled `jit_vmap` step, itself checked against the eager reference
-    above: compiled, it costs seconds where the eager step's float64 operations cost half a minute.)"""
+    above: compiled, it costs a fraction of what the eager step's float64 operations cost.)"""
     with jax.enable_x64(True):
         workload = _in_float64(BATCHNORM)
         single = build_step(workload, "tiny", "train", "jit_vmap")

@@ -37,11 +37,12 @@ class LoopRun(RunTimings):
         turns (without first on even calls, with first on odd ones), so that neither always
         runs second, after the other warmed the caches."""
         directory = self.workdir / f"run-{self.runs}"
-        if self.runs % 2 == 0:
+        without_first = self.runs % 2 == 0
+        self.runs += 1  # counted first: a call that fails leaves its half-written folder to no later call
+        if without_first:
             without, outcome = self.loop.run(None), self.loop.run(directory)
         else:
             outcome, without = self.loop.run(directory), self.loop.run(None)
-        self.runs += 1
         shutil.rmtree(directory)
         self.outcome = outcome
         self.record("wall_s", outcome.wall_s)

@@ -119,7 +119,7 @@ SHARED_COMPILE_CACHE = "JAXBENCH_COMPILE_CACHE"
 """An environment variable naming a folder for JAX's persistent compilation cache, shared by every
 process that has it and kept: the suite's own tests set it (`tests/conftest.py`), so that the many
 short runs they start compile each program once between them (eager operations included).
-Compilations that hit it are not cold, and their rows say so (`compile_cache`)."""
+A timed step's own compilation is still cold (`compile_cache.compile_both`)."""
 
 
 def start_compile_cache(config) -> None:

@@ -28,8 +28,8 @@ FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
 # One persistent compilation cache for this session, its xdist workers and every run it starts
 # (`bench.session.SHARED_COMPILE_CACHE`): most of a short run's time is compiling, eager operations
 # included, and the same programs come up in test after test. Kept between sessions (JAX keys each
-# entry by its program, JAX version and devices), so a second `pytest tests` starts warm. A test of
-# cold compile times starts its run with `fresh_compile_cache()`.
+# entry by its program, JAX version and devices), so a second `pytest tests` starts warm. A test of the
+# cleanup of a run's own cache folders starts its run with `fresh_compile_cache()`.
 SHARED_CACHE = os.environ.setdefault(
     SHARED_COMPILE_CACHE, str(Path(tempfile.gettempdir()) / "jaxbench-tests-compile-cache"))
 compile_cache.use_persistent_cache(Path(SHARED_CACHE))  # not `enable`: no step here is compiled twice
@@ -95,7 +95,7 @@ def tiny_run(tmp_path_factory) -> dict:
     """
     report_dir = tmp_path_factory.mktemp("tiny-run")
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--report-dir", str(report_dir),
-                      "-q", *FAST_TIMING, env=fresh_compile_cache())  # its compile times are tested
+                      "-q", *FAST_TIMING)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc}

@@ -38,6 +38,7 @@ def test_auto_picks_the_largest_preset_whose_steps_fit(platform, bytes_limit, ch
 
 
 @pytest.mark.slow
+@pytest.mark.version_independent  # the preset's shapes are checked, on this CPU as a stand-in for the devices
 @pytest.mark.parametrize("size", ["small", "medium", "large"])
 @pytest.mark.parametrize("name", STEP_WORKLOADS)
 def test_every_presets_production_train_step_fits_its_budget(name, size):

@@ -1,14 +1,17 @@
-"""Cold and cached compilation: JAX's persistent compilation cache in a fresh folder of this
-process's own, so that a step's first compilation is cold and a second one, after the in-memory
-caches are cleared, is what a user's next start pays with the cache on.
+"""Cold and cached compilation: a step's first compilation is cold, into an empty persistent
+cache folder of its own, and a second one, after the in-memory caches are cleared, is what a
+user's next start pays with the cache on.
 
-`enable(folder)` once, before anything compiles; then `compile_both(fn, args, ...)` compiles cold,
-clears JAX's in-memory caches and compiles again from the persistent cache.
+`enable(folder)` once, before anything compiles (JAX's persistent cache for everything else this
+process compiles); then `compile_both(fn, args, ...)` compiles cold, clears JAX's in-memory caches
+and compiles again from the persistent cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +47,8 @@ def enabled() -> bool:
     return _timed_folder is not None
 
 
-def _entries() -> int:
-    return sum(1 for path in _timed_folder.rglob("*") if path.is_file()) if _timed_folder else 0
+def _entries(folder: Path) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file())
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,28 @@ def timed_compile(fn, args, jit_options: dict):
 def compile_both(fn, args, jit_options: dict) -> Compilation:
     """`jax.jit(fn, **jit_options)` lowered and compiled for `args`, timed cold; then, where the
     cache is enabled (`enable`), timed again after `jax.clear_caches()`, from the persistent cache.
-    Where JAX wrote no cache entry (a platform or version without the persistent cache), the
-    second compilation is not made and `cache` says so; likewise where the second compilation
-    wrote one again (it missed the cache)."""
-    before = _entries()
-    compiled, cold_s = timed_compile(fn, args, jit_options)
+    Both compilations use a cache folder of their own (`cold_compiles`), so the first is cold
+    whatever this process compiled before and whatever its own cache holds (a cache shared
+    between runs, as the suite's tests keep, included). Where JAX wrote no cache entry (a
+    platform or version without the persistent cache), the second compilation is not made and
+    `cache` says so; likewise where the second compilation wrote one again (it missed the cache)."""
     if _timed_folder is None:
+        compiled, cold_s = timed_compile(fn, args, jit_options)
         return Compilation(compiled, cold_s, None, "no persistent cache in this process")
-    if _entries() == before:
-        return Compilation(compiled, cold_s, None, f"JAX {jax.__version__} on {jax.default_backend()} wrote no "
-                           "persistent cache entry (no cache support, or the same program was compiled before)")
-    jax.clear_caches()  # only the persistent cache can spare the second compilation its work
-    written = _entries()
-    _, cached_s = timed_compile(fn, args, jit_options)
-    if _entries() > written:  # compiled afresh and written again: it missed
-        return Compilation(compiled, cold_s, None, "the second compilation missed the persistent cache")
+    folder = Path(tempfile.mkdtemp(prefix="cold-", dir=_timed_folder))  # in the folder a run removes
+    try:
+        with cold_compiles(folder):
+            compiled, cold_s = timed_compile(fn, args, jit_options)
+            written = _entries(folder)
+            if not written:
+                return Compilation(compiled, cold_s, None, f"JAX {jax.__version__} on {jax.default_backend()} "
+                                   "wrote no persistent cache entry")
+            jax.clear_caches()  # only the persistent cache can spare the second compilation its work
+            _, cached_s = timed_compile(fn, args, jit_options)
+            if _entries(folder) > written:  # compiled afresh and written again: it missed
+                return Compilation(compiled, cold_s, None, "the second compilation missed the persistent cache")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return Compilation(compiled, cold_s, cached_s, "hit")
 
 

@@ -1,12 +1,14 @@
-"""The command line, a layer above the measuring code (`bench`) and the reports:
-`python -m reports build RESULTS.json [...] --out DIR`, `python -m reports compare A.json B.json [...] --out DIR`,
-`python -m reports regress BASE.json HEAD.json` and `python -m reports ab --base REV --head REV`
-(regression gates: exit 1 on a regression), `python -m reports trend RUNS... --out DIR`, and
-`python -m reports export RESULTS.json --format github-action-benchmark --out FILE`.
+"""The command line, a layer above the measuring code (`bench`) and the reports: `jaxbench`
+(installed as a console script; `python -m reports` is the same command under its first name).
+
+- `jaxbench run [pytest bench options]` runs the benchmarks from any folder (`run_benchmarks`);
+- `jaxbench build RESULTS.json [...] --out DIR`, `jaxbench compare A.json B.json [...] --out DIR`;
+- `jaxbench regress BASE.json HEAD.json` and `jaxbench ab --base REV --head REV`: regression gates,
+  exit 1 on a regression;
+- `jaxbench trend RUNS... --out DIR`, `jaxbench export RESULTS.json --format FORMAT --out FILE`.
 
 Bad input (a missing file, not JSON, not this suite's results, nothing in common) is one line
-on stderr and exit status 2, never a traceback. (`python -m reports` runs this module: the
-reports themselves never import `bench`.)
+on stderr and exit status 2, never a traceback. (The reports themselves never import `bench`.)
 """
 
 from __future__ import annotations
@@ -77,10 +79,26 @@ def add_gate_outputs(parser) -> None:
     parser.add_argument("--chart", metavar="FILE", help="write a PNG of each benchmark's ratio with its interval")
 
 
-def build_parser() -> argparse.ArgumentParser:
+DESCRIPTION = ("What jit, vmap, sharding, remat, bf16 and gradient accumulation buy on this hardware: run the "
+               "benchmarks, build and compare reports, gate regressions.")
+RUN_HELP = "run the benchmarks: `pytest bench` with the installed suite, from any folder (its options: run --help)"
+
+
+def run_benchmarks(pytest_args: list[str]) -> int:
+    """`pytest bench PYTEST_ARGS` over the suite as installed, from whatever folder this is
+    (`bench.plugin.suite_arguments`); returns pytest's exit status."""
+    import pytest
+
+    from bench.plugin import suite_arguments
+
+    return int(pytest.main([*suite_arguments(), *pytest_args]))
+
+
+def build_parser(prog: str = "jaxbench") -> argparse.ArgumentParser:
     """The command line's parser, every command with its options."""
-    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help=RUN_HELP, add_help=False)  # its arguments go to pytest as they are
     build = commands.add_parser("build", help="a report folder from one or more results files")
     build.add_argument("results", nargs="+", help="results.json files written by `pytest bench`")
     build.add_argument("--out", required=True, help="report folder to write")
@@ -130,17 +148,25 @@ COMMANDS = {
 """Each command -> what runs it, given the parsed arguments; returns the exit status."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m reports") -> int:
+    """Run the command line (named `prog` in its help and errors); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        return run_benchmarks(argv[1:])  # pytest parses them, with the suite's options
+    args = build_parser(prog).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ResultsError, ABError, OSError) as error:
-        print(f"python -m reports {args.command}: error: {error}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # workers stopped and worktrees removed on the way out
-        print(f"python -m reports {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def jaxbench() -> int:
+    """The `jaxbench` console script."""
+    return main(prog="jaxbench")
 
 
 if __name__ == "__main__":

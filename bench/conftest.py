@@ -16,7 +16,7 @@ from bench.results import SUITE
 from reports.results import HIDDEN_HOST
 
 
-@pytest.hookimpl(trylast=True)  # after the root conftest's, which sets `--cpu-devices` for `pytest tests`
+@pytest.hookimpl(trylast=True)  # after `bench.plugin`'s, which sets `--cpu-devices` for `pytest tests`
 def pytest_configure(config):
     """This process's CPU device count, before anything starts a JAX backend: one, so that no
     single-device step pays for virtual devices it does not use (a worker gets `--cpu-devices`).

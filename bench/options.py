@@ -1,5 +1,5 @@
 """The command-line options, declared once: `add_selection_options` for every command line that
-selects benchmarks (`pytest bench` through the root conftest, `python -m reports ab`, and the A/B
+selects benchmarks (`pytest bench` through `bench.plugin`, `python -m reports ab`, and the A/B
 worker), `add_run_options` for what only `pytest bench` has; as pytest-benchmark declares its
 display options once for its plugin and its own command line. Each takes the `addoption` of its
 parser (pytest's option group, or an argparse parser or group: they take the same arguments).
@@ -104,7 +104,8 @@ def add_run_options(addoption) -> None:
     processes, profiles, isolation (and the hidden worker option)."""
     addoption("--report-dir", default=None, metavar="DIR",
               help="where results.json and summary.md go "
-                   "(default: a new folder per run under reports/runs/, named by time and device)")
+                   "(default: a new folder per run under reports/runs/ in the current folder, named by time and "
+                   "device)")
     addoption("--checkpoint-dir", default=None, metavar="DIR",
               help="where checkpoint and training_loop write their checkpoints, one temporary folder per "
                    "benchmark, removed afterwards (default: the system's temporary folder)")

@@ -159,8 +159,9 @@ def check_folders(config) -> None:
 
 
 def report_dir(config) -> Path:
-    """The run's report folder: `--report-dir`, or a new one under reports/runs/ (made on first use);
-    in a worker, its parent's."""
+    """The run's report folder: `--report-dir`, or a new one under reports/runs/ in the folder the
+    run was started from (made on first use; `jaxbench run`'s pytest root is the installed suite's
+    folder, never to be written to); in a worker, its parent's."""
     run = state(config)
     if run.report_dir is None:
         folder = process.worker_folder(config)
@@ -169,7 +170,7 @@ def report_dir(config) -> Path:
             path = Path(chosen)
         else:
             env = measure.environment()
-            path = default_report_dir(config.rootpath, env["platform"], env["device_kind"])
+            path = default_report_dir(config.invocation_params.dir, env["platform"], env["device_kind"])
         run.report_dir = path.resolve()
     return run.report_dir
 

@@ -37,6 +37,7 @@ import pytest
 from bench import measure
 from bench.cases import Case
 from bench.options import selection
+from bench.plugin import suite_arguments
 from bench.process import INPUT_FILE, WORKER_OPTION, isolating, multi_device_count, read_input, worker_folder
 from bench.references import References
 from bench.results import write_atomically
@@ -180,10 +181,11 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
                                                         "initial_states": states,
                                                         "isolated": isolated,
                                                         "report_dir": report_dir}))
-        command = [sys.executable, "-m", "pytest", str(Path(__file__).parent), "-q", "-p", "no:cacheprovider",
+        command = [sys.executable, "-m", "pytest", *suite_arguments(), "-q",
                    f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
-        try:
-            proc = subprocess.run(command, cwd=config.rootpath, capture_output=True, text=True, timeout=timeout_s)
+        try:  # from the run's own folder: a --workload-module there is found as the run found it
+            proc = subprocess.run(command, cwd=config.invocation_params.dir, capture_output=True, text=True,
+                                  timeout=timeout_s)
             status = "crashed"
             ended = f"the worker ({worker}) {how_it_ended(proc.returncode)}: {_last_words(proc.stdout + proc.stderr)}"
         except subprocess.TimeoutExpired:

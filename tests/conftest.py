@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -115,7 +114,7 @@ def workflow_run(tmp_path_factory) -> dict:
 
 
 class _OptionGroup:
-    """What the root conftest's `pytest_addoption` is handed, over a plain argparse parser."""
+    """What the plugin's `pytest_addoption` (`bench.plugin`) is handed, over a plain argparse parser."""
 
     def __init__(self, parser: argparse.ArgumentParser):
         self.parser = parser
@@ -128,14 +127,13 @@ class _OptionGroup:
 
 
 def option_parser() -> argparse.ArgumentParser:
-    """`pytest bench`'s own options (the root conftest's `pytest_addoption`) on a plain argparse
-    parser that raises `argparse.ArgumentError` on a bad value: their types, defaults and help,
-    tested without starting pytest."""
+    """`pytest bench`'s own options (`bench.plugin.pytest_addoption`) on a plain argparse parser
+    that raises `argparse.ArgumentError` on a bad value: their types, defaults and help, tested
+    without starting pytest."""
+    from bench import plugin
+
     parser = argparse.ArgumentParser(prog="pytest bench", exit_on_error=False)
-    spec = importlib.util.spec_from_file_location("jaxbench_root_conftest", ROOT / "conftest.py")
-    root_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root_conftest)
-    root_conftest.pytest_addoption(_OptionGroup(parser))
+    plugin.pytest_addoption(_OptionGroup(parser))
     return parser
 
 

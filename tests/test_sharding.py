@@ -1,5 +1,5 @@
 """Layouts on a device mesh (workloads/sharding.py): the fully sharded layout, a chosen mesh, and
-what does not apply. `pytest tests` runs with 8 virtual CPU devices (the root conftest)."""
+what does not apply. `pytest tests` runs with 8 virtual CPU devices (`bench.plugin`)."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_compiled_variants_report_memory_and_eager_ones_do_not():
 
 def test_multi_device_shards_the_batch_over_all_devices():
     step = build_step(MLP, "tiny", "train", "multi_device")
-    assert step.n_devices == len(jax.devices()) == 8  # root conftest's default --cpu-devices
+    assert step.n_devices == len(jax.devices()) == 8  # `bench.plugin`'s default --cpu-devices
     inputs, _ = step.batch
     assert len(inputs.sharding.device_set) == 8
     assert inputs.addressable_shards[0].data.shape[0] == inputs.shape[0] // 8

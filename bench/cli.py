@@ -14,6 +14,7 @@ on stderr and exit status 2, never a traceback. (The reports themselves never im
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.ab.runner import DEFAULTS, ABError, run_ab
@@ -86,11 +87,14 @@ RUN_HELP = "run the benchmarks: `pytest bench` with the installed suite, from an
 
 def run_benchmarks(pytest_args: list[str]) -> int:
     """`pytest bench PYTEST_ARGS` over the suite as installed, from whatever folder this is
-    (`bench.plugin.suite_arguments`); returns pytest's exit status."""
+    (`bench.plugin.suite_arguments`); returns pytest's exit status. The folder is on the Python
+    path, as `python -m pytest` puts it, so that a `--workload-module` of a project's own is found
+    from its root without installing it."""
     import pytest
 
     from bench.plugin import suite_arguments
 
+    sys.path.insert(0, os.getcwd())
     return int(pytest.main([*suite_arguments(), *pytest_args]))
 
 

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from bench.cli import build_parser
-from tests.conftest import FAST_TIMING, ROOT, run_pytest
+from tests.conftest import FAST_TIMING, ROOT, option_parser, run_pytest
 
 pytestmark = pytest.mark.version_independent  # pytest-benchmark's tools and the example workflow
 
-WORKFLOW = ROOT / "examples" / "github-actions" / "jaxbench-regression.yml"
+WORKFLOWS = ROOT / "examples" / "github-actions"
 SELECTION = ["bench", "--workloads", "mlp", "--modes", "train", "--variants", "jit_vmap,remat", "--size", "tiny"]
 
 
@@ -55,24 +55,48 @@ def test_pytest_benchmarks_own_tools_read_our_results(tmp_path):
     assert "test_step[mlp-train-jit_vmap]" in compare.stdout
 
 
-def _reports_commands(text: str) -> list[list[str]]:
-    """Every `python -m reports ...` command in a workflow's run scripts, continuation lines joined."""
+def _jaxbench_commands(text: str, env: dict) -> list[list[str]]:
+    """Every `jaxbench ...` command in a workflow's run scripts, continuation lines joined, its
+    shell variables given values (`env`: the workflow's own; `$base`, `$HEAD_SHA`: revisions)."""
+    values = {"base": "HEAD~1", "HEAD_SHA": "HEAD", **env}
     commands = []
     for line in text.replace("\\\n", " ").splitlines():
-        if "-m reports " in line:
-            words = shlex.split(line.split("-m reports ", 1)[1])
-            commands.append([word.replace("$base", "HEAD~1") for word in words])
+        if "bin/jaxbench " in line:
+            words = shlex.split(line.split("bin/jaxbench ", 1)[1])
+            for name, value in values.items():
+                words = [word.replace(f"${name}", value) for word in words]
+            commands.append(words)
     return commands
 
 
-def test_the_example_workflow_uses_our_commands():
-    workflow = yaml.safe_load(WORKFLOW.read_text())
-    assert set(workflow["jobs"]) == {"ab", "history"}
-    scripts = "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
-    commands = _reports_commands(scripts)
-    assert [command[0] for command in commands] == ["ab", "export"]
+@pytest.mark.parametrize(("workflow_file", "jobs", "commands"), [
+    ("jaxbench-regression.yml", {"ab", "history"}, ["ab", "run", "export"]),
+    ("jaxbench-own-package.yml", {"ab"}, ["ab"]),
+])
+def test_the_example_workflows_use_our_commands(workflow_file, jobs, commands):
+    workflow = yaml.safe_load((WORKFLOWS / workflow_file).read_text())
+    assert set(workflow["jobs"]) == jobs
+    assert workflow["permissions"] == {"contents": "read"}  # write only where a job says so
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    found = _jaxbench_commands(scripts, workflow.get("env", {}))
+    assert [command[0] for command in found] == commands
     parser = build_parser()
-    for command in commands:
-        parser.parse_args(command)  # exits (fails the test) on an option we do not have
-    assert "pytest bench" in scripts and "GITHUB_STEP_SUMMARY" in scripts
+    for command in found:
+        if command[0] == "run":
+            option_parser().parse_args(command[1:])  # raises on an option or value `pytest bench` lacks
+        else:
+            parser.parse_args(command)  # exits (fails the test) on an option we do not have
+    assert "GITHUB_STEP_SUMMARY" in scripts and "github.event.pull_request.head.sha" in str(workflow)
+    uploads = [step for step in steps if step.get("uses", "").startswith("actions/upload-artifact")]
+    assert uploads and all(step.get("if") == "always()" for step in uploads)
+    assert all(step["with"].get("cache") == "pip" for step in steps if step.get("uses", "").startswith(
+        "actions/setup-python"))
+    assert "concurrency" in workflow
+
+
+def test_only_the_job_that_pushes_the_dashboard_may_write():
+    workflow = yaml.safe_load((WORKFLOWS / "jaxbench-regression.yml").read_text())
+    assert workflow["jobs"]["history"]["permissions"] == {"contents": "write"}
+    assert "permissions" not in workflow["jobs"]["ab"]
     assert workflow["jobs"]["history"]["steps"][-1]["with"]["tool"] == "customSmallerIsBetter"

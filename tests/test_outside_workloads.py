@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,11 +111,12 @@ def test_an_installed_package_of_workloads_runs_every_variant(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.version_independent
-def test_a_workload_module_on_the_command_line_runs(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLE)}
-    proc = run_pytest("bench", "--workload-module", "jaxbench_example.wide_mlp", "--workloads", "wide_mlp",
-                      "--size", "tiny", "--modes", "train", "--variants", "baseline,jit_vmap,remat",
-                      "--benchmark-disable", "-q",
-                      env=env)
+def test_a_workload_module_on_the_command_line_runs_from_its_projects_folder():
+    """`jaxbench run --workload-module` from the example package's own folder, not installed: the
+    module is found there, as `python -m pytest` would find it."""
+    jaxbench = Path(sys.executable).parent / "jaxbench"
+    proc = subprocess.run([str(jaxbench), "run", "--workload-module", "jaxbench_example.wide_mlp", "--workloads",
+                           "wide_mlp", "--size", "tiny", "--modes", "train", "--variants", "baseline,jit_vmap,remat",
+                           "--benchmark-disable", "-q"], cwd=EXAMPLE, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3 passed" in proc.stdout, proc.stdout[-2000:]

@@ -129,6 +129,34 @@ def build_parser(prog: str = "jaxbench") -> argparse.ArgumentParser:
     return parser
 
 
+def commands_reference() -> str:
+    """docs/commands.md: each `jaxbench` command with its arguments, defaults and help, from the
+    parser itself (tests/test_command.py holds the file to it)."""
+    parser = build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    lines = ["# The `jaxbench` command", "",
+             "Written from the parser by `bench.cli.commands_reference()`; a test holds this page to it.", "",
+             f"`jaxbench run [options]`: {RUN_HELP}. Its options are `pytest bench`'s (the README's table) and "
+             "pytest's own.", ""]
+    helps = {choice.dest: choice.help for choice in commands._choices_actions}
+    for name, command in commands.choices.items():
+        if name == "run":
+            continue
+        lines += [f"## `jaxbench {name}`", "", f"{helps[name]}.", "",
+                  "| argument | default | meaning |", "|---|---|---|"]
+        for action in command._actions:
+            if action.option_strings == ["-h", "--help"]:
+                continue
+            names = ", ".join(f"`{option}`" for option in action.option_strings) or f"`{action.dest}`"
+            default = "" if action.default in (None, argparse.SUPPRESS) or action.required else f"`{action.default}`"
+            meaning = " ".join((action.help or "").split()).replace("|", "\\|")
+            if action.choices and not isinstance(action.choices, dict):
+                meaning += f" (one of {', '.join(map(str, action.choices))})"
+            lines.append(f"| {names} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _written(path) -> int:
     print(path)
     return 0

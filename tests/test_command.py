@@ -62,3 +62,12 @@ def test_jaxbench_run_works_in_another_project_with_strict_expectations(tmp_path
     assert "2 passed" in proc.stdout
     (run,) = (project / "reports" / "runs").iterdir()
     assert {"results.json", "report.md"} <= {path.name for path in run.iterdir()}
+
+
+def test_the_commands_page_is_the_parsers():
+    """docs/commands.md is written from the parser; a renamed option or a changed default fails here
+    until it is written again: `python -c "from bench.cli import commands_reference;
+    print(commands_reference())" > docs/commands.md`."""
+    from bench.cli import commands_reference
+
+    assert (ROOT / "docs" / "commands.md").read_text().rstrip("\n") == commands_reference().rstrip("\n")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 
 import pytest
 
 from bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
 from bench.options import Selection
-from tests.conftest import option_parser, run_pytest
+from tests.conftest import ROOT, option_parser, run_pytest
 from workloads import REGISTRY
 from workloads.outside import WorkloadError
 from workloads.sharding import parse_mesh
@@ -145,3 +146,36 @@ def test_unwritable_folder_is_a_usage_error_before_measuring(option, tmp_path):
     assert f"{option} {not_a_folder / 'sub'}: cannot write there" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "test_step" not in proc.stdout and "test_workflow" not in proc.stdout  # nothing was run
+
+
+def _readme_options_table() -> dict[str, str]:
+    """The README's table of `pytest bench`'s options: each option named in a row's first column ->
+    that row's default column."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| option | meaning | default |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `--")]
+    return {name: row[-1].rstrip(" |") for row in rows for name in re.findall(r"`(--[a-z-]+)", row[0])}
+
+
+def _as_written(default) -> str | None:
+    """How the table writes a parser's default; None where the table describes it in words."""
+    if default is False:
+        return "off"
+    if isinstance(default, str):
+        return f"`{default}`"
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        return f"{default:g}"
+    return None  # none, or a list: said in words
+
+
+def test_the_readme_options_table_is_the_parsers():
+    """Every option `pytest bench` adds is in the README's table and every option there is one it
+    adds, each with the parser's default (where the default is a value, not words)."""
+    actions = [action for action in option_parser()._actions
+               if action.option_strings != ["-h", "--help"] and action.help != argparse.SUPPRESS]
+    table = _readme_options_table()
+    assert sorted(table) == sorted(action.option_strings[0] for action in actions)
+    for action in actions:
+        written = _as_written(action.default)
+        if written is not None:
+            assert table[action.option_strings[0]] == written, (action.option_strings[0], action.default)

@@ -2,4 +2,4 @@
 for every pytest run from the project root (`pytest bench` and `pytest tests`). `jaxbench run`
 loads the same plugin wherever the suite is installed."""
 
-pytest_plugins = ["bench.plugin"]
+pytest_plugins = ["jaxbench.bench.plugin"]

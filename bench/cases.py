@@ -5,16 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from bench.options import Selection, selection
-from bench.process import multi_device_count
-from reports.arguments import unknown_names
-from workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
-from workloads.contract import NotApplicable
-from workloads.outside import WorkloadError, add_module, registered
-from workloads.sharding import MeshShape, layouts_for, shards_batch
-from workloads.steps import InitialStates, PreparedStep, build_step, with_batch_size
-from workloads.variants import PRODUCTION, VARIANTS, variants_for
+from jaxbench.bench.options import Selection, selection
+from jaxbench.bench.process import multi_device_count
+from jaxbench.reports.arguments import unknown_names
+from jaxbench.workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
+from jaxbench.workloads.contract import NotApplicable
+from jaxbench.workloads.outside import WorkloadError, add_module, registered
+from jaxbench.workloads.sharding import MeshShape, layouts_for, shards_batch
+from jaxbench.workloads.steps import InitialStates, PreparedStep, build_step, with_batch_size
+from jaxbench.workloads.variants import PRODUCTION, VARIANTS, variants_for
 
 
 @dataclass(frozen=True)

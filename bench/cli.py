@@ -17,16 +17,16 @@ import argparse
 import os
 import sys
 
-from bench.ab.runner import DEFAULTS, ABError, run_ab
-from bench.options import Selection, add_selection_options, seconds
-from reports.arguments import number_type
-from reports.build import build_report
-from reports.compare import compare_runs
-from reports.export import FORMATS, export
-from reports.gate import print_result
-from reports.regress import DEFAULT_THRESHOLD, regress
-from reports.results import ResultsError
-from reports.trend import DEFAULT_MIN_STEP, write_trend
+from jaxbench.bench.ab.runner import DEFAULTS, ABError, run_ab
+from jaxbench.bench.options import Selection, add_selection_options, seconds
+from jaxbench.reports.arguments import number_type
+from jaxbench.reports.build import build_report
+from jaxbench.reports.compare import compare_runs
+from jaxbench.reports.export import FORMATS, export
+from jaxbench.reports.gate import print_result
+from jaxbench.reports.regress import DEFAULT_THRESHOLD, regress
+from jaxbench.reports.results import ResultsError
+from jaxbench.reports.trend import DEFAULT_MIN_STEP, write_trend
 
 _share = number_type(float, lambda value: 0 < value < 1, "a share between 0 and 1 (e.g. 0.05 for 5%)")
 _whole = number_type(int, lambda value: value >= 1, "a whole number >= 1")
@@ -91,8 +91,7 @@ def run_benchmarks(pytest_args: list[str]) -> int:
     path, as `python -m pytest` puts it, so that a `--workload-module` of a project's own is found
     from its root without installing it."""
     import pytest
-
-    from bench.plugin import suite_arguments
+    from jaxbench.bench.plugin import suite_arguments
 
     sys.path.insert(0, os.getcwd())
     return int(pytest.main([*suite_arguments(), *pytest_args]))
@@ -180,7 +179,7 @@ COMMANDS = {
 """Each command -> what runs it, given the parsed arguments; returns the exit status."""
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m reports") -> int:
+def main(argv: list[str] | None = None, prog: str = "jaxbench") -> int:
     """Run the command line (named `prog` in its help and errors); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:

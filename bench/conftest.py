@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from bench import distributed, interrupt, process, workers
-from bench import session as bench_session
-from bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
-from bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
-from bench.options import freeze_selection
-from bench.results import SUITE
-from reports.results import HIDDEN_HOST
+from jaxbench.bench import distributed, interrupt, process, workers
+from jaxbench.bench import session as bench_session
+from jaxbench.bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
+from jaxbench.bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
+from jaxbench.bench.options import freeze_selection
+from jaxbench.bench.results import SUITE
+from jaxbench.reports.results import HIDDEN_HOST
 
 
 @pytest.hookimpl(trylast=True)  # after `bench.plugin`'s, which sets `--cpu-devices` for `pytest tests`

@@ -18,10 +18,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 
-from bench.cases import Case
-from bench.measure import seconds_of
-from workloads.steps import InitialStates
-from workloads.variants import SPEEDUP_BASE
+from jaxbench.bench.cases import Case
+from jaxbench.bench.measure import seconds_of
+from jaxbench.workloads.steps import InitialStates
+from jaxbench.workloads.variants import SPEEDUP_BASE
 
 MIN_EXAMPLES = 4
 """The fewest examples an extrapolated loop is timed over."""

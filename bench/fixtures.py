@@ -8,10 +8,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from bench import measure, process, session, workers
-from bench.cases import selected_cases, selected_workflow_cases
-from bench.references import References
+from jaxbench.bench import measure, process, session, workers
+from jaxbench.bench.cases import selected_cases, selected_workflow_cases
+from jaxbench.bench.references import References
 
 
 @pytest.fixture(scope="session")

@@ -161,7 +161,7 @@ def auto_size(platform: str, bytes_limit: int | None) -> tuple[str, str]:
     whose budget (`workloads.contract.SizeTarget.budget_bytes`) fits the allocator's limit
     (`memory_stats()['bytes_limit']`), `small` where even `medium`'s does not or the limit is
     unknown."""
-    from workloads.contract import SIZE_TARGETS
+    from jaxbench.workloads.contract import SIZE_TARGETS
 
     if platform == "cpu":
         return "small", "small is the preset for a CPU"

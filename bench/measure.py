@@ -12,10 +12,9 @@ from importlib import metadata
 import jax
 import jax.numpy as jnp
 import pytest
-
-from bench import hardware
-from workloads.compat import is_out_of_memory
-from workloads.contract import NotApplicable
+from jaxbench.bench import hardware
+from jaxbench.workloads.compat import is_out_of_memory
+from jaxbench.workloads.contract import NotApplicable
 
 MAX_ROUNDS = 10_000
 

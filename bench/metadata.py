@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import hardware
-from workloads.steps import PreparedStep, footprint_bytes
-from workloads.variants import VARIANTS
+from jaxbench.bench import hardware
+from jaxbench.workloads.steps import PreparedStep, footprint_bytes
+from jaxbench.workloads.variants import VARIANTS
 
 ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_devices_in_process", "host_cores",
                     "jax_version", "float32_matmul_arithmetic")

@@ -1,5 +1,5 @@
 """The command-line options, declared once: `add_selection_options` for every command line that
-selects benchmarks (`pytest bench` through `bench.plugin`, `python -m reports ab`, and the A/B
+selects benchmarks (`pytest bench` through `bench.plugin`, `jaxbench ab`, and the A/B
 worker), `add_run_options` for what only `pytest bench` has; as pytest-benchmark declares its
 display options once for its plugin and its own command line. Each takes the `addoption` of its
 parser (pytest's option group, or an argparse parser or group: they take the same arguments).
@@ -15,15 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
-
-from bench.distributed import DEFAULT_TIMEOUT_S
-from bench.hardware import AUTO_SIZE
-from bench.process import add_worker_option
-from reports.arguments import names_type, number_type, unknown_names
-from workloads import MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
-from workloads.contract import SIZE_TARGETS
-from workloads.sharding import MeshShape, parse_mesh
-from workloads.variants import VARIANTS
+from jaxbench.bench.distributed import DEFAULT_TIMEOUT_S
+from jaxbench.bench.hardware import AUTO_SIZE
+from jaxbench.bench.process import add_worker_option
+from jaxbench.reports.arguments import names_type, number_type, unknown_names
+from jaxbench.workloads import MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
+from jaxbench.workloads.contract import SIZE_TARGETS
+from jaxbench.workloads.sharding import MeshShape, parse_mesh
+from jaxbench.workloads.variants import VARIANTS
 
 DEFAULT_CPU_DEVICES = 8
 DEFAULT_BASELINE_BUDGET_S = 5.0
@@ -75,7 +74,7 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
               help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)}, and those of "
                    "--workload-module and of installed packages' jaxbench.workloads entry points)")
     addoption("--workload-module", action="append", default=[], metavar="MODULE",
-              help="a module of your own that defines WORKLOAD (a workloads.contract.Workload), e.g. "
+              help="a module of your own that defines WORKLOAD (a jaxbench.Workload), e.g. "
                    "my_pkg.my_model; benchmarked like the suite's own (repeat for more)")
     addoption("--modes", type=names_type("mode", MODES), default=MODES,
               help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); a workflow "
@@ -104,7 +103,7 @@ def add_run_options(addoption) -> None:
     processes, profiles, isolation (and the hidden worker option)."""
     addoption("--report-dir", default=None, metavar="DIR",
               help="where results.json and summary.md go "
-                   "(default: a new folder per run under reports/runs/ in the current folder, named by time and "
+                   "(default: a new folder per run under jaxbench-runs/ in the current folder, named by time and "
                    "device)")
     addoption("--checkpoint-dir", default=None, metavar="DIR",
               help="where checkpoint and training_loop write their checkpoints, one temporary folder per "

@@ -19,13 +19,13 @@ def suite_arguments() -> list[str]:
     folder, reading nothing of that folder's own pytest set-up: no configuration file (`-c` the
     null device), no conftest.py above the suite (`--confcutdir`), no cache written. `jaxbench run`
     and the worker processes of a run start pytest with them."""
-    return ["-c", os.devnull, "--rootdir", str(SUITE), "--confcutdir", str(SUITE), "-p", "bench.plugin",
+    return ["-c", os.devnull, "--rootdir", str(SUITE), "--confcutdir", str(SUITE), "-p", "jaxbench.bench.plugin",
             "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", str(SUITE)]
 
 
 def pytest_addoption(parser):
     """`pytest bench`'s options (`bench.options`), under "jaxbench" in `pytest --help`."""
-    from bench.options import add_run_options, add_selection_options
+    from jaxbench.bench.options import add_run_options, add_selection_options
 
     group = parser.getgroup("jaxbench", "jaxbench: what to measure and where to write it")
     add_selection_options(group.addoption)
@@ -49,8 +49,7 @@ def pytest_report_header(config):
     from importlib.metadata import version
 
     import jax
-
-    from bench import hardware
+    from jaxbench.bench import hardware
 
     devices = jax.devices()
     lines = [f"jaxbench: jax {version('jax')}, flax {version('flax')}, optax {version('optax')}",

@@ -13,7 +13,7 @@ import os
 import pickle
 from pathlib import Path
 
-from bench import distributed, hardware
+from jaxbench.bench import distributed, hardware
 
 WORKER_OPTION = "--jaxbench-worker"
 INPUT_FILE = "input.pkl"

@@ -42,9 +42,8 @@ def profile_info(config, case_id: str, step, step_s: float) -> dict:
     if not profiling(config):
         return {}
     import jax
-
-    from bench.session import report_dir as run_report_dir
-    from reports.profiles import op_time_shares
+    from jaxbench.bench.session import report_dir as run_report_dir
+    from jaxbench.reports.profiles import op_time_shares
 
     report_dir = run_report_dir(config)
     folder = report_dir / PROFILES_FOLDER / case_id

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
-
-from bench import distributed, hardware
-from bench.cases import Case
-from bench.correctness import check_against_baseline, reordering_spread
-from reports.results import write_atomically
-from workloads import get_workload
-from workloads.steps import InitialStates, PreparedStep, build_reference_step, build_step
-from workloads.variants import PRODUCTION
+from jaxbench.bench import distributed, hardware
+from jaxbench.bench.cases import Case
+from jaxbench.bench.correctness import check_against_baseline, reordering_spread
+from jaxbench.reports.results import write_atomically
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.steps import InitialStates, PreparedStep, build_reference_step, build_step
+from jaxbench.workloads.variants import PRODUCTION
 
 
 @dataclass(frozen=True)

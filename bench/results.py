@@ -8,8 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from reports.results import write_atomically
+from jaxbench.reports.results import write_atomically
 
 RESULTS_FILE = "results.json"
 SUITE = "jaxbench"
@@ -17,10 +16,11 @@ SCHEMA_VERSION = 1
 
 
 def default_report_dir(root: Path, platform_name: str, device_kind: str, now: datetime | None = None) -> Path:
-    """`<root>/reports/runs/<YYYYmmdd-HHMMSS>-<platform>-<device kind>`, a new folder per run."""
+    """`<root>/jaxbench-runs/<YYYYmmdd-HHMMSS>-<platform>-<device kind>`, a new folder per run (not
+    under `reports/`, which may be a package of the project the run is started in)."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     device = re.sub(r"[^A-Za-z0-9]+", "-", f"{platform_name}-{device_kind}").strip("-").lower()
-    return root / "reports" / "runs" / f"{stamp}-{device}"
+    return root / "jaxbench-runs" / f"{stamp}-{device}"
 
 
 _RUN_INFO = pytest.StashKey[tuple]()

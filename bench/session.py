@@ -13,13 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from bench import distributed, hardware, measure, process
-from bench.results import RESULTS_FILE, SCHEMA_VERSION, SUITE, default_report_dir, measured_benchmarks, write_results
-from reports.results import NOT_MEASURED, hidden_hosts
-from workloads import compile_cache
-from workloads.steps import InitialStates
-from workloads.workflow import cannot_write
+from jaxbench.bench import distributed, hardware, measure, process
+from jaxbench.bench.results import (
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    SUITE,
+    default_report_dir,
+    measured_benchmarks,
+    write_results,
+)
+from jaxbench.reports.results import NOT_MEASURED, hidden_hosts
+from jaxbench.workloads import compile_cache
+from jaxbench.workloads.steps import InitialStates
+from jaxbench.workloads.workflow import cannot_write
 
 
 @dataclass
@@ -159,7 +165,7 @@ def check_folders(config) -> None:
 
 
 def report_dir(config) -> Path:
-    """The run's report folder: `--report-dir`, or a new one under reports/runs/ in the folder the
+    """The run's report folder: `--report-dir`, or a new one under jaxbench-runs/ in the folder the
     run was started from (made on first use; `jaxbench run`'s pytest root is the installed suite's
     folder, never to be written to); in a worker, its parent's."""
     run = state(config)
@@ -216,9 +222,9 @@ def finish(session) -> None:
     config = session.config
     if config.getoption("collectonly") or not writes_results(config) or not measured_benchmarks(config):
         return
-    from reports.build import build_report
-    from reports.expectations import expectations_table
-    from reports.results import load_results
+    from jaxbench.reports.build import build_report
+    from jaxbench.reports.expectations import expectations_table
+    from jaxbench.reports.results import load_results
 
     directory = report_dir(config)
     build_report([write_results(config, directory)], directory)

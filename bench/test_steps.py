@@ -5,10 +5,10 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from bench import distributed, eager_baseline, interrupt, measure, process, profile
-from bench.metadata import step_extra_info
-from bench.session import XLA_COMPILING, spend, spending
-from workloads import get_workload
+from jaxbench.bench import distributed, eager_baseline, interrupt, measure, process, profile
+from jaxbench.bench.metadata import step_extra_info
+from jaxbench.bench.session import XLA_COMPILING, spend, spending
+from jaxbench.workloads import get_workload
 
 
 def test_step(case, benchmark, references, elsewhere, matmul_rates, environment, request):

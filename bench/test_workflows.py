@@ -8,10 +8,10 @@ state equal to the saved one, ...). See `workloads/workflow.py`.
 
 from __future__ import annotations
 
-from bench import interrupt, measure, process, profile
-from bench.metadata import workflow_extra_info
-from bench.session import spending
-from workloads import get_workload
+from jaxbench.bench import interrupt, measure, process, profile
+from jaxbench.bench.metadata import workflow_extra_info
+from jaxbench.bench.session import spending
+from jaxbench.workloads import get_workload
 
 
 def test_workflow(workflow_case, benchmark, references, elsewhere, environment, workdir, request):

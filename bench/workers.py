@@ -33,15 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
-
-from bench import measure
-from bench.cases import Case
-from bench.options import selection
-from bench.plugin import suite_arguments
-from bench.process import INPUT_FILE, WORKER_OPTION, isolating, multi_device_count, read_input, worker_folder
-from bench.references import References
-from bench.results import write_atomically
-from workloads.steps import InitialStates
+from jaxbench.bench import measure
+from jaxbench.bench.cases import Case
+from jaxbench.bench.options import selection
+from jaxbench.bench.plugin import suite_arguments
+from jaxbench.bench.process import INPUT_FILE, WORKER_OPTION, isolating, multi_device_count, read_input, worker_folder
+from jaxbench.bench.references import References
+from jaxbench.bench.results import write_atomically
+from jaxbench.workloads.steps import InitialStates
 
 REFERENCES_FILE = "references.pkl"
 OUTCOMES_FILE = "outcomes.json"

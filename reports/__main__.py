@@ -3,7 +3,7 @@ The one module of `reports` that imports `bench`: it is an entry point, not a pa
 
 import sys
 
-from bench.cli import main
+from jaxbench.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

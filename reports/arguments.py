@@ -1,4 +1,4 @@
-"""Argparse types shared by the command lines (`pytest bench`'s options, `python -m reports`, the A/B
+"""Argparse types shared by the command lines (`pytest bench`'s options, `jaxbench`, the A/B
 worker), and the one wording of an unknown name."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m reports build`: a report folder from one or more results files.
+"""`jaxbench build`: a report folder from one or more results files.
 
 The folder holds summary.csv/.md, expectations.csv/.md, the charts and report.md, which puts
 the environment, the headline findings, both tables and the charts on one page.
@@ -9,16 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
-from reports.charts import draw_all
-from reports.expectations import expectations_markdown, expectations_shown, expectations_table
-from reports.html import write_html
-from reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
-from reports.scaling import scaling_chart, scaling_table
-from reports.sections import Section, section_markdown
-from reports.summary import summary_table, to_markdown
-from reports.workflows import workflow_findings, workflow_tables
-from workloads.variants import PRODUCTION
+from jaxbench.reports.charts import draw_all
+from jaxbench.reports.expectations import expectations_markdown, expectations_shown, expectations_table
+from jaxbench.reports.html import write_html
+from jaxbench.reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
+from jaxbench.reports.scaling import scaling_chart, scaling_table
+from jaxbench.reports.sections import Section, section_markdown
+from jaxbench.reports.summary import summary_table, to_markdown
+from jaxbench.reports.workflows import workflow_findings, workflow_tables
+from jaxbench.workloads.variants import PRODUCTION
 
 
 def missing_benchmarks(data: dict) -> list[str]:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-
-from workloads.variants import VARIANTS
+from jaxbench.workloads.variants import VARIANTS
 
 VARIANT_ORDER = list(VARIANTS)
 """The step variants in the registry's order; a workflow's own variants come after."""

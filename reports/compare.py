@@ -1,4 +1,4 @@
-"""`python -m reports compare`: several runs side by side (hardware, or before/after an upgrade)."""
+"""`jaxbench compare`: several runs side by side (hardware, or before/after an upgrade)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-
-from reports.charts import save_chart
-from reports.results import ResultsError, benchmarks_frame, load_results, run_label
+from jaxbench.reports.charts import save_chart
+from jaxbench.reports.results import ResultsError, benchmarks_frame, load_results, run_label
 
 BENCHMARK = ["workload", "mode", "variant", "size", "n_devices"]
 """What names one benchmark across runs: the variant carries its layout (`multi_device-model`),

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-
-from reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
-from reports.scaling import is_scaling_point
-from workloads.variants import PRODUCTION, SPEEDUP_BASE, VARIANTS
+from jaxbench.reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
+from jaxbench.reports.scaling import is_scaling_point
+from jaxbench.workloads.variants import PRODUCTION, SPEEDUP_BASE, VARIANTS
 
 GROUP = ["run", "workload", "mode", "size", "device_set"]
 ABOUT = 0.25  # "about X" means within X * (1 +/- ABOUT)

@@ -1,4 +1,4 @@
-"""`python -m reports export RESULTS.json --format github-action-benchmark`: a run's figures in
+"""`jaxbench export RESULTS.json --format github-action-benchmark`: a run's figures in
 the `customSmallerIsBetter` JSON that the GitHub continuous-benchmark action
 (benchmark-action/github-action-benchmark) reads, so a team can keep a dashboard without a server.
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reports.regress import benchmark_name
-from reports.results import load_results, write_atomically
+from jaxbench.reports.regress import benchmark_name
+from jaxbench.reports.results import load_results, write_atomically
 
 FORMATS = ("github-action-benchmark",)
 MIB = 2**20

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-
-from reports.charts import save_chart
-from reports.results import write_atomically
-from reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict
+from jaxbench.reports.charts import save_chart
+from jaxbench.reports.results import write_atomically
+from jaxbench.reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict
 
 COLUMNS = ["benchmark", "verdict", "timing", "ratio", "low", "high", "p_value", "n", "exact"]
 """A row: the benchmark's verdict, its timing's verdict alone (`timing`), the ratio head/base with its

@@ -1,4 +1,4 @@
-"""`python -m reports regress BASE.json HEAD.json`: the regression gate over two saved runs, e.g.
+"""`jaxbench regress BASE.json HEAD.json`: the regression gate over two saved runs, e.g.
 tonight's against last night's, from different jobs.
 
 Timings: each benchmark's raw timed rounds on both sides (`stats.data`), the ratio of their
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.gate import GateResult
-from reports.results import HIDDEN_HOST, NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
-from reports.verdicts import exact_changes, family_alpha, unpaired_verdict
+from jaxbench.reports.gate import GateResult
+from jaxbench.reports.results import HIDDEN_HOST, NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
+from jaxbench.reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
 DEFAULT_THRESHOLD = 0.25
 """Between two jobs a benchmark's median moves by more than within one (see the README)."""

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from jaxbench.reports.charts import save_chart
+from jaxbench.reports.results import benchmarks_frame
 from matplotlib.ticker import NullLocator
-
-from reports.charts import save_chart
-from reports.results import benchmarks_frame
 
 SWEEP_KEYS = ["run", "workload", "size", "sweep"]
 """What one curve is: a run's sweep of one kind over one workload at one size."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-
-from reports.expectations import extrapolation_note
-from reports.profiles import SHARE_CATEGORIES
-from reports.results import benchmarks_frame, held_bytes
-from reports.scaling import is_scaling_point
-from workloads.variants import SPEEDUP_BASE
+from jaxbench.reports.expectations import extrapolation_note
+from jaxbench.reports.profiles import SHARE_CATEGORIES
+from jaxbench.reports.results import benchmarks_frame, held_bytes
+from jaxbench.reports.scaling import is_scaling_point
+from jaxbench.workloads.variants import SPEEDUP_BASE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""

@@ -1,4 +1,4 @@
-"""`python -m reports trend RUNS...`: a history of saved runs, each benchmark's step time and
+"""`jaxbench trend RUNS...`: a history of saved runs, each benchmark's step time and
 memory over commits, and the points where a figure stepped up or down for good.
 
 Runs are ordered by the date of their commit (pytest-benchmark's `commit_info`), else by when
@@ -20,13 +20,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import ruptures
-
-from reports.charts import save_chart
-from reports.html import write_html
-from reports.regress import benchmark_name
-from reports.results import ResultsError, load_results, write_atomically
-from reports.sections import Section, section_markdown
-from reports.verdicts import EXACT_TOLERANCE
+from jaxbench.reports.charts import save_chart
+from jaxbench.reports.html import write_html
+from jaxbench.reports.regress import benchmark_name
+from jaxbench.reports.results import ResultsError, load_results, write_atomically
+from jaxbench.reports.sections import Section, section_markdown
+from jaxbench.reports.verdicts import EXACT_TOLERANCE
 
 MIN_SEGMENT = 3
 """Runs a segment holds at least, so that a step must last: one or two noisy jobs cannot make one

@@ -11,9 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from bench.session import SHARED_COMPILE_CACHE
-from workloads import compile_cache
+from jaxbench.bench.session import SHARED_COMPILE_CACHE
+from jaxbench.workloads import compile_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +72,7 @@ def _saved(name: str, folder: Path) -> dict:
 def saved_run(tmp_path_factory) -> dict:
     """The saved results of a tiny MLP run (`SAVED_RUNS`), with its report built beside them, as
     `pytest bench` builds it: {"dir": Path, "results": parsed results.json}."""
-    from reports.build import build_report
+    from jaxbench.reports.build import build_report
 
     run = _saved("tiny-mlp-run.json", tmp_path_factory.mktemp("saved-run"))
     build_report([run["dir"] / "results.json"], run["dir"])
@@ -130,7 +129,7 @@ def option_parser() -> argparse.ArgumentParser:
     """`pytest bench`'s own options (`bench.plugin.pytest_addoption`) on a plain argparse parser
     that raises `argparse.ArgumentError` on a bad value: their types, defaults and help, tested
     without starting pytest."""
-    from bench import plugin
+    from jaxbench.bench import plugin
 
     parser = argparse.ArgumentParser(prog="pytest bench", exit_on_error=False)
     plugin.pytest_addoption(_OptionGroup(parser))
@@ -142,8 +141,7 @@ def xla_forward_flops(workload, size_name: str = "tiny", mode: str = "infer") ->
     its batch, stacked blocks and decoding loops unrolled (a scan's body would be counted once)."""
     import jax
     from flax import nnx
-
-    from workloads.layers import configure_stacks
+    from jaxbench.workloads.layers import configure_stacks
 
     size = workload.sizes[size_name]
     model = workload.build_model(size, nnx.Rngs(0))
@@ -161,8 +159,7 @@ def xla_gradient_flops(workload, size_name: str = "tiny") -> float:
     batch (forward and backward, no optimizer update), stacked blocks unrolled."""
     import jax
     from flax import nnx
-
-    from workloads.layers import configure_stacks
+    from jaxbench.workloads.layers import configure_stacks
 
     size = workload.sizes[size_name]
     model = workload.build_model(size, nnx.Rngs(0))
@@ -180,7 +177,7 @@ def xla_gradient_flops(workload, size_name: str = "tiny") -> float:
 
 def assert_step_agrees(step, reference: dict, variant: str) -> dict:
     """Run `step` once and check it against `reference`; float32 variants to 1e-5 everywhere."""
-    from bench.correctness import check_against_baseline
+    from jaxbench.bench.correctness import check_against_baseline
 
     step()
     errors = check_against_baseline(step.result(), reference, "bfloat16" if variant == "bf16" else "float32")

@@ -15,8 +15,8 @@ import os
 import signal
 import time
 
-from workloads.contract import Workload
-from workloads.mlp import WORKLOAD as MLP
+from jaxbench.workloads.contract import Workload
+from jaxbench.workloads.mlp import WORKLOAD as MLP
 
 
 def segfault() -> None:

@@ -24,9 +24,8 @@ import os
 
 import jax
 import jax.numpy as jnp
-
-from bench import hardware
-from workloads import transforms
+from jaxbench.bench import hardware
+from jaxbench.workloads import transforms
 
 FAULT_VARIABLE = "JAXBENCH_PLANTED_FAULT"
 
@@ -101,7 +100,7 @@ def simulate_device_memory() -> None:
     array plus that step's compiled temporaries (what XLA holds during the call). Two steps alive
     at once, or a reference run beside the timed step before the read, raise it above the timed
     step's compiled footprint."""
-    from workloads import steps
+    from jaxbench.workloads import steps
 
     peak = {"bytes": 0}
     call = steps.PreparedStep.__call__

@@ -1,4 +1,4 @@
-"""`python -m reports ab`: base against head in the same job, over git revisions of a throw-away
+"""`jaxbench ab`: base against head in the same job, over git revisions of a throw-away
 package of workloads (one revision really slower) and over Python environments; its bad input."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from jaxbench.bench.ab import runner as ab_runner
 
-from bench.ab import runner as ab_runner
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.version_independent
@@ -24,10 +24,10 @@ FAST = ["--workers", "3", "--block-time", "0.1", "--max-pairs", "12", "--worker-
 
 
 def run_ab(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m reports ab ARGS` in `cwd`, output captured."""
+    """`python -m jaxbench ab ARGS` in `cwd`, output captured."""
     env = {**os.environ, **(env or {}), "PYTHONDONTWRITEBYTECODE": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "reports", "ab", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "jaxbench", "ab", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -123,11 +123,11 @@ def test_unchanged_code_is_no_regression_between_python_environments(tmp_path):
 ])
 def test_bad_sides_are_one_line_and_exit_2(args, message, capsys):
     """Caught before any worker starts, so called in this process."""
-    from bench.cli import main
+    from jaxbench.bench.cli import main
 
     assert main(["ab", *args, "--size", "tiny"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("python -m reports ab: error:") and message in error, error
+    assert error.startswith("jaxbench ab: error:") and message in error, error
     assert error.count("\n") == 1
 
 
@@ -140,7 +140,7 @@ def test_bad_sides_are_one_line_and_exit_2(args, message, capsys):
 def test_a_worker_names_a_bad_selection_in_one_line(args, message):
     """What a worker finds wrong with the selection (it knows the workloads registered on its side),
     which it sends as its one `error` message (`test_a_bad_selection_ends_ab_in_one_line`)."""
-    from bench.ab import worker
+    from jaxbench.bench.ab import worker
 
     with pytest.raises(ValueError) as error:
         worker.select(worker.parse_arguments(["--size", "tiny", *args]))
@@ -151,7 +151,7 @@ def test_a_worker_names_a_bad_selection_in_one_line(args, message):
 def test_a_bad_selection_ends_ab_in_one_line():
     proc = run_ab("--base-python", sys.executable, "--workloads", "resnet9", "--size", "tiny", *FAST, timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr.startswith("python -m reports ab: error: base (the current folder"), proc.stderr
+    assert proc.stderr.startswith("jaxbench ab: error: base (the current folder"), proc.stderr
     assert "unknown workload 'resnet9'" in proc.stderr and proc.stderr.count("\n") == 1
 
 
@@ -215,21 +215,21 @@ def test_a_cancelled_comparison_leaves_no_worktree_behind(package_repository):
     """SIGTERM (a cancelled CI job) while the workers start: workers stopped, worktrees removed."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "reports", "ab", "--base", "base", "--head", "wider",
+    proc = subprocess.Popen([sys.executable, "-m", "jaxbench", "ab", "--base", "base", "--head", "wider",
                              *SELECTION, *FAST], cwd=package_repository, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("starting")
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     _, errors = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and errors.strip() == "python -m reports ab: interrupted", errors
+    assert proc.returncode == 130 and errors.strip() == "jaxbench ab: interrupted", errors
     assert len(_git(package_repository, "worktree", "list").splitlines()) == 1
 
 
 def _run():
     """An `ab` run over two sides of this folder, tiny, with nothing started yet."""
-    from bench.ab.runner import ABRun, Side
-    from bench.options import Selection
+    from jaxbench.bench.ab.runner import ABRun, Side
+    from jaxbench.bench.options import Selection
 
     sides = [Side(name, name, ROOT, sys.executable) for name in ("base", "head")]
     return ABRun(*sides, Selection(workloads=None, size="tiny"), {})
@@ -264,7 +264,7 @@ def test_a_head_worker_that_ends_makes_every_undecided_benchmark_a_regression():
 
 
 def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_one_an_error(monkeypatch):
-    from bench.ab import runner as ab
+    from jaxbench.bench.ab import runner as ab
 
     class Worker:
         def __init__(self, side, index, arguments, harness):
@@ -289,7 +289,7 @@ def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_on
 
 
 def test_a_worker_refuses_a_runner_of_another_protocol(monkeypatch, capsys):
-    from bench.ab import protocol, worker
+    from jaxbench.bench.ab import protocol, worker
 
     monkeypatch.setenv(protocol.VERSION_VARIABLE, str(protocol.VERSION + 1))
     assert worker.main(["--size", "tiny"]) == 2
@@ -301,7 +301,7 @@ def test_a_worker_refuses_a_runner_of_another_protocol(monkeypatch, capsys):
 def test_the_runner_refuses_a_worker_of_another_protocol_and_names_the_side():
     import queue
 
-    from bench.ab import protocol
+    from jaxbench.bench.ab import protocol
 
     worker = ab_runner.Worker.__new__(ab_runner.Worker)  # its process is not needed to read a message
     worker.side = ab_runner.Side("head", "HEAD", ROOT, sys.executable)
@@ -321,20 +321,24 @@ def _package(root: Path, name: str, files: dict[str, str]) -> None:
 
 
 def test_a_worker_measures_with_the_harness_it_is_given_and_the_sides_own_workloads(tmp_path):
-    """A head that edits `bench` (the timing, the checks) is measured by base's: the worker's `bench`
-    and `reports` come from the harness root, its `workloads` from the side (`bench.ab.harness`)."""
+    """A head that edits `bench` (the timing, the checks) is measured by base's: the worker's
+    `jaxbench.bench` and `jaxbench.reports` come from the harness root, its `jaxbench.workloads`
+    from the side (`bench.ab.harness`), and `jaxbench` itself is the harness's public API."""
     harness, side = tmp_path / "base", tmp_path / "head"
-    report = "import bench, reports, workloads\n" \
-             "def main(args):\n    print(bench.WHO, reports.WHO, workloads.WHO, *args)\n    return 0\n"
+    report = ("import jaxbench\nfrom jaxbench import bench, reports, workloads\n"
+              "def main(args):\n    print(jaxbench.WHO, bench.WHO, reports.WHO, workloads.WHO, *args)\n"
+              "    return 0\n")
     for root, who in ((harness, "base"), (side, "head")):
+        _package(root, "jaxbench", {"jaxbench/__init__.py": f"WHO = '{who}-api'"})
         _package(root, "bench", {"bench/__init__.py": f"WHO = '{who}-bench'", "bench/ab/__init__.py": "",
                                  "bench/ab/worker.py": report})
         _package(root, "reports", {"reports/__init__.py": f"WHO = '{who}-reports'"})
         _package(root, "workloads", {"workloads/__init__.py": f"WHO = '{who}-workloads'"})
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ab" / "harness.py"), str(harness), "bench.ab.worker",
-                           "--size", "tiny"], cwd=side, env={**os.environ, "PYTHONPATH": str(side)},
-                          capture_output=True, text=True, timeout=60)
-    assert proc.stdout.split() == ["base-bench", "base-reports", "head-workloads", "--size", "tiny"], proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ab" / "harness.py"), str(harness),
+                           "jaxbench.bench.ab.worker", "--size", "tiny"], cwd=side,
+                          env={**os.environ, "PYTHONPATH": str(side)}, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["base-api", "base-bench", "base-reports", "head-workloads", "--size", "tiny"], \
+        proc.stderr
 
 
 def test_base_judges_when_it_is_jaxbench_and_the_gate_when_the_sides_are_a_package_of_workloads(tmp_path):

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from workloads import WORKFLOW_VARIANTS, bayes
-from workloads.contract import IncorrectResult, NotApplicable
+from jaxbench.workloads import WORKFLOW_VARIANTS, bayes
+from jaxbench.workloads.contract import IncorrectResult, NotApplicable
 
 TINY = bayes.SIZES["tiny"]
 

@@ -8,9 +8,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from workloads import checkpoint
-from workloads.contract import IncorrectResult
+from jaxbench.workloads import checkpoint
+from jaxbench.workloads.contract import IncorrectResult
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,12 @@ someone else's project."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from jaxbench.bench.cli import COMMANDS, main
 
-from bench.cli import COMMANDS, main
 from tests.conftest import FAST_TIMING, ROOT
 
 
@@ -30,44 +28,58 @@ def test_errors_name_the_command_as_it_was_called(tmp_path, capsys):
     assert error.startswith("jaxbench build: error:") and "nope.json" in error and error.count("\n") == 1
 
 
-HOSTILE_PROJECT = {
+PROJECT_FILES = {
     # a project's own pytest set-up, which `jaxbench run` must not read: each would end the run
     "pyproject.toml": '[tool.pytest.ini_options]\naddopts = ["--no-such-option"]\n',
     "conftest.py": 'raise RuntimeError("this project\'s conftest.py was imported")\n',
+    # and packages of its own under the names of the repository's folders, which must stay its own
+    **{f"{name}/__init__.py": "WHOSE = 'the project'\n" for name in ("bench", "reports", "workloads")},
 }
 
 
 @pytest.mark.slow
 @pytest.mark.version_independent
-def test_jaxbench_run_works_in_another_project_with_strict_expectations(tmp_path):
-    """The suite installed inside a project (as in a virtual environment in its folder) whose
-    pytest configuration and conftest.py would each end the run, and run from there: the
-    benchmarks run (the multi-device one in its worker process, started the same way), the report
-    goes under that folder's reports/runs/, and `--strict-expectations` fails the run on its
-    `below` row (the MLP's multi-device inference on CPU devices that share the cores)."""
+def test_jaxbench_installed_in_another_project_runs_there_with_strict_expectations(tmp_path):
+    """jaxbench built and installed (pip, no dependencies) inside a project (as into a virtual
+    environment in its folder) that has its own `bench`, `reports` and `workloads` packages and a
+    pytest configuration and conftest.py that would each end the run; run from there. The install
+    adds the one import name `jaxbench` (templates included); the project's packages stay its
+    own; the benchmarks run (the multi-device one in its worker process, started the same way),
+    the report goes under the project's jaxbench-runs/, and `--strict-expectations` fails the run
+    on its `below` row (the MLP's multi-device inference on CPU devices that share the cores)."""
     project = tmp_path / "project"
-    site = project / ".venv" / "site-packages"  # the suite's packages as installed there
-    for package in ("bench", "workloads", "reports"):
-        shutil.copytree(ROOT / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, text in HOSTILE_PROJECT.items():
+    site = project / ".venv" / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    assert sorted(path.name for path in site.iterdir() if not path.name.endswith(".dist-info")) == ["bin", "jaxbench"]
+    assert list((site / "jaxbench" / "reports" / "templates").glob("*.j2"))
+    for name, text in PROJECT_FILES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    jaxbench = Path(sys.executable).parent / "jaxbench"
-    proc = subprocess.run([str(jaxbench), "run", "--workloads", "mlp", "--size", "tiny", "--modes", "infer",
-                           "--variants", "jit_vmap,multi_device", "--strict-expectations", *FAST_TIMING],
-                          cwd=project, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True,
-                          text=True, timeout=600)
-    assert f"rootdir: {site / 'bench'}" in proc.stdout, proc.stdout[:2000]  # the copy ran, not the checkout
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([str(site / "bin" / "jaxbench"), "run", "--workloads", "mlp", "--size", "tiny", "--modes",
+                           "infer", "--variants", "jit_vmap,multi_device", "--strict-expectations", *FAST_TIMING],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert f"rootdir: {site / 'jaxbench' / 'bench'}" in proc.stdout, proc.stdout[:2000]  # the install ran
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "expectation below (--strict-expectations): mlp infer: multi-device" in proc.stdout
     assert "2 passed" in proc.stdout
-    (run,) = (project / "reports" / "runs").iterdir()
-    assert {"results.json", "report.md"} <= {path.name for path in run.iterdir()}
+    (run,) = (project / "jaxbench-runs").iterdir()
+    assert {"results.json", "report.md", "report.html"} <= {path.name for path in run.iterdir()}
+    theirs = subprocess.run([sys.executable, "-c", "import bench, reports, workloads, jaxbench; "
+                             "print(bench.WHOSE, reports.WHOSE, workloads.WHOSE, jaxbench.__file__)"],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert theirs.stdout.split()[:6] == ["the", "project"] * 3, theirs.stderr
+    assert theirs.stdout.split()[6] == str(site / "jaxbench" / "__init__.py")
+    ab_help = subprocess.run([str(site / "bin" / "jaxbench"), "ab", "--help"], cwd=project, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert ab_help.returncode == 0 and "--base REV" in ab_help.stdout
 
 
 def test_the_commands_page_is_the_parsers():
     """docs/commands.md is written from the parser; a renamed option or a changed default fails here
-    until it is written again: `python -c "from bench.cli import commands_reference;
+    until it is written again: `python -c "from jaxbench.bench.cli import commands_reference;
     print(commands_reference())" > docs/commands.md`."""
-    from bench.cli import commands_reference
+    from jaxbench.bench.cli import commands_reference
 
     assert (ROOT / "docs" / "commands.md").read_text().rstrip("\n") == commands_reference().rstrip("\n")

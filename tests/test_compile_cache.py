@@ -4,9 +4,8 @@ JAX's persistent cache, in a folder of the step's own, and a clear reason where 
 from __future__ import annotations
 
 import pytest
-
-from workloads import compile_cache, get_workload
-from workloads.steps import build_step
+from jaxbench.workloads import compile_cache, get_workload
+from jaxbench.workloads.steps import build_step
 
 
 @pytest.mark.slow

@@ -6,11 +6,10 @@ from __future__ import annotations
 import statistics
 
 import pytest
-
-from bench import eager_baseline
-from bench.cases import Case
-from bench.eager_baseline import MIN_EXAMPLES, LoopCost, examples_within, extrapolated_rounds
-from bench.measure import seconds_of
+from jaxbench.bench import eager_baseline
+from jaxbench.bench.cases import Case
+from jaxbench.bench.eager_baseline import MIN_EXAMPLES, LoopCost, examples_within, extrapolated_rounds
+from jaxbench.bench.measure import seconds_of
 
 
 def test_the_loops_cost_is_the_line_through_its_two_probes():

@@ -15,9 +15,11 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.version_independent  # the import graph of the suite's own files
 
 PACKAGES = ("workloads", "reports", "bench")
+IMPORT_NAME = "jaxbench"
+"""What the packages are installed under (`jaxbench.workloads`, ...), and how they import each other."""
 ENTRY_POINTS = {"reports.__main__"}
-"""`python -m reports`, kept as the command line's name: it runs `bench.cli` and is not a part of
-the reports that anything imports."""
+"""`python -m reports` in a checkout, the command line's first name: it runs `bench.cli` and is not
+a part of the reports that anything imports."""
 
 
 def _module_name(path: Path) -> str:
@@ -33,10 +35,11 @@ def import_graph() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 # `from package import module` imports the module; `from module import name`, the module
-                submodules = [f"{node.module}.{alias.name}" for alias in node.names]
-                targets = [name for name in submodules if name in modules] or [node.module]
+                module = node.module.removeprefix(f"{IMPORT_NAME}.")
+                submodules = [f"{module}.{alias.name}" for alias in node.names]
+                targets = [name for name in submodules if name in modules] or [module]
             elif isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
+                targets = [alias.name.removeprefix(f"{IMPORT_NAME}.") for alias in node.names]
             else:
                 continue
             graph[name] |= {target for target in targets if target in modules and target != name}
@@ -68,3 +71,15 @@ def test_the_graph_sees_the_imports_it_checks():
     edges = set(_edges(graph))
     assert {("bench.cases", "bench.process"), ("reports.__main__", "bench.cli"),
             ("bench.ab.runner", "bench.ab.protocol"), ("bench.ab.worker", "bench.cases")} <= edges
+
+
+def test_every_package_is_installed_under_the_one_import_name():
+    """pyproject.toml's package list is every folder of the suite's that is a package, each under
+    `jaxbench`, mapped to its folder: a new subpackage left out of it would be missing from an install."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join((IMPORT_NAME, *init.parent.relative_to(ROOT).parts))
+               for package in PACKAGES for init in (ROOT / package).rglob("__init__.py")}
+    assert sorted(setuptools["packages"]) == sorted(folders | {IMPORT_NAME})
+    assert setuptools["package-dir"] == {IMPORT_NAME: IMPORT_NAME} | {f"{IMPORT_NAME}.{p}": p for p in PACKAGES}

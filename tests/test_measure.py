@@ -8,10 +8,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
-
-from bench import measure
-from bench.results import default_report_dir, write_atomically
-from workloads import compat
+from jaxbench.bench import measure
+from jaxbench.bench.results import default_report_dir, write_atomically
+from jaxbench.workloads import compat
 
 
 def test_timing_plan_fills_max_time_with_at_least_min_rounds():
@@ -38,7 +37,7 @@ def test_a_clearly_long_first_step_needs_no_sizing_step():
 
 def test_report_dir_is_named_by_time_and_device():
     path = default_report_dir(Path("/r"), "cpu", "TPU v5 lite", datetime(2026, 1, 2, 3, 4, 5))
-    assert path == Path("/r/reports/runs/20260102-030405-cpu-tpu-v5-lite")
+    assert path == Path("/r/jaxbench-runs/20260102-030405-cpu-tpu-v5-lite")
 
 
 def test_write_atomically_replaces_whole_files(tmp_path):
@@ -101,7 +100,7 @@ def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
 def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
     from types import SimpleNamespace
 
-    from bench import session
+    from jaxbench.bench import session
 
     clock = iter([100.0, 103.0, 110.0, 160.0])  # start; a block from 103 to 110; the end at 160
     monkeypatch.setattr(session.time, "perf_counter", lambda: next(clock))

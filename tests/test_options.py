@@ -7,13 +7,13 @@ import re
 from dataclasses import replace
 
 import pytest
+from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
+from jaxbench.bench.options import Selection
+from jaxbench.workloads import REGISTRY
+from jaxbench.workloads.outside import WorkloadError
+from jaxbench.workloads.sharding import parse_mesh
 
-from bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
-from bench.options import Selection
 from tests.conftest import ROOT, option_parser, run_pytest
-from workloads import REGISTRY
-from workloads.outside import WorkloadError
-from workloads.sharding import parse_mesh
 
 pytestmark = pytest.mark.version_independent  # the parsers and the selection of cases
 

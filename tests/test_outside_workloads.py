@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from jaxbench.bench.cases import resolve_workloads
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.outside import WorkloadError, contract_problems
+from jaxbench.workloads.variants import VARIANTS
 
-from bench.cases import resolve_workloads
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
-from workloads import get_workload
-from workloads.outside import WorkloadError, contract_problems
-from workloads.variants import VARIANTS
 
 EXAMPLE = ROOT / "examples" / "jaxbench-example"
 MLP = get_workload("mlp")
@@ -43,12 +43,12 @@ def test_a_broken_contract_is_named(change, problem):
 
 
 def test_something_else_than_a_workload_is_named():
-    assert contract_problems({"name": "mlp"}) == ["it is a dict, not a workloads.contract.Workload"]
+    assert contract_problems({"name": "mlp"}) == ["it is a dict, not a jaxbench.Workload"]
 
 
 BROKEN_MODULE = """
 import dataclasses
-from workloads.mlp import WORKLOAD as MLP
+from jaxbench.workloads.mlp import WORKLOAD as MLP
 WORKLOAD = dataclasses.replace(MLP, name="mine", modes=("train", "fly"))
 """
 

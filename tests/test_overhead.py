@@ -7,9 +7,8 @@ import timeit
 import jax
 import jax.numpy as jnp
 import optax
-
-from workloads import get_workload
-from workloads.steps import build_step
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.steps import build_step
 
 
 def _hand_written_mlp_step(size):

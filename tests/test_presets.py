@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from bench.hardware import auto_size
-from workloads import get_workload
-from workloads.contract import SIZE_TARGETS
-from workloads.steps import compiled_footprint_bytes
+from jaxbench.bench.hardware import auto_size
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.contract import SIZE_TARGETS
+from jaxbench.workloads.steps import compiled_footprint_bytes
 
 STEP_WORKLOADS = ("mlp", "cnn", "cnn_batchnorm", "transformer")
 GB = 10**9

@@ -7,11 +7,10 @@ import gzip
 import json
 
 import pytest
-
-from bench.profile import trace_steps
-from reports.profiles import category_of, op_time_shares
-from workloads import get_workload
-from workloads.steps import build_step
+from jaxbench.bench.profile import trace_steps
+from jaxbench.reports.profiles import category_of, op_time_shares
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.steps import build_step
 
 parsed = pytest.mark.version_independent  # traces parsed from files the test writes
 

@@ -10,9 +10,9 @@ import json
 
 import pandas as pd
 import pytest
+from jaxbench.reports.profiles import SHARE_CATEGORIES
+from jaxbench.reports.summary import summary_table
 
-from reports.profiles import SHARE_CATEGORIES
-from reports.summary import summary_table
 from tests.conftest import FAST_TIMING, run_pytest
 
 # Every test here reads a real run. The JAX version's profiler and op names are tested on every
@@ -67,7 +67,7 @@ def test_the_report_has_the_sweeps_table_and_chart(profiled_run):
 
 
 def test_each_point_has_its_collectives_share_from_its_profile(profiled_run):
-    from reports.scaling import COLLECTIVES_NOT_MEASURED, scaling_table
+    from jaxbench.reports.scaling import COLLECTIVES_NOT_MEASURED, scaling_table
 
     table = scaling_table(profiled_run["results"]).set_index(["sweep", "devices"])
     shares = {b["extra_info"]["case_id"]: b["extra_info"]["op_shares"]["collectives"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import jax
 import pytest
-
-from bench.cases import Case
-from bench.correctness import IncorrectResult, check_against_baseline
-from bench.references import References
-from workloads import get_workload, transforms
-from workloads.steps import build_reference_step, build_step
+from jaxbench.bench.cases import Case
+from jaxbench.bench.correctness import IncorrectResult, check_against_baseline
+from jaxbench.bench.references import References
+from jaxbench.workloads import get_workload, transforms
+from jaxbench.workloads.steps import build_reference_step, build_step
 
 PER_EXAMPLE = [(name, mode) for name in ("mlp", "cnn", "transformer") for mode in get_workload(name).modes]
 TINY = [pytest.param(name, mode, marks=() if name == "mlp" else pytest.mark.slow) for name, mode in PER_EXAMPLE]

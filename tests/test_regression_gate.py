@@ -8,11 +8,10 @@ import json
 
 import numpy as np
 import pytest
-
-from bench.cli import build_parser, main
-from reports import regress as regress_module
-from reports.regress import benchmark_name, regress
-from reports.verdicts import (
+from jaxbench.bench.cli import build_parser, main
+from jaxbench.reports import regress as regress_module
+from jaxbench.reports.regress import benchmark_name, regress
+from jaxbench.reports.verdicts import (
     ExactChange,
     benchmark_verdict,
     exact_changes,
@@ -20,6 +19,7 @@ from reports.verdicts import (
     paired_verdict,
     unpaired_verdict,
 )
+
 from tests.conftest import ROOT
 
 THRESHOLD = 0.05
@@ -106,8 +106,8 @@ def test_exact_figures_are_gated_exactly():
 
 
 def test_the_exact_figures_are_the_same_for_every_build_of_a_step():
-    from workloads import get_workload
-    from workloads.steps import build_step
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import build_step
 
     first, second = (build_step(get_workload("mlp"), "tiny", "train", "accumulation") for _ in range(2))
     assert first.cost == second.cost and first.memory == second.memory
@@ -222,7 +222,7 @@ def test_regress_bad_input_is_one_line_and_exit_2(bad, saved_run, tmp_path, caps
         other.write_text(json.dumps({"benchmarks": [{"name": "x", "stats": {}}]}))
     assert main(["regress", base, str(other)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("python -m reports regress: error:") and error.count("\n") == 1
+    assert error.startswith("jaxbench regress: error:") and error.count("\n") == 1
 
 
 def test_export_for_the_github_benchmark_action(saved_run, tmp_path):
@@ -260,7 +260,7 @@ def _history(saved_run, folder, runs: int = 24):
 
 
 def test_trend_finds_the_planted_steps_and_only_them(saved_run, tmp_path):
-    from reports.trend import find_changes, history
+    from jaxbench.reports.trend import find_changes, history
 
     _history(saved_run, tmp_path)
     frame = history([tmp_path / f"run-{i}.json" for i in range(24)])
@@ -315,7 +315,7 @@ def test_regress_defaults_to_the_threshold_the_readme_gives():
 def test_bytes_a_backend_does_not_count_are_unknown_and_left_out_of_the_exact_gate():
     from types import SimpleNamespace
 
-    from workloads.compat import cost_analysis
+    from jaxbench.workloads.compat import cost_analysis
 
     silent = SimpleNamespace(cost_analysis=lambda: {"flops": 10.0})
     assert cost_analysis(silent) == {"flops": 10.0, "bytes_accessed": None}  # unknown, not 0
@@ -327,7 +327,7 @@ def test_bytes_a_backend_does_not_count_are_unknown_and_left_out_of_the_exact_ga
 
 
 def test_a_hidden_host_name_is_not_a_difference_and_hosts_keep_who_shared_one():
-    from reports.results import HIDDEN_HOST, SUITE, hidden_hosts
+    from jaxbench.reports.results import HIDDEN_HOST, SUITE, hidden_hosts
 
     def run(node):
         return {"machine_info": {"node": node}, SUITE: {}}

@@ -7,12 +7,12 @@ import json
 
 import pandas as pd
 import pytest
+from jaxbench.bench.cli import main
+from jaxbench.reports.build import build_report, missing_benchmarks
+from jaxbench.reports.expectations import expectations_table, verdict
+from jaxbench.reports.results import ResultsError, variant_label
+from jaxbench.reports.summary import summary_table
 
-from bench.cli import main
-from reports.build import build_report, missing_benchmarks
-from reports.expectations import expectations_table, verdict
-from reports.results import ResultsError, variant_label
-from reports.summary import summary_table
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 pytestmark = pytest.mark.version_independent  # reports from saved results (pandas, matplotlib): no JAX run
@@ -180,7 +180,7 @@ def test_command_line_runs_as_a_module(saved_run, tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "reports", "build", str(tmp_path / "nope.json"), "--out",
+    proc = subprocess.run([sys.executable, "-m", "jaxbench", "build", str(tmp_path / "nope.json"), "--out",
                            str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope.json" in proc.stderr
 
@@ -201,7 +201,7 @@ def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
 
 
 def test_the_baseline_line_is_not_counted_as_met(saved_run):
-    from reports.build import headline_findings
+    from jaxbench.reports.build import headline_findings
 
     results = saved_run["results"]
     expectations = expectations_table(results)
@@ -250,7 +250,7 @@ def test_a_report_over_two_runs_keeps_them_apart(saved_run, tmp_path):
 
 
 def test_chart_series_name_the_run_where_runs_differ(saved_run):
-    from reports.charts import _by_variant, _with_series
+    from jaxbench.reports.charts import _by_variant, _with_series
 
     two = pd.concat([summary_table(saved_run["results"], "run 1"), summary_table(saved_run["results"], "run 2")])
     series = _with_series(two, ["workload", "mode"])
@@ -262,7 +262,7 @@ def test_chart_series_name_the_run_where_runs_differ(saved_run):
 
 
 def test_compare_keys_on_layout_and_device_count(saved_run, tmp_path):
-    from reports.compare import comparison_table
+    from jaxbench.reports.compare import comparison_table
 
     first = saved_run["results"]
     second = _second_run(first, n_devices=4, jit_vmap_factor=1.0)
@@ -283,7 +283,7 @@ def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(saved_run)
 
 
 def test_workflow_rows_stay_out_of_the_step_charts(saved_workflow_run, tmp_path):
-    from reports import charts
+    from jaxbench.reports import charts
 
     summary = summary_table(saved_workflow_run["results"])
     assert set(summary["kind"]) == {"workflow"}
@@ -298,7 +298,7 @@ def _readme_table(heading_row: str) -> list[list[str]]:
 
 
 def test_the_readme_quotes_every_claim_the_verdicts_use():
-    from reports.expectations import CLAIMS
+    from jaxbench.reports.expectations import CLAIMS
 
     speedup = [[c.name, c.expected] for c in CLAIMS if c.table == "speedup"]
     memory = [[c.name, c.expected, c.expected_time] for c in CLAIMS if c.table == "memory"]
@@ -307,7 +307,7 @@ def test_the_readme_quotes_every_claim_the_verdicts_use():
 
 
 def test_every_command_of_the_parser_has_a_runner():
-    from bench.cli import COMMANDS, build_parser
+    from jaxbench.bench.cli import COMMANDS, build_parser
 
     subcommands = next(action for action in build_parser()._actions if action.dest == "command")
     assert set(subcommands.choices) == set(COMMANDS) | {"run"}  # `run` hands its arguments to pytest unparsed

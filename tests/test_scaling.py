@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.cases import device_counts
+from jaxbench.bench.cases import device_counts
 
 
 def test_device_counts_double_up_to_all():

@@ -1,6 +1,6 @@
 """The production training loop: nothing is lost when it is stopped, and bad checkpoints are reported.
 
-Each loop runs in its own process (`python -m workloads.training_loop`), as a pre-empted job would.
+Each loop runs in its own process (`python -m jaxbench.workloads.training_loop`), as a pre-empted job would.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ CRASH_AFTER = 10  # tiny: 12 steps, a checkpoint every 4, the last 2 kept -> ste
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
-    """`python -m workloads.training_loop --size tiny ARGS` in a new process."""
-    return subprocess.run([sys.executable, "-m", "workloads.training_loop", "--size", "tiny", *args],
+    """`python -m jaxbench.workloads.training_loop --size tiny ARGS` in a new process."""
+    return subprocess.run([sys.executable, "-m", "jaxbench.workloads.training_loop", "--size", "tiny", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -131,8 +131,8 @@ def test_the_loops_with_and_without_checkpoints_take_turns_going_first(tmp_path)
     alternates from one timed call to the next."""
     from types import SimpleNamespace
 
-    from workloads.training_loop.benchmark import LoopRun
-    from workloads.training_loop.loop import LoopOutcome
+    from jaxbench.workloads.training_loop.benchmark import LoopRun
+    from jaxbench.workloads.training_loop.loop import LoopOutcome
 
     order = []
 

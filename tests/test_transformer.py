@@ -6,13 +6,13 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from jaxbench.workloads import LAYOUTS, get_workload
+from jaxbench.workloads.layers import configure_stacks
+from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
+from jaxbench.workloads.transformer import generate
+from jaxbench.workloads.variants import variants_for
 
 from tests.conftest import assert_step_agrees, xla_forward_flops
-from workloads import LAYOUTS, get_workload
-from workloads.layers import configure_stacks
-from workloads.steps import build_reference_step, build_step, footprint_bytes
-from workloads.transformer import generate
-from workloads.variants import variants_for
 
 LM = get_workload("transformer")
 MODES = ("train", "infer", "decode")
@@ -105,7 +105,7 @@ def test_tokens_per_second_counts_tokens():
 def test_a_model_layout_that_divides_no_weight_is_skipped_with_the_reason():
     import dataclasses
 
-    from workloads.contract import NotApplicable
+    from jaxbench.workloads.contract import NotApplicable
 
     odd = dataclasses.replace(LM.sizes["tiny"], vocab=63, d_model=15, num_heads=3)  # no width divides by 8
     workload = dataclasses.replace(LM, sizes={**LM.sizes, "odd": odd})

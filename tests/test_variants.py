@@ -10,13 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from jaxbench.bench.correctness import IncorrectResult, check_against_baseline, relative_errors
+from jaxbench.workloads import get_workload
+from jaxbench.workloads.contract import NotApplicable
+from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
+from jaxbench.workloads.variants import readme_table, variants_for
 
-from bench.correctness import IncorrectResult, check_against_baseline, relative_errors
 from tests.conftest import FAST_TIMING, ROOT, assert_step_agrees, run_pytest
-from workloads import get_workload
-from workloads.contract import NotApplicable
-from workloads.steps import build_reference_step, build_step, footprint_bytes
-from workloads.variants import readme_table, variants_for
 
 MLP = get_workload("mlp")
 

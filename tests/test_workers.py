@@ -8,10 +8,9 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-
-from bench import workers
-from bench.cases import Case
-from bench.references import References
+from jaxbench.bench import workers
+from jaxbench.bench.cases import Case
+from jaxbench.bench.references import References
 
 
 def test_a_worker_past_its_timeout_records_its_cases_as_timed_out_with_the_reason(pytestconfig):
@@ -40,8 +39,8 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
 def test_a_worker_builds_its_models_from_the_states_handed_over():
     """A parent on a CPU keeps each model's initial state as it first builds it and hands it to the
     worker (which then skips initialising the model); the steps are built from exactly that state."""
-    from workloads import get_workload
-    from workloads.steps import InitialStates, build_step
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import InitialStates, build_step
 
     cases = [Case("mlp", "train", "multi_device", "tiny"), Case("mlp", "infer", "multi_device", "tiny"),
              Case("checkpoint", "save_restore", "multi_device", "tiny")]
@@ -61,8 +60,8 @@ def test_a_worker_builds_its_models_from_the_states_handed_over():
 
 
 def test_a_state_over_the_limit_is_not_kept():
-    from workloads import get_workload
-    from workloads.steps import InitialStates, build_step
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import InitialStates, build_step
 
     states = InitialStates(keep_up_to_bytes=100)
     build_step(get_workload("mlp"), "tiny", "infer", "jit_vmap", initial_states=states)
@@ -72,8 +71,8 @@ def test_a_state_over_the_limit_is_not_kept():
 def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again():
     """Only a model's first build in a process initialises it (seconds of eager compiles on
     XLA:CPU); the next builds start from the kept state, so from exactly the same parameters."""
-    from workloads import get_workload
-    from workloads.steps import InitialStates, build_step
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import InitialStates, build_step
 
     workload = get_workload("mlp")
     states = InitialStates(keep_up_to_bytes=10**9)

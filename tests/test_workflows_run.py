@@ -6,11 +6,11 @@ import json
 import sys
 
 import pytest
+from jaxbench.reports.workflows import workflow_tables
+from jaxbench.workloads import WORKFLOW_VARIANTS
 
-from reports.workflows import workflow_tables
 from tests.conftest import DATA
 from tests.test_bench_run import schema
-from workloads import WORKFLOW_VARIANTS
 
 # Every test here reads a real run. What it adds to the workflows' own tests (tests/test_bayes.py,
 # test_checkpoint.py, test_training_loop.py: each variant's JAX, NumPyro and Orbax calls, on every
@@ -66,9 +66,8 @@ def test_bayes_rows_hold_the_convergence_checks(workflow_run):
 
 def test_checkpoint_rows_report_async_blocking_apart_from_durable(workflow_run):
     import jax
-
-    from workloads import get_workload
-    from workloads.steps import build_step
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import build_step
 
     step = build_step(get_workload("transformer"), "tiny", "train", "jit_vmap")
     state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(step.state[:2]))
@@ -115,7 +114,7 @@ def test_checkpoints_are_removed_and_the_report_has_the_workflow_tables(workflow
 def test_summary_throughput_is_each_workflows_own_figure(workflow_run):
     """items/s in the summary is the workflow's metric (draws/s of sampling, GB/s of the save,
     steps/s of the checkpointed loop), not items over a benchmark round."""
-    from reports.summary import summary_table
+    from jaxbench.reports.summary import summary_table
 
     summary = summary_table(workflow_run["results"]).set_index(["workload", "variant"])
     metric = {"bayes": "draws_per_s", "checkpoint": "save_GB_per_s", "training_loop": "steps_per_s"}

@@ -1,7 +1,7 @@
 """What is measured: the workloads (models, data, steps) and the variant transformations.
 
 Plain JAX / Flax NNX / Optax; never imports pytest. A new workload is one module with a
-`WORKLOAD` (see `workloads.contract.Workload`) and one line in `REGISTRY`. A workload of your own,
+`WORKLOAD` (see `jaxbench.Workload`) and one line in `REGISTRY`. A workload of your own,
 outside this repository, is registered by a `jaxbench.workloads` entry point of its package or
 named on the command line (`--workload-module`): `workloads.outside`.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import importlib
 
-from workloads.contract import LAYOUTS, MODES, SIZES, Workload
-from workloads.workflow import Workflow
+from jaxbench.workloads.contract import LAYOUTS, MODES, SIZES, Workload
+from jaxbench.workloads.workflow import Workflow
 
 REGISTRY = {  # name -> "module" (its WORKLOAD) or "module:ATTRIBUTE"
-    "mlp": "workloads.mlp",
-    "cnn": "workloads.cnn",
-    "cnn_batchnorm": "workloads.cnn:WORKLOAD_BATCHNORM",
-    "transformer": "workloads.transformer",
-    "bayes": "workloads.bayes",
-    "checkpoint": "workloads.checkpoint",
-    "training_loop": "workloads.training_loop",
+    "mlp": "jaxbench.workloads.mlp",
+    "cnn": "jaxbench.workloads.cnn",
+    "cnn_batchnorm": "jaxbench.workloads.cnn:WORKLOAD_BATCHNORM",
+    "transformer": "jaxbench.workloads.transformer",
+    "bayes": "jaxbench.workloads.bayes",
+    "checkpoint": "jaxbench.workloads.checkpoint",
+    "training_loop": "jaxbench.workloads.training_loop",
 }
 """The suite's own workloads: name -> module defining it (imported only when the workload is used)."""
 
@@ -36,7 +36,7 @@ Kept here, not in their modules, so the command line knows them without importin
 def workload_names() -> tuple[str, ...]:
     """Every workload this process knows: the suite's own, then those of installed packages'
     entry points and of `--workload-module` (`workloads.outside`)."""
-    from workloads import outside
+    from jaxbench.workloads import outside
 
     return (*REGISTRY, *(name for name in outside.registered() if name not in REGISTRY))
 
@@ -44,7 +44,7 @@ def workload_names() -> tuple[str, ...]:
 def get_workload(name: str) -> Workload | Workflow:
     """The workload called `name` (a step `Workload` or a `Workflow`); `outside.WorkloadError`
     (a ValueError) naming the valid workloads, or what is wrong with an outside one, otherwise."""
-    from workloads import outside
+    from jaxbench.workloads import outside
 
     if name in REGISTRY:
         module, _, attribute = REGISTRY[name].partition(":")

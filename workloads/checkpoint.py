@@ -30,11 +30,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-
-from workloads import WORKFLOW_VARIANTS, sharding, transformer
-from workloads.contract import IncorrectResult
-from workloads.steps import build_step
-from workloads.workflow import RunTimings, Workflow
+from jaxbench.workloads import WORKFLOW_VARIANTS, sharding, transformer
+from jaxbench.workloads.contract import IncorrectResult
+from jaxbench.workloads.steps import build_step
+from jaxbench.workloads.workflow import RunTimings, Workflow
 
 SIZES = transformer.SIZES
 """The transformer's presets: the checkpoint holds its training state at that size."""

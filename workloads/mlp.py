@@ -12,9 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-
-from workloads.contract import Workload
-from workloads.layers import BlockStack
+from jaxbench.workloads.contract import Workload
+from jaxbench.workloads.layers import BlockStack
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Two routes register one, neither needs an edit here:
 
 - `pytest bench --workload-module my_pkg.my_model`, a module that defines `WORKLOAD`.
 
-`WORKLOAD` is a `workloads.contract.Workload`, as in `workloads/mlp.py`. It is checked against
+`WORKLOAD` is a `jaxbench.Workload`, as in `workloads/mlp.py`. It is checked against
 the contract when it is loaded (`contract_problems`); what breaks it is a `WorkloadError` with one
 line that names the module and every problem.
 """
@@ -23,7 +23,7 @@ import re
 from importlib import metadata
 from types import ModuleType
 
-from workloads.contract import LAYOUTS, MODES, SIZES, Workload
+from jaxbench.workloads.contract import LAYOUTS, MODES, SIZES, Workload
 
 ENTRY_POINT_GROUP = "jaxbench.workloads"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -77,7 +77,7 @@ def _loaded(spec: str, origin: str) -> Workload:
     attribute = attribute or "WORKLOAD"
     if not hasattr(module, attribute):
         raise WorkloadError(f"{origin}: module {module_name!r} defines no {attribute} "
-                            "(a workloads.contract.Workload, as workloads/mlp.py does)")
+                            "(a jaxbench.Workload, as workloads/mlp.py does)")
     workload = getattr(module, attribute)
     problems = contract_problems(workload)
     if problems:
@@ -106,7 +106,7 @@ _MODE_NEEDS = {"train": ("example_loss", "batch_loss"), "infer": ("example_predi
 def contract_problems(workload) -> list[str]:
     """What keeps `workload` from being a usable `Workload` (empty when nothing does)."""
     if not isinstance(workload, Workload):
-        return [f"it is a {type(workload).__name__}, not a workloads.contract.Workload"]
+        return [f"it is a {type(workload).__name__}, not a jaxbench.Workload"]
     problems = []
     if not isinstance(workload.name, str) or not NAME_PATTERN.match(workload.name):
         problems.append(f"name {workload.name!r} is not letters, digits and underscores")

@@ -24,9 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-
-from workloads import compat, transforms
-from workloads.contract import LAYOUTS, NotApplicable
+from jaxbench.workloads import compat, transforms
+from jaxbench.workloads.contract import LAYOUTS, NotApplicable
 
 MESH_AXES = ("data", "model")
 """The mesh's axes, in order."""

@@ -19,12 +19,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
-
-from workloads import compat, compile_cache, reference, sharding, transforms
-from workloads.contract import NotApplicable, Workload
-from workloads.layers import configure_stacks
-from workloads.sharding import MeshShape
-from workloads.variants import BATCH_REFERENCE, PRODUCTION, Variant, get_variant
+from jaxbench.workloads import compat, compile_cache, reference, sharding, transforms
+from jaxbench.workloads.contract import NotApplicable, Workload
+from jaxbench.workloads.layers import configure_stacks
+from jaxbench.workloads.sharding import MeshShape
+from jaxbench.workloads.variants import BATCH_REFERENCE, PRODUCTION, Variant, get_variant
 
 
 def footprint_bytes(memory: dict[str, int] | None) -> int | None:

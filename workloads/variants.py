@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from workloads.contract import MODES
+from jaxbench.workloads.contract import MODES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from workloads.contract import size_preset
+from jaxbench.workloads.contract import size_preset
 
 
 def cannot_write(option: str, folder: str | Path) -> str | None:

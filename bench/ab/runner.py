@@ -1,4 +1,4 @@
-"""The A/B runner of `python -m reports ab`: base against head, measured in the same job, for a CI regression gate.
+"""The A/B runner of `jaxbench ab`: base against head, measured in the same job, for a CI regression gate.
 
 The sides are two git revisions of the repository in the current folder (`--base REV --head REV`,
 each checked out in a temporary worktree, removed afterwards; the repository may be this suite or
@@ -36,15 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from jaxbench.bench.ab import protocol
+from jaxbench.bench.options import Selection
+from jaxbench.reports.gate import GateResult
+from jaxbench.reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
 
-from bench.ab import protocol
-from bench.options import Selection
-from reports.gate import GateResult
-from reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
-
-WORKER_MODULE = "bench.ab.worker"
+WORKER_MODULE = "jaxbench.bench.ab.worker"
 GATE_ROOT = Path(__file__).resolve().parents[2]
-"""Where this gate's own `bench` and `reports` are (a checkout, or the installed packages' folder)."""
+"""The folder of this gate's own `bench`, `reports` and `workloads`: a checkout's root, or the
+installed `jaxbench` package's folder."""
 DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
             "worker_timeout": 900.0}
 """The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
@@ -138,6 +138,9 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
                 if (code / "bench").is_dir() and not is_jaxbench(code):
                     raise ABError(f"revision {revision!r} of jaxbench predates `reports ab` (it has no "
                                   "bench/ab/worker.py): choose a later base")
+                if is_jaxbench(code) and not (code / "jaxbench" / "__init__.py").is_file():
+                    raise ABError(f"revision {revision!r} of jaxbench predates its one import name "
+                                  "`jaxbench` (it has no jaxbench/__init__.py): choose a later base")
             if python != sys.executable:
                 label += f" with {python}"
             made.append(Side(name, label, code, python))

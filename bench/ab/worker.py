@@ -1,5 +1,5 @@
 """A long-lived A/B worker: one process of one side (a git revision, or a Python environment) of
-`python -m reports ab` (`bench.ab.runner`), which starts several per side and alternates between
+`jaxbench ab` (`bench.ab.runner`), which starts several per side and alternates between
 them.
 
     python -m bench.ab.worker --size small --workloads mlp --modes train [--variants ...] [-k EXPR]
@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.ab import protocol
-from bench.ab.protocol import send
+from jaxbench.bench.ab import protocol
+from jaxbench.bench.ab.protocol import send
 
 WARM_UP_S = 0.3
 """Warm-up after the check, before the worker says it is ready (and how its step time is estimated)."""
@@ -44,7 +44,7 @@ WARM_UP_S = 0.3
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The worker's options: `pytest bench`'s selection options (`bench.options`) and its own;
     ValueError with one line for a bad value."""
-    from bench.options import add_selection_options
+    from jaxbench.bench.options import add_selection_options
 
     parser = argparse.ArgumentParser(prog="python -m bench.ab.worker", exit_on_error=False)
     add_selection_options(parser.add_argument, default_size="small", keyword=True)
@@ -63,10 +63,9 @@ def select(args) -> list:
     from dataclasses import replace
 
     from _pytest.mark.expression import Expression
-
-    from bench import hardware
-    from bench.cases import cases_of, resolve_workloads
-    from bench.options import Selection
+    from jaxbench.bench import hardware
+    from jaxbench.bench.cases import cases_of, resolve_workloads
+    from jaxbench.bench.options import Selection
 
     chosen = Selection.of(lambda name, default: getattr(args, name, default))
     workloads = resolve_workloads(chosen.workloads, list(chosen.workload_modules))
@@ -88,10 +87,9 @@ def prepare(case, references) -> tuple[object | None, dict]:
     variant that cannot run here, or a device out of memory, is a skip with `pytest bench`'s
     reason (`bench.measure`); a failed check or any other error is a failure, with its message."""
     import pytest
-
-    from bench import measure
-    from bench.correctness import IncorrectResult
-    from bench.metadata import exact_figures
+    from jaxbench.bench import measure
+    from jaxbench.bench.correctness import IncorrectResult
+    from jaxbench.bench.metadata import exact_figures
 
     try:
         with measure.out_of_memory_is_a_skip(case.id), measure.not_applicable_is_a_skip():
@@ -119,8 +117,8 @@ def taken_over(folder: str | None, arithmetic: str):
     """The References to check against: those a side's first worker handed over in `folder`
     (with its models' initial states), or new ones (the models' states then kept to hand over).
     Their `initial_states` are the ones this worker builds its steps from."""
-    from bench.references import References
-    from workloads.steps import InitialStates
+    from jaxbench.bench.references import References
+    from jaxbench.workloads.steps import InitialStates
 
     if folder and (Path(folder) / STATES_FILE).exists():
         states = InitialStates()
@@ -133,7 +131,7 @@ def hand_over(folder: str | None, references, cases: list) -> None:
     """Write the references and the kept initial states into `folder` for the side's other
     workers (nothing when there is no folder or they are already there); the states file last,
     each written whole before it is renamed into place."""
-    from bench.workers import initial_states_of
+    from jaxbench.bench.workers import initial_states_of
 
     if not folder or (Path(folder) / STATES_FILE).exists():
         return
@@ -159,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         jax.config.update("jax_num_cpu_devices", args.devices)
-    from bench import hardware, measure
+    from jaxbench.bench import hardware, measure
 
     try:
         cases = select(args)

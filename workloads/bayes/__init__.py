@@ -30,12 +30,12 @@ Where each part lives:
 
 from __future__ import annotations
 
-from workloads import WORKFLOW_VARIANTS
-from workloads.bayes.diagnostics import MAX_SPLIT_RHAT, check, posterior_summary
-from workloads.bayes.model import LATENT_SITES, SIZES, BayesSize, Dataset, make_dataset, make_model
-from workloads.bayes.predictive import predictive
-from workloads.bayes.run import BayesRun, start_run
-from workloads.workflow import Workflow
+from jaxbench.workloads import WORKFLOW_VARIANTS
+from jaxbench.workloads.bayes.diagnostics import MAX_SPLIT_RHAT, check, posterior_summary
+from jaxbench.workloads.bayes.model import LATENT_SITES, SIZES, BayesSize, Dataset, make_dataset, make_model
+from jaxbench.workloads.bayes.predictive import predictive
+from jaxbench.workloads.bayes.run import BayesRun, start_run
+from jaxbench.workloads.workflow import Workflow
 
 WORKLOAD = Workflow(name="bayes", mode_label="infer", sizes=SIZES, variants=WORKFLOW_VARIANTS["bayes"],
                     start_run=start_run, check=check, throughput=("draws_per_s", "draws"))

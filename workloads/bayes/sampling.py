@@ -6,12 +6,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
+from jaxbench.workloads import compat
+from jaxbench.workloads.bayes.model import BayesSize, Dataset
+from jaxbench.workloads.contract import NotApplicable
+from jaxbench.workloads.steps import compile_ahead_of_time
 from numpyro.infer import NUTS
-
-from workloads import compat
-from workloads.bayes.model import BayesSize, Dataset
-from workloads.contract import NotApplicable
-from workloads.steps import compile_ahead_of_time
 
 
 def chain_sampler(kernel: NUTS, size: BayesSize, dataset: Dataset):

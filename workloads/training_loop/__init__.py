@@ -15,7 +15,7 @@ the steps down) and the share the loop is blocked in `save` and the final wait
 (`checkpoint_blocking_share`); the evaluation throughput; and the time to the first step
 (model built, step and evaluation compiled, one step run).
 
-Run on its own (as the interruption test does): `python -m workloads.training_loop --help`.
+Run on its own (as the interruption test does): `python -m jaxbench.workloads.training_loop --help`.
 
 Where each part lives:
 - `sizes.py`: the presets and the data (each step's batch, the held-out batches);
@@ -27,11 +27,11 @@ Where each part lives:
 
 from __future__ import annotations
 
-from workloads import WORKFLOW_VARIANTS
-from workloads.training_loop.benchmark import LoopRun, check, start_run
-from workloads.training_loop.loop import LoopOutcome, TrainingLoop
-from workloads.training_loop.sizes import SIZES, LoopSize, batch_at, eval_batches
-from workloads.workflow import Workflow
+from jaxbench.workloads import WORKFLOW_VARIANTS
+from jaxbench.workloads.training_loop.benchmark import LoopRun, check, start_run
+from jaxbench.workloads.training_loop.loop import LoopOutcome, TrainingLoop
+from jaxbench.workloads.training_loop.sizes import SIZES, LoopSize, batch_at, eval_batches
+from jaxbench.workloads.workflow import Workflow
 
 WORKLOAD = Workflow(name="training_loop", mode_label="train", sizes=SIZES, variants=WORKFLOW_VARIANTS["training_loop"],
                     start_run=start_run, check=check, throughput=("steps_per_s", "steps"))

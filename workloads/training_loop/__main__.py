@@ -1,4 +1,4 @@
-"""Command line: `python -m workloads.training_loop --help`. Trains (or resumes) into a checkpoint
+"""Command line: `python -m jaxbench.workloads.training_loop --help`. Trains (or resumes) into a checkpoint
 folder, as a job would; can crash itself after a step (to test resuming) and export the final
 parameters as `.npz`."""
 
@@ -10,13 +10,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
-
-from workloads import WORKFLOW_VARIANTS
-from workloads.contract import SIZES as SIZE_NAMES
-from workloads.training_loop import __doc__ as LOOP_DOC
-from workloads.training_loop.loop import TrainingLoop
-from workloads.training_loop.sizes import SIZES
-from workloads.workflow import cannot_write
+from jaxbench.workloads import WORKFLOW_VARIANTS
+from jaxbench.workloads.contract import SIZES as SIZE_NAMES
+from jaxbench.workloads.training_loop import __doc__ as LOOP_DOC
+from jaxbench.workloads.training_loop.loop import TrainingLoop
+from jaxbench.workloads.training_loop.sizes import SIZES
+from jaxbench.workloads.workflow import cannot_write
 
 
 def save_params(state, path: Path) -> None:
@@ -27,7 +26,8 @@ def save_params(state, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: train (or resume) into a checkpoint folder; bad input is a one-line error."""
-    parser = argparse.ArgumentParser(prog="python -m workloads.training_loop", description=LOOP_DOC.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m jaxbench.workloads.training_loop",
+                                     description=LOOP_DOC.split("\n")[0])
     parser.add_argument("--size", default="tiny", choices=[n for n in SIZE_NAMES if n in SIZES])
     parser.add_argument("--variant", default="async", choices=WORKFLOW_VARIANTS["training_loop"])
     parser.add_argument("--checkpoint-dir", required=True, type=Path, metavar="DIR")

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
-
-from workloads import compile_cache
-from workloads.contract import IncorrectResult, size_preset
-from workloads.training_loop.loop import LoopOutcome, TrainingLoop
-from workloads.training_loop.sizes import SIZES
-from workloads.workflow import RunTimings
+from jaxbench.workloads import compile_cache
+from jaxbench.workloads.contract import IncorrectResult, size_preset
+from jaxbench.workloads.training_loop.loop import LoopOutcome, TrainingLoop
+from jaxbench.workloads.training_loop.sizes import SIZES
+from jaxbench.workloads.workflow import RunTimings
 
 
 @dataclass

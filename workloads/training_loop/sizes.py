@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import jax
-
-from workloads import transformer
+from jaxbench.workloads import transformer
 
 
 @dataclass(frozen=True)

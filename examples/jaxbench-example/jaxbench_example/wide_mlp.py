@@ -1,6 +1,6 @@
 """A residual MLP regressor: a workload of your own, benchmarked by jaxbench like its own.
 
-The module defines `WORKLOAD`, a `workloads.contract.Workload`: the model is written per example
+The module defines `WORKLOAD`, a `jaxbench.Workload`: the model is written per example
 (jaxbench batches, differentiates, compiles and shards it in each of its variants), with size
 presets, a seeded batch, an Optax optimizer and the step's analytic FLOPs. Its repeated blocks are
 a `BlockStack`, so the `remat` variant has something to rematerialise.
@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from workloads.contract import Workload
-from workloads.layers import BlockStack
+from jaxbench import BlockStack, Workload
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from jaxbench.bench.options import Selection, selection
 from jaxbench.bench.process import multi_device_count
 from jaxbench.reports.arguments import unknown_names

@@ -91,6 +91,7 @@ def run_benchmarks(pytest_args: list[str]) -> int:
     path, as `python -m pytest` puts it, so that a `--workload-module` of a project's own is found
     from its root without installing it."""
     import pytest
+
     from jaxbench.bench.plugin import suite_arguments
 
     sys.path.insert(0, os.getcwd())
@@ -113,7 +114,7 @@ def build_parser(prog: str = "jaxbench") -> argparse.ArgumentParser:
     regression.add_argument("head", help="results.json of the head run")
     regression.add_argument("--threshold", type=_share, default=DEFAULT_THRESHOLD,
                             help=f"slowdown that counts as a regression (default {DEFAULT_THRESHOLD}: between two "
-                                 "jobs medians move more than within one; see the README)")
+                                 "jobs medians move more than within one; see docs/regressions.md)")
     add_gate_outputs(regression)
     add_ab_command(commands)
     trend = commands.add_parser("trend", help="many saved runs over commits, with the change points")
@@ -135,7 +136,7 @@ def commands_reference() -> str:
     commands = next(action for action in parser._actions if action.dest == "command")
     lines = ["# The `jaxbench` command", "",
              "Written from the parser by `bench.cli.commands_reference()`; a test holds this page to it.", "",
-             f"`jaxbench run [options]`: {RUN_HELP}. Its options are `pytest bench`'s (the README's table) and "
+             f"`jaxbench run [options]`: {RUN_HELP}. Its options are `pytest bench`'s ([options](options.md)) and "
              "pytest's own.", ""]
     helps = {choice.dest: choice.help for choice in commands._choices_actions}
     for name, command in commands.choices.items():

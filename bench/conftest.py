@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from jaxbench.bench import distributed, interrupt, process, workers
 from jaxbench.bench import session as bench_session
 from jaxbench.bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder

@@ -55,6 +55,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jaxbench.workloads.contract import IncorrectResult
 
 FLOAT32_RTOL = 1e-5

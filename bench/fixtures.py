@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from jaxbench.bench import measure, process, session, workers
 from jaxbench.bench.cases import selected_cases, selected_workflow_cases
 from jaxbench.bench.references import References

@@ -12,6 +12,7 @@ from importlib import metadata
 import jax
 import jax.numpy as jnp
 import pytest
+
 from jaxbench.bench import hardware
 from jaxbench.workloads.compat import is_out_of_memory
 from jaxbench.workloads.contract import NotApplicable

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
+
 from jaxbench.bench.distributed import DEFAULT_TIMEOUT_S
 from jaxbench.bench.hardware import AUTO_SIZE
 from jaxbench.bench.process import add_worker_option

@@ -49,6 +49,7 @@ def pytest_report_header(config):
     from importlib.metadata import version
 
     import jax
+
     from jaxbench.bench import hardware
 
     devices = jax.devices()

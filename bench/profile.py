@@ -42,6 +42,7 @@ def profile_info(config, case_id: str, step, step_s: float) -> dict:
     if not profiling(config):
         return {}
     import jax
+
     from jaxbench.bench.session import report_dir as run_report_dir
     from jaxbench.reports.profiles import op_time_shares
 

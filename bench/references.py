@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
+
 from jaxbench.bench import distributed, hardware
 from jaxbench.bench.cases import Case
 from jaxbench.bench.correctness import check_against_baseline, reordering_spread

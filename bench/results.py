@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from jaxbench.reports.results import write_atomically
 
 RESULTS_FILE = "results.json"

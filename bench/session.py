@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from jaxbench.bench import distributed, hardware, measure, process
 from jaxbench.bench.results import (
     RESULTS_FILE,

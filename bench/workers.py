@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
+
 from jaxbench.bench import measure
 from jaxbench.bench.cases import Case
 from jaxbench.bench.options import selection

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from jaxbench.reports.charts import draw_all
 from jaxbench.reports.expectations import expectations_markdown, expectations_shown, expectations_table
 from jaxbench.reports.html import write_html

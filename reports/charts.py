@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
 from jaxbench.workloads.variants import VARIANTS
 
 VARIANT_ORDER = list(VARIANTS)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
 from jaxbench.reports.charts import save_chart
 from jaxbench.reports.results import ResultsError, benchmarks_frame, load_results, run_label
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
 from jaxbench.reports.results import SUITE, benchmarks_frame, held_bytes, is_workflow
 from jaxbench.reports.scaling import is_scaling_point
 from jaxbench.workloads.variants import PRODUCTION, SPEEDUP_BASE, VARIANTS

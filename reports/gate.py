@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+
 from jaxbench.reports.charts import save_chart
 from jaxbench.reports.results import write_atomically
 from jaxbench.reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict

@@ -4,7 +4,7 @@ tonight's against last night's, from different jobs.
 Timings: each benchmark's raw timed rounds on both sides (`stats.data`), the ratio of their
 medians with a bootstrap interval and a Mann-Whitney test (`reports.verdicts.unpaired_verdict`).
 Two jobs differ by more than the rounds within one job show, so the default threshold is wider
-than `reports ab`'s (`DEFAULT_THRESHOLD`, see the README's "Tracking regressions in CI"), and it
+than `reports ab`'s (`DEFAULT_THRESHOLD`, see docs/regressions.md), and it
 warns when the runs come from different machines, devices or library versions. Exact figures
 (memory, XLA FLOPs and bytes) are gated exactly, as in `ab`.
 """
@@ -18,7 +18,7 @@ from jaxbench.reports.results import HIDDEN_HOST, NOT_MEASURED, SUITE, ResultsEr
 from jaxbench.reports.verdicts import exact_changes, family_alpha, unpaired_verdict
 
 DEFAULT_THRESHOLD = 0.25
-"""Between two jobs a benchmark's median moves by more than within one (see the README)."""
+"""Between two jobs a benchmark's median moves by more than within one (see docs/regressions.md)."""
 ENVIRONMENT_FIELDS = ("platform", "device_kind", "n_devices_available", "cpu_model", "jax_version",
                       "jaxlib_version", "flax_version", "optax_version", "python_version", "xla_flags")
 """What must match between two runs for their times to mean the same thing (`jaxbench` section)."""

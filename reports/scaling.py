@@ -7,9 +7,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import NullLocator
+
 from jaxbench.reports.charts import save_chart
 from jaxbench.reports.results import benchmarks_frame
-from matplotlib.ticker import NullLocator
 
 SWEEP_KEYS = ["run", "workload", "size", "sweep"]
 """What one curve is: a run's sweep of one kind over one workload at one size."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from jaxbench.reports.expectations import extrapolation_note
 from jaxbench.reports.profiles import SHARE_CATEGORIES
 from jaxbench.reports.results import benchmarks_frame, held_bytes

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import ruptures
+
 from jaxbench.reports.charts import save_chart
 from jaxbench.reports.html import write_html
 from jaxbench.reports.regress import benchmark_name

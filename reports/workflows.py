@@ -8,6 +8,7 @@ so each gets its own table, its columns the `metrics` its runs recorded.
 from __future__ import annotations
 
 import pandas as pd
+
 from jaxbench.reports.results import benchmarks_frame, is_workflow
 
 HEADLINES = {

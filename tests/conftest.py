@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from jaxbench.bench.session import SHARED_COMPILE_CACHE
 from jaxbench.workloads import compile_cache
 
@@ -141,6 +142,7 @@ def xla_forward_flops(workload, size_name: str = "tiny", mode: str = "infer") ->
     its batch, stacked blocks and decoding loops unrolled (a scan's body would be counted once)."""
     import jax
     from flax import nnx
+
     from jaxbench.workloads.layers import configure_stacks
 
     size = workload.sizes[size_name]
@@ -159,6 +161,7 @@ def xla_gradient_flops(workload, size_name: str = "tiny") -> float:
     batch (forward and backward, no optimizer update), stacked blocks unrolled."""
     import jax
     from flax import nnx
+
     from jaxbench.workloads.layers import configure_stacks
 
     size = workload.sizes[size_name]

@@ -24,6 +24,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+
 from jaxbench.bench import hardware
 from jaxbench.workloads import transforms
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from jaxbench.bench.ab import runner as ab_runner
 
+from jaxbench.bench.ab import runner as ab_runner
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.version_independent

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from jaxbench.workloads import WORKFLOW_VARIANTS, bayes
 from jaxbench.workloads.contract import IncorrectResult, NotApplicable
 

@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-from jaxbench.reports.summary import summary_table
 
+from jaxbench.reports.summary import summary_table
 from tests.conftest import DATA, FAST_TIMING, ROOT, run_pytest
 
 pytestmark = pytest.mark.slow  # every test here reads a real run

@@ -8,6 +8,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+
 from jaxbench.workloads import checkpoint
 from jaxbench.workloads.contract import IncorrectResult
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jaxbench.bench.cli import build_parser
 
+from jaxbench.bench.cli import build_parser
 from tests.conftest import FAST_TIMING, ROOT, option_parser, run_pytest
 
 pytestmark = pytest.mark.version_independent  # pytest-benchmark's tools and the example workflow

@@ -6,13 +6,13 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+
 from jaxbench.bench.correctness import relative_errors
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.cnn import conv_flops_per_example
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.steps import build_reference_step, build_step
 from jaxbench.workloads.variants import variants_for
-
 from tests.conftest import assert_step_agrees, xla_forward_flops
 
 CNN = get_workload("cnn")

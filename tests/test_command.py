@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from jaxbench.bench.cli import COMMANDS, main
 
+from jaxbench.bench.cli import COMMANDS, main
 from tests.conftest import FAST_TIMING, ROOT
 
 

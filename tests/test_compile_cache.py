@@ -4,6 +4,7 @@ JAX's persistent cache, in a folder of the step's own, and a clear reason where 
 from __future__ import annotations
 
 import pytest
+
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
 

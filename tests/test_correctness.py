@@ -8,6 +8,7 @@ import os
 import jax
 import numpy as np
 import pytest
+
 from jaxbench.bench.correctness import (
     BF16_MAX_TOKEN_MISMATCH,
     IncorrectResult,
@@ -18,7 +19,6 @@ from jaxbench.bench.correctness import (
 )
 from jaxbench.workloads import get_workload, transforms
 from jaxbench.workloads.steps import build_reference_step, build_step
-
 from tests.conftest import FAST_TIMING, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, first_kernel_path, flip_sign_under_jit, scale_gradient_of
 

@@ -15,11 +15,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
+
 from jaxbench.bench import distributed
 from jaxbench.bench.correctness import FLOAT32_RTOL
 from jaxbench.bench.session import COMPILE_CACHE_PREFIX
 from jaxbench.reports.results import HIDDEN_HOST
-
 from tests.conftest import FAST_TIMING, ROOT, fresh_compile_cache, run_pytest
 
 TIMEOUT_S = 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 
 import pytest
+
 from jaxbench.bench import eager_baseline
 from jaxbench.bench.cases import Case
 from jaxbench.bench.eager_baseline import MIN_EXAMPLES, LoopCost, examples_within, extrapolated_rounds

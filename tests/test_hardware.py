@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import jax
 import pytest
+
 from jaxbench.bench import hardware
 from jaxbench.bench.cases import Case
 from jaxbench.bench.correctness import IncorrectResult, check_against_baseline
@@ -16,7 +17,6 @@ from jaxbench.bench.metadata import step_extra_info
 from jaxbench.bench.references import References
 from jaxbench.workloads import get_workload, transforms
 from jaxbench.workloads.steps import build_reference_step, build_step
-
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 from tests.planted_faults import FAULT_VARIABLE, flip_sign_under_jit, tf32_under_default_precision
 

@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+
 from jaxbench.reports.build import build_report
 
 pytestmark = pytest.mark.version_independent  # the page is built from saved results: nothing here runs JAX

@@ -9,6 +9,7 @@ import weakref
 from types import SimpleNamespace
 
 import pytest
+
 from jaxbench.bench import interrupt
 
 pytestmark = pytest.mark.version_independent  # signal handling of this process
@@ -79,8 +80,9 @@ def test_a_benchmark_stopped_before_its_record_is_complete_is_left_out_of_the_re
     raised after some rounds but before the benchmark recorded its `extra_info` (a GPU's eager
     baseline at `medium` takes 90 s a round), a record with rounds that say nothing of what they
     measured. results.json (and the report) skip both, as pytest-benchmark's own table skips the first."""
-    from jaxbench.bench.results import measured_benchmarks
     from pytest_benchmark.stats import Metadata
+
+    from jaxbench.bench.results import measured_benchmarks
 
     infos = ({"variant": "jit"}, {}, {})
     fixtures = (SimpleNamespace(name=name, fullname=name, group=None, param=None, params=None, extra_info=info,

@@ -8,11 +8,11 @@ import os
 from types import SimpleNamespace
 
 import pytest
+
 from jaxbench.bench.hardware import peak_bytes_in_use
 from jaxbench.bench.process import leave_device_memory_to_workers
 from jaxbench.bench.workers import how_it_ended
 from jaxbench.reports.summary import PEAK, summary_table
-
 from tests.conftest import FAST_TIMING, fresh_compile_cache, run_pytest
 from tests.planted_faults import FAULT_VARIABLE
 

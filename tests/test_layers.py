@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,24 @@ def test_every_package_is_installed_under_the_one_import_name():
                for package in PACKAGES for init in (ROOT / package).rglob("__init__.py")}
     assert sorted(setuptools["packages"]) == sorted(folders | {IMPORT_NAME})
     assert setuptools["package-dir"] == {IMPORT_NAME: IMPORT_NAME} | {f"{IMPORT_NAME}.{p}": p for p in PACKAGES}
+
+
+def _architecture_listing() -> dict[str, set[str]]:
+    """The module list of docs/architecture.md (its first code block): each package folder -> the
+    file and subfolder names its part of the list mentions (`steps.py`, `ab/`; a path into another
+    folder, such as `tests/test_layers.py`, is not counted)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("```\n", 2)[1]
+    parts = re.split(r"(?m)^(\w+)/ ", block)  # a folder's part starts at the line's first column
+    return {folder: set(re.findall(r"(?<![\w/.])(\w+\.py|\w+/(?=\s))", body))
+            for folder, body in zip(parts[1::2], parts[2::2]) if folder in PACKAGES}
+
+
+def test_the_architecture_page_lists_every_module_and_no_other():
+    listing = _architecture_listing()
+    assert sorted(listing) == sorted(PACKAGES)
+    for package in PACKAGES:
+        files = {path.name for path in (ROOT / package).rglob("*.py") if path.name != "__init__.py"}
+        folders = {f"{path.parent.name}/" for path in (ROOT / package).rglob("__init__.py")
+                   if path.parent != ROOT / package}
+        assert listing[package] - {package + "/"} == files | folders, package

@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
+
 from jaxbench.bench import measure
 from jaxbench.bench.results import default_report_dir, write_atomically
 from jaxbench.workloads import compat

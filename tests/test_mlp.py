@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+
 from jaxbench.workloads import SIZES, get_workload
 from jaxbench.workloads.layers import configure_stacks
-
 from tests.conftest import xla_forward_flops, xla_gradient_flops
 
 MLP = get_workload("mlp")

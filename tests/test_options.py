@@ -7,12 +7,12 @@ import re
 from dataclasses import replace
 
 import pytest
+
 from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
 from jaxbench.bench.options import Selection
 from jaxbench.workloads import REGISTRY
 from jaxbench.workloads.outside import WorkloadError
 from jaxbench.workloads.sharding import parse_mesh
-
 from tests.conftest import ROOT, option_parser, run_pytest
 
 pytestmark = pytest.mark.version_independent  # the parsers and the selection of cases
@@ -148,10 +148,10 @@ def test_unwritable_folder_is_a_usage_error_before_measuring(option, tmp_path):
     assert "test_step" not in proc.stdout and "test_workflow" not in proc.stdout  # nothing was run
 
 
-def _readme_options_table() -> dict[str, str]:
-    """The README's table of `pytest bench`'s options: each option named in a row's first column ->
+def _docs_options_table() -> dict[str, str]:
+    """The table of `pytest bench`'s options in docs/options.md: each option named in a row's first column ->
     that row's default column."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "options.md").read_text()
     table = text.split("| option | meaning | default |", 1)[1].split("\n\n", 1)[0]
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `--")]
     return {name: row[-1].rstrip(" |") for row in rows for name in re.findall(r"`(--[a-z-]+)", row[0])}
@@ -168,12 +168,12 @@ def _as_written(default) -> str | None:
     return None  # none, or a list: said in words
 
 
-def test_the_readme_options_table_is_the_parsers():
-    """Every option `pytest bench` adds is in the README's table and every option there is one it
+def test_the_docs_options_table_is_the_parsers():
+    """Every option `pytest bench` adds is in the docs' table and every option there is one it
     adds, each with the parser's default (where the default is a value, not words)."""
     actions = [action for action in option_parser()._actions
                if action.option_strings != ["-h", "--help"] and action.help != argparse.SUPPRESS]
-    table = _readme_options_table()
+    table = _docs_options_table()
     assert sorted(table) == sorted(action.option_strings[0] for action in actions)
     for action in actions:
         written = _as_written(action.default)

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from jaxbench.bench.cases import resolve_workloads
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.outside import WorkloadError, contract_problems
 from jaxbench.workloads.variants import VARIANTS
-
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 EXAMPLE = ROOT / "examples" / "jaxbench-example"

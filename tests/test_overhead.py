@@ -7,6 +7,7 @@ import timeit
 import jax
 import jax.numpy as jnp
 import optax
+
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.steps import build_step
 

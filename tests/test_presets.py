@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jaxbench.bench.hardware import auto_size
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.contract import SIZE_TARGETS

@@ -7,6 +7,7 @@ import gzip
 import json
 
 import pytest
+
 from jaxbench.bench.profile import trace_steps
 from jaxbench.reports.profiles import category_of, op_time_shares
 from jaxbench.workloads import get_workload

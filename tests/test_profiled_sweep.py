@@ -10,9 +10,9 @@ import json
 
 import pandas as pd
 import pytest
+
 from jaxbench.reports.profiles import SHARE_CATEGORIES
 from jaxbench.reports.summary import summary_table
-
 from tests.conftest import FAST_TIMING, run_pytest
 
 # Every test here reads a real run. The JAX version's profiler and op names are tested on every

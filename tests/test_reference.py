@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import pytest
+
 from jaxbench.bench.cases import Case
 from jaxbench.bench.correctness import IncorrectResult, check_against_baseline
 from jaxbench.bench.references import References

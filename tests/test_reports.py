@@ -7,12 +7,12 @@ import json
 
 import pandas as pd
 import pytest
+
 from jaxbench.bench.cli import main
 from jaxbench.reports.build import build_report, missing_benchmarks
 from jaxbench.reports.expectations import expectations_table, verdict
 from jaxbench.reports.results import ResultsError, variant_label
 from jaxbench.reports.summary import summary_table
-
 from tests.conftest import FAST_TIMING, ROOT, run_pytest
 
 pytestmark = pytest.mark.version_independent  # reports from saved results (pandas, matplotlib): no JAX run
@@ -291,19 +291,19 @@ def test_workflow_rows_stay_out_of_the_step_charts(saved_workflow_run, tmp_path)
         assert chart(summary, tmp_path / "chart.png") is None, chart.__name__
 
 
-def _readme_table(heading_row: str) -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
+def _docs_table(heading_row: str) -> list[list[str]]:
+    text = (ROOT / "docs" / "results.md").read_text()
     lines = text[text.index(heading_row):].splitlines()[2:]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[:lines.index("")]]
 
 
-def test_the_readme_quotes_every_claim_the_verdicts_use():
+def test_the_docs_quote_every_claim_the_verdicts_use():
     from jaxbench.reports.expectations import CLAIMS
 
     speedup = [[c.name, c.expected] for c in CLAIMS if c.table == "speedup"]
     memory = [[c.name, c.expected, c.expected_time] for c in CLAIMS if c.table == "memory"]
-    assert _readme_table("| claim | expected |\n") == speedup
-    assert _readme_table("| claim | expected | expected step time |") == memory
+    assert _docs_table("| claim | expected |\n") == speedup
+    assert _docs_table("| claim | expected | expected step time |") == memory
 
 
 def test_every_command_of_the_parser_has_a_runner():

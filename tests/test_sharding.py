@@ -7,11 +7,11 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
+
 from jaxbench.workloads import LAYOUTS, get_workload
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.sharding import MeshShape, fsdp_spec, mesh_shape, parse_mesh, replicated_bytes
 from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
-
 from tests.conftest import assert_step_agrees
 
 LM = get_workload("transformer")

@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+
 from jaxbench.workloads import LAYOUTS, get_workload
 from jaxbench.workloads.layers import configure_stacks
 from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
 from jaxbench.workloads.transformer import generate
 from jaxbench.workloads.variants import variants_for
-
 from tests.conftest import assert_step_agrees, xla_forward_flops
 
 LM = get_workload("transformer")

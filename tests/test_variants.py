@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+
 from jaxbench.bench.correctness import IncorrectResult, check_against_baseline, relative_errors
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
-from jaxbench.workloads.variants import readme_table, variants_for
-
+from jaxbench.workloads.variants import variants_for, variants_table
 from tests.conftest import FAST_TIMING, ROOT, assert_step_agrees, run_pytest
 
 MLP = get_workload("mlp")
@@ -48,8 +48,8 @@ def test_variant_lists():
     assert variants_for("infer") == ("baseline", "jit", "vmap", "jit_vmap", "multi_device", "bf16")
 
 
-def test_the_readme_table_of_variants_is_the_registry():
-    assert readme_table() in (ROOT / "README.md").read_text()
+def test_the_docs_table_of_variants_is_the_registry():
+    assert variants_table() in (ROOT / "docs" / "variants.md").read_text()
 
 
 @pytest.mark.version_independent

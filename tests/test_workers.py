@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+
 from jaxbench.bench import workers
 from jaxbench.bench.cases import Case
 from jaxbench.bench.references import References

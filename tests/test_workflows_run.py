@@ -6,9 +6,9 @@ import json
 import sys
 
 import pytest
+
 from jaxbench.reports.workflows import workflow_tables
 from jaxbench.workloads import WORKFLOW_VARIANTS
-
 from tests.conftest import DATA
 from tests.test_bench_run import schema
 
@@ -66,6 +66,7 @@ def test_bayes_rows_hold_the_convergence_checks(workflow_run):
 
 def test_checkpoint_rows_report_async_blocking_apart_from_durable(workflow_run):
     import jax
+
     from jaxbench.workloads import get_workload
     from jaxbench.workloads.steps import build_step
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
 from jaxbench.workloads import WORKFLOW_VARIANTS, sharding, transformer
 from jaxbench.workloads.contract import IncorrectResult
 from jaxbench.workloads.steps import build_step

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+
 from jaxbench.workloads.contract import Workload
 from jaxbench.workloads.layers import BlockStack
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+
 from jaxbench.workloads.contract import Workload
 from jaxbench.workloads.layers import BlockStack
 
@@ -30,7 +31,7 @@ class MLPSize:
 
 SIZES = {  # each sized for its target: `workloads.contract.SIZE_TARGETS`
     "tiny": MLPSize(features=16, hidden=32, num_blocks=2, classes=10, batch_size=8),
-    # The CPU reference shape (see the README's workloads table): 784 -> 512 x 3 -> 10, batch 128.
+    # The CPU reference shape (see the workloads table, docs/workloads.md): 784 -> 512 x 3 -> 10, batch 128.
     "small": MLPSize(features=784, hidden=512, num_blocks=2, classes=10, batch_size=128),
     "medium": MLPSize(features=784, hidden=2048, num_blocks=3, classes=10, batch_size=1024),
     # About 0.5 B parameters: keeps one GPU's matmul units busy.

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+
 from jaxbench.workloads import compat, transforms
 from jaxbench.workloads.contract import LAYOUTS, NotApplicable
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
+
 from jaxbench.workloads import compat, compile_cache, reference, sharding, transforms
 from jaxbench.workloads.contract import NotApplicable, Workload
 from jaxbench.workloads.layers import configure_stacks

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+
 from jaxbench.workloads.contract import LAYOUTS, Workload
 from jaxbench.workloads.layers import BlockStack
 

@@ -1,6 +1,6 @@
 """The variants of a step: one record each (`Variant`), in one registry (`VARIANTS`).
 
-A record says what the variant is (its name, the modes it has, its line in the README's table)
+A record says what the variant is (its name, the modes it has, its line in the table of docs/variants.md)
 and how its step is composed. The composition is a chain of stages, each a transformation from
 `workloads/transforms.py`, the way optax chains gradient transformations; `workloads.steps`
 applies them, in this order, to a workload's model function:
@@ -17,7 +17,7 @@ applies them, in this order, to a workload's model function:
 6. `on_mesh`: the compiled step on a (data, model) mesh of all devices, laid out by `layout`.
 
 Everything else reads this registry: case selection and the `--variants` option, report order,
-charts and the README's table (a test holds it to the records). A new variant is one record
+charts and the table of docs/variants.md (a test holds it to the records). A new variant is one record
 here, plus a claim line in `reports/expectations.py` if the quoted tables speak of it.
 """
 
@@ -33,7 +33,7 @@ class Variant:
     """One variant of a step (the module doc says how its fields compose)."""
 
     name: str
-    does: str  # what its step does, one line: the README's table
+    does: str  # what its step does, one line: the table of docs/variants.md
     modes: tuple[str, ...] = MODES
     precision: str | None = None  # compute dtype of the model function; None: float32
     batching: str = "vectorised"  # "loop" (a Python loop over examples) or "vectorised"
@@ -107,7 +107,7 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def readme_table() -> str:
-    """The README's table of the variants, from the records."""
+def variants_table() -> str:
+    """The table of the variants in docs/variants.md, from the records."""
     rows = [f"| `{variant.name}` | {variant.does} |" for variant in VARIANTS.values()]
     return "\n".join(["| variant | what the step does |", "|---|---|", *rows])

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from jaxbench.bench.ab import protocol
 from jaxbench.bench.options import Selection
 from jaxbench.reports.gate import GateResult
@@ -438,7 +439,7 @@ class ABRun:
         """One block pair in each pair of workers, the pairs in random order. A block pair is
         `slices` slices of rounds on each side, alternating (which side first, at random), so
         that the two sides' rounds interleave within a few tens of milliseconds: a shared
-        machine's speed moves on the scale of a second (the README's "Why slices"). Its ratio:
+        machine's speed moves on the scale of a second (docs/regressions.md, "Why slices"). Its ratio:
         the median of head's rounds over base's."""
         timeout = self.options["worker_timeout"]
         for index in self.rng.permutation(self.options["workers"]):

@@ -63,6 +63,7 @@ def select(args) -> list:
     from dataclasses import replace
 
     from _pytest.mark.expression import Expression
+
     from jaxbench.bench import hardware
     from jaxbench.bench.cases import cases_of, resolve_workloads
     from jaxbench.bench.options import Selection
@@ -87,6 +88,7 @@ def prepare(case, references) -> tuple[object | None, dict]:
     variant that cannot run here, or a device out of memory, is a skip with `pytest bench`'s
     reason (`bench.measure`); a failed check or any other error is a failure, with its message."""
     import pytest
+
     from jaxbench.bench import measure
     from jaxbench.bench.correctness import IncorrectResult
     from jaxbench.bench.metadata import exact_figures

@@ -4,10 +4,11 @@ truth its data were drawn from and against the reference variant's run."""
 from __future__ import annotations
 
 import numpy as np
-from jaxbench.workloads.bayes.model import LATENT_SITES
-from jaxbench.workloads.contract import IncorrectResult
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from scipy import stats
+
+from jaxbench.workloads.bayes.model import LATENT_SITES
+from jaxbench.workloads.contract import IncorrectResult
 
 CHECKED_SITES = ("mu", "tau", "beta")
 """The parameters whose posteriors are checked against the truth the data were drawn from."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
+from numpyro.infer import Predictive
+
 from jaxbench.workloads import compat
 from jaxbench.workloads.bayes.model import LATENT_SITES, Dataset
 from jaxbench.workloads.bayes.sampling import largest_divisor
 from jaxbench.workloads.steps import compile_ahead_of_time
-from numpyro.infer import Predictive
 
 
 def predictive(model, variant: str, draws: dict, x_test, group_test, devices):

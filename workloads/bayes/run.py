@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.infer import NUTS
+
 from jaxbench.workloads.bayes.diagnostics import posterior_summary
 from jaxbench.workloads.bayes.model import SIZES, BayesSize, Dataset, make_dataset, make_model
 from jaxbench.workloads.bayes.predictive import predictive, thinned, truth_as_draws
 from jaxbench.workloads.bayes.sampling import chain_sampler, sampler
 from jaxbench.workloads.contract import size_preset
 from jaxbench.workloads.workflow import RunTimings
-from numpyro.infer import NUTS
 
 INTERVAL = (5.0, 95.0)
 """Percentiles of the posterior predictive interval (a 90% interval)."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
+from numpyro.infer import NUTS
+
 from jaxbench.workloads import compat
 from jaxbench.workloads.bayes.model import BayesSize, Dataset
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.steps import compile_ahead_of_time
-from numpyro.infer import NUTS
 
 
 def chain_sampler(kernel: NUTS, size: BayesSize, dataset: Dataset):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
 from jaxbench.workloads import WORKFLOW_VARIANTS
 from jaxbench.workloads.contract import SIZES as SIZE_NAMES
 from jaxbench.workloads.training_loop import __doc__ as LOOP_DOC

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
 from jaxbench.workloads import compile_cache
 from jaxbench.workloads.contract import IncorrectResult, size_preset
 from jaxbench.workloads.training_loop.loop import LoopOutcome, TrainingLoop

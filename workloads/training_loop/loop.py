@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+
 from jaxbench.workloads import WORKFLOW_VARIANTS, transformer, transforms
 from jaxbench.workloads.training_loop import recovery
 from jaxbench.workloads.training_loop.sizes import LoopSize, batch_at, eval_batches

@@ -12,13 +12,13 @@ import pandas as pd
 
 from jaxbench.reports.charts import draw_all
 from jaxbench.reports.expectations import expectations_markdown, expectations_shown, expectations_table
+from jaxbench.reports.glance import glance_table, headline_findings
 from jaxbench.reports.html import write_html
 from jaxbench.reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
 from jaxbench.reports.scaling import scaling_chart, scaling_table
 from jaxbench.reports.sections import Section, section_markdown
 from jaxbench.reports.summary import summary_table, to_markdown
 from jaxbench.reports.workflows import workflow_findings, workflow_tables
-from jaxbench.workloads.variants import PRODUCTION
 
 
 def missing_benchmarks(data: dict) -> list[str]:
@@ -68,28 +68,6 @@ def environment_table(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def headline_findings(summary: pd.DataFrame, expectations: pd.DataFrame) -> list[str]:
-    """A few sentences a reader wants first: the production step's speedup, and every claim not met."""
-    lines = []
-    production = summary[summary["variant"] == PRODUCTION.name].dropna(subset=["speedup vs baseline", "MFU"])
-    several_runs = summary["run"].nunique() > 1
-    for _, row in production.iterrows():
-        run = f"{row['run']}, " if several_runs else ""
-        lines.append(f"{row['workload']} {row['mode']} ({run}{row['size']}, {row['device set']}): {PRODUCTION.name} is "
-                     f"{row['speedup vs baseline']:.3g}x faster than the eager baseline "
-                     f"({row['median step (ms)']:.3g} ms per step, MFU {row['MFU']:.2g} vs the in-run "
-                     f"{row['compute dtype']} matmul rate).")
-    claims = expectations[expectations["verdict"] != "reference"] if len(expectations) else expectations
-    if len(claims):
-        counts = claims["verdict"].value_counts()
-        lines.append("Expectations: " + ", ".join(f"{counts[v]} {v}" for v in counts.index) + ".")
-        for _, row in expectations[expectations["verdict"].isin(["below", "above"])].iterrows():
-            unit = "x" if row["table"] == "speedup" else "x less memory"
-            lines.append(f"{row['claim']} ({row['workload']} {row['mode']}): {row['verdict']} — "
-                         f"{row['measured']:.3g}{unit} against {row['expected']}: {row['reason']}.")
-    return lines
-
-
 def build_report(results: list[str | Path], out: str | Path) -> Path:
     """Write the report folder `out` for the results files; returns the path of report.md.
 
@@ -115,8 +93,14 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
         scaling.to_csv(out / "scaling.csv", index=False)
         charts += [path for path in [scaling_chart(scaling, out / "scaling.png")] if path]
 
-    findings = headline_findings(summary, expectations) + [line for data in runs for line in workflow_findings(data)]
-    sections = [Section("Environment", tables=[("", environment_table(runs))], index=True),
+    not_measured = {outcome: {case: reason for data in runs for case, reason in data[SUITE].get(outcome, {}).items()}
+                    for outcome in NOT_MEASURED}
+    findings = headline_findings(summary, expectations, not_measured,
+                                 [line for data in runs for line in workflow_findings(data)])
+    glance = glance_table(summary, expectations)
+    sections = [Section("At a glance", "Each variant's figure that the quoted tables judge, with the verdict "
+                        "(`met`, `below`, `above`; the reasons are in Expectations); its speedup over the eager "
+                        "baseline where no claim judges it.", tables=[("", glance)] if len(glance) else []),
                 Section("Headline findings", items=findings)]
     missing = [case for data in runs for case in missing_benchmarks(data)]
     if missing:
@@ -146,12 +130,13 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
                                 "Efficiency: throughput over devices x the sweep's one-device throughput (1 is "
                                 "ideal)." + shared,
                                 tables=[("", _shown(scaling.drop(columns=["shared cores", "host cores"]), len(runs)))]))
-    sections += [
+    sections[2:2] = [
         Section("Summary", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
                 "against the device's datasheet peak, where the device is known.",
                 tables=[("", _shown(summary.drop(columns="kind"), len(runs)))]),
         Section("Expectations", "" if len(expectations) else "No expectation has data.",
                 tables=expectations_shown(_shown(expectations, len(runs))) if len(expectations) else []),
+        Section("Environment", tables=[("", environment_table(runs))], index=True),
     ]
     tables = [(name if len(runs) == 1 else f"{name} ({label})", table)
               for data, label in zip(runs, labels) for name, table in workflow_tables(data).items()]

@@ -27,10 +27,21 @@ def _number(value) -> str:
     return str(value)
 
 
+VERDICT_COLOURS = {"met": "#d8f0d8", "below": "#f7d4d2", "above": "#d5e4f7"}
+"""The background of a cell that ends with its verdict in brackets (`reports.glance`)."""
+
+
+def _verdict_colour(value) -> str:
+    found = re.search(r"\((met|below|above)\)$", str(value))
+    return f"background-color: {VERDICT_COLOURS[found.group(1)]}" if found else ""
+
+
 def table_html(table: pd.DataFrame, index: bool = False) -> Markup:
-    """`table` as an HTML table (pandas `Styler`), numbers to 4 significant digits, `-` where empty;
-    the page's script makes it sortable by any column."""
-    styler = table.style.format(_number, na_rep="-", escape="html").set_table_attributes('class="sortable"')
+    """`table` as an HTML table (pandas `Styler`), numbers to 4 significant digits, `-` where empty,
+    a cell that ends with its verdict (`12x (met)`) coloured by it; the page's script makes it
+    sortable by any column."""
+    styler = (table.style.format(_number, na_rep="-", escape="html").map(_verdict_colour)
+              .set_table_attributes('class="sortable"'))
     if not index:
         styler = styler.hide(axis="index")
     return Markup(styler.to_html())

@@ -40,9 +40,9 @@ def test_the_page_stands_alone_and_holds_the_report(html_report):
     page = html_report.read_text()
     sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)  # nothing beside it
-    for title in ("Environment", "Headline findings", "Summary", "Expectations", "Charts"):
+    for title in ("At a glance", "Headline findings", "Summary", "Expectations", "Environment", "Charts"):
         assert f"<h2>{title}</h2>" in page
-    assert page.count('class="sortable"') == 4  # environment, summary, the two expectation tables
+    assert page.count('class="sortable"') == 5  # the grid, summary, the two expectation tables, environment
 
 
 def test_the_page_reads_well_in_a_real_browser(html_report, tmp_path):
@@ -60,7 +60,13 @@ def test_the_page_reads_well_in_a_real_browser(html_report, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(html_report.as_uri())
             assert page.title() == "jaxbench report"
-            assert page.locator("table").count() == 4
+            assert page.locator("table").count() == 5
+            first_screen = os.environ.get("JAXBENCH_SCREENSHOT")  # docs/images/report-first-screen.png
+            if first_screen:
+                page.screenshot(path=first_screen)
+            for table in page.locator("table").all():  # a wide table scrolls in its own box, not the page
+                box = table.locator("xpath=..").bounding_box()
+                assert box["x"] + box["width"] <= 1400, box
             images = page.evaluate(
                 "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
             assert len(images) == 4 and all(done and width > 0 and height > 0 for done, width, height in images)

@@ -201,12 +201,12 @@ def test_skipped_benchmarks_are_recorded_with_their_reason(tmp_path):
 
 
 def test_the_baseline_line_is_not_counted_as_met(saved_run):
-    from jaxbench.reports.build import headline_findings
+    from jaxbench.reports.glance import headline_findings
 
     results = saved_run["results"]
     expectations = expectations_table(results)
     claims = expectations[expectations["verdict"] != "reference"]
-    (line,) = [line for line in headline_findings(summary_table(results), expectations)
+    (line,) = [line for line in headline_findings(summary_table(results), expectations, {}, [])
                if line.startswith("Expectations:")]
     counted = sum(int(part.split()[0]) for part in line.removeprefix("Expectations: ").rstrip(".").split(", "))
     assert counted == len(claims) == len(expectations) - 2 and "reference" not in line
@@ -311,3 +311,36 @@ def test_every_command_of_the_parser_has_a_runner():
 
     subcommands = next(action for action in build_parser()._actions if action.dest == "command")
     assert set(subcommands.choices) == set(COMMANDS) | {"run"}  # `run` hands its arguments to pytest unparsed
+
+
+def test_the_first_screen_is_the_grid_then_at_most_seven_findings(saved_run, saved_workflow_run, tmp_path):
+    """Two runs' report: it opens with the grid of workload and mode against variant (each cell
+    the figure its claim judges, with the verdict, coloured in the HTML) and at most seven
+    findings: the production step, the verdicts' count, the largest gap and its reason, what was
+    not measured; the tables follow."""
+    from jaxbench.reports.glance import MAX_FINDINGS, glance_table
+
+    results = saved_run["results"]
+    summary, expectations = summary_table(results), expectations_table(results)
+    grid = glance_table(summary, expectations).set_index(["workload", "mode"])
+    judged = expectations.set_index(["workload", "mode", "variant"])
+    remat, bf16 = (judged.loc[("mlp", "train", variant)] for variant in ("remat", "bf16"))
+    assert remat["measured"] >= 1 > bf16["measured"]  # at `tiny`, bf16's casts take more than they save
+    assert grid.loc[("mlp", "train"), "remat"] == f"{remat['measured']:.3g}x less memory ({remat['verdict']})"
+    assert grid.loc[("mlp", "train"), "bf16"] == f"{1 / bf16['measured']:.3g}x more memory ({bf16['verdict']})"
+    speedups = summary.set_index(["workload", "mode", "variant"])["speedup vs baseline"]
+    speedup = speedups.loc[("mlp", "infer", "baseline")]
+    assert grid.loc[("mlp", "infer"), "baseline"] == f"{speedup:.3g}x"  # the reference: no verdict
+    below = expectations[expectations["verdict"] == "below"]
+    worst = below.loc[(below["lo"] / below["measured"]).idxmax()]
+    report = build_report([saved_run["dir"] / "results.json", saved_workflow_run["dir"] / "results.json"],
+                          tmp_path / "out")
+    text = report.read_text()
+    assert text.index("## At a glance") < text.index("## Headline findings") < text.index("## Summary") \
+        < text.index("## Environment")
+    findings = text.split("## Headline findings\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert 4 <= len(findings) <= MAX_FINDINGS, findings
+    assert findings[0].startswith("- jit_vmap, the production step, is")
+    assert f"Largest gap from the quoted tables: {worst['claim']} ({worst['workload']} {worst['mode']})" in text
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "background-color: #f7d4d2" in html and "background-color: #d8f0d8" in html  # below, met

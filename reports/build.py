@@ -88,7 +88,7 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
                        else "No expectation has data.\n")
     (out / "expectations.md").write_text(expectations_md)
     scaling = pd.concat([scaling_table(data, label) for data, label in zip(runs, labels)], ignore_index=True)
-    charts = draw_all(summary, out)
+    charts = draw_all(summary, out, expectations)
     if not scaling.empty:
         scaling.to_csv(out / "scaling.csv", index=False)
         charts += [path for path in [scaling_chart(scaling, out / "scaling.png")] if path]

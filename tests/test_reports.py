@@ -344,3 +344,33 @@ def test_the_first_screen_is_the_grid_then_at_most_seven_findings(saved_run, sav
     assert f"Largest gap from the quoted tables: {worst['claim']} ({worst['workload']} {worst['mode']})" in text
     html = (tmp_path / "out" / "report.html").read_text()
     assert "background-color: #f7d4d2" in html and "background-color: #d8f0d8" in html  # below, met
+
+
+def test_the_compile_chart_names_every_point_and_no_name_covers_another(saved_run):
+    import matplotlib.pyplot as plt
+
+    from jaxbench.reports.charts import compile_vs_step_axes
+
+    fig, ax = compile_vs_step_axes(summary_table(saved_run["results"]))
+    try:
+        labels = ax.texts
+        renderer = fig.canvas.get_renderer()
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        assert len(labels) == sum(1 for b in saved_run["results"]["benchmarks"] if b["extra_info"]["compile_s"])
+        assert not [(a.get_text(), b.get_text()) for i, a in enumerate(labels) for j, b in enumerate(labels)
+                    if i < j and boxes[i].overlaps(boxes[j])]
+        assert any(label.get_position() != (3, 3) for label in labels)  # this run's points crowd: some moved
+    finally:
+        plt.close(fig)
+
+
+def test_the_charts_draw_the_quoted_ranges_the_verdicts_use(saved_run):
+    from jaxbench.reports.charts import quoted_ranges
+
+    expectations = expectations_table(saved_run["results"])
+    speedup = quoted_ranges(expectations, "speedup")
+    assert speedup["jit"] == (10, 100) and speedup["jit_vmap"] == (100, 1000) and "baseline" not in speedup
+    low, high = speedup["multi_device"]  # about N x on the run's 8 devices
+    assert low < 8 < high
+    memory = quoted_ranges(expectations, "memory", workload="mlp", mode="train")
+    assert memory["remat"] == (2, 5)

@@ -14,10 +14,12 @@ ENVIRONMENT_KEYS = ("platform", "device_kind", "devices_share_host_cores", "n_de
 def exact_figures(prepared: PreparedStep) -> dict:
     """The compiled step's deterministic figures, which the regression gates compare exactly
     (`reports.verdicts.EXACT_FIGURES`): per-device memory and XLA's FLOPs and bytes accessed;
-    None each for an eager step."""
+    None each for an eager step. With them, what the program is (`program`: its fingerprint,
+    fusions, ops and collective bytes, `workloads.program`), which the gates show beside a change."""
     cost = prepared.cost or {}
     return {"mem_bytes": footprint_bytes(prepared.memory), "xla_flops": cost.get("flops"),
-            "xla_bytes_accessed": cost.get("bytes_accessed")}
+            "xla_bytes_accessed": cost.get("bytes_accessed"),
+            "program": getattr(prepared, "program", None)}  # a side from before programs were recorded has none
 
 
 def _environment_keys(environment: dict) -> dict:
@@ -136,6 +138,7 @@ def workflow_extra_info(
         "mem_breakdown": None,
         "xla_flops": None,
         "xla_bytes_accessed": None,
+        "program": None,
         "flops_per_step": None,
         "items_per_s": metrics[metric],
         "item_unit": item_unit,

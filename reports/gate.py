@@ -15,10 +15,12 @@ from jaxbench.reports.charts import save_chart
 from jaxbench.reports.results import write_atomically
 from jaxbench.reports.verdicts import VERDICTS, ExactChange, TimingVerdict, benchmark_verdict
 
-COLUMNS = ["benchmark", "verdict", "timing", "ratio", "low", "high", "p_value", "n", "exact"]
+COLUMNS = ["benchmark", "verdict", "timing", "ratio", "low", "high", "p_value", "n", "exact", "program"]
 """A row: the benchmark's verdict, its timing's verdict alone (`timing`), the ratio head/base with its
-interval, the rank test's p-value, the measurements a side, and the exact figures that changed."""
-SHOWN = ["benchmark", "verdict", "timing", "ratio (interval)", "p_value", "n", "exact"]
+interval, the rank test's p-value, the measurements a side, the exact figures that changed, and
+what changed in the compiled program (`workloads.program.program_diff`; "same program" where
+nothing did)."""
+SHOWN = ["benchmark", "verdict", "timing", "ratio (interval)", "p_value", "n", "exact", "program"]
 """What the terminal table and the Markdown summary show of a row."""
 
 
@@ -35,10 +37,11 @@ class GateResult:
     warnings: list[str] = field(default_factory=list)
 
     def add(self, benchmark: str, timing: TimingVerdict | None, changes: list[ExactChange],
-            failure: str | None = None, measurements: dict | None = None) -> None:
+            failure: str | None = None, measurements: dict | None = None, program: str = "") -> None:
         """Record one benchmark's timing verdict and exact changes (and so its verdict); `failure`:
         head fails its check against baseline where base passes, a regression whatever the times;
-        `measurements`: what the timing came from (kept in the JSON only)."""
+        `measurements`: what the timing came from (kept in the JSON only); `program`: what changed
+        in the compiled program (`workloads.program.program_diff`)."""
         self.rows.append({
             "benchmark": benchmark,
             "verdict": "regression" if failure else benchmark_verdict(timing, changes),
@@ -49,6 +52,7 @@ class GateResult:
             "p_value": timing.p_value if timing else None,
             "n": timing.n if timing else 0,
             "exact": "; ".join([*map(str, changes), *([failure] if failure else [])]),
+            "program": program,
             **({"measurements": measurements} if measurements else {}),
         })
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from jaxbench.reports.gate import GateResult
 from jaxbench.reports.results import HIDDEN_HOST, NOT_MEASURED, SUITE, ResultsError, load_results, variant_label
 from jaxbench.reports.verdicts import exact_changes, family_alpha, unpaired_verdict
+from jaxbench.workloads.program import program_diff
 
 DEFAULT_THRESHOLD = 0.25
 """Between two jobs a benchmark's median moves by more than within one (see docs/regressions.md)."""
@@ -89,7 +90,8 @@ def regress(base_path: str | Path, head_path: str | Path, threshold: float = DEF
     for name in common:
         (base_rounds, base_info), (head_rounds, head_info) = base[name], head[name]
         timing = unpaired_verdict(base_rounds, head_rounds, threshold, alpha)
-        result.add(name, timing, exact_changes(base_info, head_info))
+        result.add(name, timing, exact_changes(base_info, head_info),
+                   program=program_diff(base_info.get("program"), head_info.get("program")))
     for name, why in lost.items():  # base measured it, head could not: a regression whatever the times
         result.add(name, None, [], failure=f"head {why}")
     return result

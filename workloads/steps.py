@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxbench.workloads import compat, compile_cache, reference, sharding, transforms
 from jaxbench.workloads.contract import NotApplicable, Workload
 from jaxbench.workloads.layers import configure_stacks
+from jaxbench.workloads.program import combined, compiled_program
 from jaxbench.workloads.sharding import MeshShape
 from jaxbench.workloads.variants import BATCH_REFERENCE, PRODUCTION, Variant, get_variant
 
@@ -52,6 +53,8 @@ class PreparedStep:
         compile_cached_s: seconds of a second compilation from JAX's persistent cache
             (`workloads.compile_cache`); None where there was none, `compile_cache` saying why
             ("hit" where there was).
+        program: what the optimised program is (`workloads.program.program_summary`: its
+            fingerprint, fusions, ops and collective bytes), None if eager or unknown.
     """
 
     mode: str
@@ -65,6 +68,7 @@ class PreparedStep:
     output: Any = None
     compile_cached_s: float | None = None
     compile_cache: str = "not measured"
+    program: dict | None = None
 
     def __call__(self):
         """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
@@ -167,6 +171,7 @@ class Compiled:
     cost: dict[str, float] | None
     cached_seconds: float | None = None
     cache: str = "not measured"
+    program: dict | None = None
 
 
 def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
@@ -175,7 +180,7 @@ def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
     both = compile_cache.compile_both(fn, args, options)
     compiled = both.compiled
     return Compiled(compiled, both.cold_s, compat.memory_analysis(compiled), compat.cost_analysis(compiled),
-                    both.cached_s, both.cache)
+                    both.cached_s, both.cache, compiled_program(compiled))
 
 
 def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: int = 1) -> PreparedStep:
@@ -193,6 +198,7 @@ def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: in
         cost=None if any(piece.cost is None for piece in pieces) else _summed_costs([piece.cost for piece in pieces]),
         compile_cached_s=None if None in cached else sum(cached),
         compile_cache=next((piece.cache for piece in pieces if piece.cache != "hit"), "hit"),
+        program=combined([piece.program for piece in pieces]),
     )
 
 

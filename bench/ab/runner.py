@@ -41,6 +41,7 @@ from jaxbench.bench.ab import protocol
 from jaxbench.bench.options import Selection
 from jaxbench.reports.gate import GateResult
 from jaxbench.reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
+from jaxbench.workloads.program import program_diff
 
 WORKER_MODULE = "jaxbench.bench.ab.worker"
 GATE_ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +256,7 @@ class Benchmark:
     rounds: int
     slices: int = 1
     changes: list = field(default_factory=list)
+    program: str = ""  # what changed in the compiled program (`workloads.program.program_diff`)
     ratios: list[float] = field(default_factory=list)
     clusters: list[int] = field(default_factory=list)
 
@@ -384,7 +386,8 @@ class ABRun:
                 self.result.warnings.append(f"{case} not compared: base {b['status']}, head {h['status']} ({why})")
             else:
                 self._warn_if_workers_disagree(ready, case)
-                benchmarks.append(Benchmark(case, rounds=1, changes=exact_changes(b["exact"], h["exact"])))
+                benchmarks.append(Benchmark(case, rounds=1, changes=exact_changes(b["exact"], h["exact"]),
+                                            program=program_diff(b["exact"].get("program"), h["exact"].get("program"))))
         return benchmarks
 
     def _calibrate(self, workers: dict[str, list[Worker]], bench: Benchmark) -> None:
@@ -428,7 +431,7 @@ class ABRun:
             _progress(f"batch {batch}: {len(benchmarks) - len(undecided)} of {len(benchmarks)} benchmarks decided "
                       f"({time.monotonic() - self.started:.0f} s)")
         for bench in benchmarks:
-            self.result.add(bench.case, self._verdict(bench, alpha), bench.changes,
+            self.result.add(bench.case, self._verdict(bench, alpha), bench.changes, program=bench.program,
                             measurements={"ratios": bench.ratios, "worker_pairs": bench.clusters,
                                           "rounds_per_slice": bench.rounds, "slices_per_block": bench.slices})
 

@@ -80,6 +80,9 @@ def add_gate_outputs(parser) -> None:
     parser.add_argument("--chart", metavar="FILE", help="write a PNG of each benchmark's ratio with its interval")
 
 
+PROG = "jaxbench"
+"""The command's name in its help and errors, however it is started (`python -m jaxbench`, `python -m
+reports` in a checkout)."""
 DESCRIPTION = ("What jit, vmap, sharding, remat, bf16 and gradient accumulation buy on this hardware: run the "
                "benchmarks, build and compare reports, gate regressions.")
 RUN_HELP = "run the benchmarks: `pytest bench` with the installed suite, from any folder (its options: run --help)"
@@ -98,9 +101,9 @@ def run_benchmarks(pytest_args: list[str]) -> int:
     return int(pytest.main([*suite_arguments(), *pytest_args]))
 
 
-def build_parser(prog: str = "jaxbench") -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The command line's parser, every command with its options."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help=RUN_HELP, add_help=False)  # its arguments go to pytest as they are
     build = commands.add_parser("build", help="a report folder from one or more results files")
@@ -180,25 +183,20 @@ COMMANDS = {
 """Each command -> what runs it, given the parsed arguments; returns the exit status."""
 
 
-def main(argv: list[str] | None = None, prog: str = "jaxbench") -> int:
-    """Run the command line (named `prog` in its help and errors); returns the exit status."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (the `jaxbench` console script); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
         return run_benchmarks(argv[1:])  # pytest parses them, with the suite's options
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ResultsError, ABError, OSError) as error:
-        print(f"{prog} {args.command}: error: {error}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # workers stopped and worktrees removed on the way out
-        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def jaxbench() -> int:
-    """The `jaxbench` console script."""
-    return main(prog="jaxbench")
 
 
 if __name__ == "__main__":

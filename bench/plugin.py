@@ -2,7 +2,7 @@
 JAX starts.
 
 Loaded by the root `conftest.py` in a checkout (`pytest bench`, `pytest tests`) and by
-`jaxbench run` (`-p bench.plugin`) wherever the suite is installed.
+`jaxbench run` (`-p jaxbench.bench.plugin`) wherever the suite is installed.
 """
 
 from __future__ import annotations

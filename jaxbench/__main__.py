@@ -5,4 +5,4 @@ import sys
 from jaxbench.bench.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(prog="jaxbench"))
+    sys.exit(main())

@@ -98,16 +98,24 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     findings = headline_findings(summary, expectations, not_measured,
                                  [line for data in runs for line in workflow_findings(data)])
     glance = glance_table(summary, expectations)
-    sections = [Section("At a glance", "Each variant's figure that the quoted tables judge, with the verdict "
-                        "(`met`, `below`, `above`; the reasons are in Expectations); its speedup over the eager "
-                        "baseline where no claim judges it.", tables=[("", glance)] if len(glance) else []),
-                Section("Headline findings", items=findings)]
+    sections = [
+        Section("At a glance", "Each variant's figure that the quoted tables judge, with the verdict (`met`, "
+                "`below`, `above`; the reasons are in Expectations); its speedup over the eager baseline where "
+                "no claim judges it.", tables=[("", glance)] if len(glance) else []),
+        Section("Headline findings", items=findings),
+        Section("Summary", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
+                "against the device's datasheet peak, where the device is known.",
+                tables=[("", _shown(summary.drop(columns="kind"), len(runs)))]),
+        Section("Expectations", "" if len(expectations) else "No expectation has data.",
+                tables=expectations_shown(_shown(expectations, len(runs))) if len(expectations) else []),
+        Section("Environment", tables=[("", environment_table(runs))], index=True),
+    ]
     missing = [case for data in runs for case in missing_benchmarks(data)]
     if missing:
         sections.append(Section("Missing", "The run planned these benchmarks but has no result for them "
                                 "(interrupted, failed or out of memory): " + ", ".join(missing) + "."))
     failed = [f"{case}" + (f" ({status})" if status != "failed" else "") + f": {reason}"
-              for data in runs for status in FAILURES for case, reason in data[SUITE].get(status, {}).items()]
+              for status in FAILURES for case, reason in not_measured[status].items()]
     if failed:
         sections.append(Section("Failed", "These benchmarks have no timing: they failed, most often their check "
                                 "against baseline, or (with `--isolate`) their process crashed or ran past "
@@ -119,9 +127,9 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
                                 "`perfetto_trace.json.gz` at https://ui.perfetto.dev (Open trace file), or its "
                                 "folder with TensorBoard's profile plugin (`tensorboard --logdir FOLDER`).",
                                 links=traces))
-    skipped = {case: reason for data in runs for case, reason in data[SUITE].get("skipped", {}).items()}
-    if skipped:
-        sections.append(Section("Skipped", items=[f"{case}: {reason}" for case, reason in skipped.items()]))
+    if not_measured["skipped"]:
+        sections.append(Section("Skipped", items=[f"{case}: {reason}" for case, reason in
+                                                  not_measured["skipped"].items()]))
     if not scaling.empty:
         shared = (" The devices here are virtual CPU devices sharing the host's cores: the curve shows the "
                   "overhead of partitioning, not a speedup." if scaling["shared cores"].any() else "")
@@ -130,14 +138,6 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
                                 "Efficiency: throughput over devices x the sweep's one-device throughput (1 is "
                                 "ideal)." + shared,
                                 tables=[("", _shown(scaling.drop(columns=["shared cores", "host cores"]), len(runs)))]))
-    sections[2:2] = [
-        Section("Summary", "MFU: against the in-run matmul rate of the row's compute dtype; MFU (datasheet): "
-                "against the device's datasheet peak, where the device is known.",
-                tables=[("", _shown(summary.drop(columns="kind"), len(runs)))]),
-        Section("Expectations", "" if len(expectations) else "No expectation has data.",
-                tables=expectations_shown(_shown(expectations, len(runs))) if len(expectations) else []),
-        Section("Environment", tables=[("", environment_table(runs))], index=True),
-    ]
     tables = [(name if len(runs) == 1 else f"{name} ({label})", table)
               for data, label in zip(runs, labels) for name, table in workflow_tables(data).items()]
     if tables:

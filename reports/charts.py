@@ -55,9 +55,11 @@ def _by_variant(frame: pd.DataFrame, values: str) -> pd.DataFrame:
     return table.reindex(sorted(table.index, key=_rank))
 
 
-def save_chart(fig, path: Path, dpi: int = 110) -> Path:
-    """Lay `fig` out, write it to `path` as a PNG and close it; returns `path`."""
-    fig.tight_layout()
+def save_chart(fig, path: Path, dpi: int = 110, rect=(0, 0, 1, 1), layout: bool = True) -> Path:
+    """Lay `fig` out within `rect` (figure fractions: room kept for a legend below, say; `layout`
+    False: as it was laid out already), write it to `path` as a PNG and close it; returns `path`."""
+    if layout:
+        fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
@@ -155,10 +157,7 @@ def memory_chart(summary: pd.DataFrame, path: Path, expectations: pd.DataFrame |
     fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=8, ncol=2)
     fig.suptitle("Per-device memory of the compiled train step (lower is better)\ndashed: what the quoted "
                  f"reduction from {PRODUCTION.name}'s would leave", x=0.02, ha="left", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def spread_labels(ax, labels: list) -> None:
@@ -213,10 +212,7 @@ def compile_vs_step_chart(summary: pd.DataFrame, path: Path) -> Path | None:
     drawn = compile_vs_step_axes(summary)
     if drawn is None:
         return None
-    fig, _ = drawn
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_chart(drawn[0], path, layout=False)  # laid out before its labels were spread
 
 
 def mfu_chart(summary: pd.DataFrame, path: Path) -> Path | None:

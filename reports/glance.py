@@ -9,8 +9,6 @@ from jaxbench.workloads.variants import PRODUCTION
 
 MAX_FINDINGS = 7
 """The most headline findings the report opens with; the tables below hold the rest."""
-JUDGED = ("met", "below", "above")
-"""The verdicts a cell is coloured by (`reports.html`)."""
 
 
 def _times(value: float) -> str:

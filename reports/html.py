@@ -31,8 +31,11 @@ VERDICT_COLOURS = {"met": "#d8f0d8", "below": "#f7d4d2", "above": "#d5e4f7"}
 """The background of a cell that ends with its verdict in brackets (`reports.glance`)."""
 
 
+_VERDICT_AT_END = re.compile(r"\((" + "|".join(VERDICT_COLOURS) + r")\)$")
+
+
 def _verdict_colour(value) -> str:
-    found = re.search(r"\((met|below|above)\)$", str(value))
+    found = _VERDICT_AT_END.search(str(value))
     return f"background-color: {VERDICT_COLOURS[found.group(1)]}" if found else ""
 
 

@@ -15,7 +15,7 @@ from tests.conftest import FAST_TIMING, ROOT
 
 def test_jaxbench_lists_every_command(capsys):
     with pytest.raises(SystemExit) as ended:
-        main(["--help"], prog="jaxbench")
+        main(["--help"])
     assert ended.value.code == 0
     usage = capsys.readouterr().out
     assert usage.startswith("usage: jaxbench")
@@ -23,7 +23,7 @@ def test_jaxbench_lists_every_command(capsys):
 
 
 def test_errors_name_the_command_as_it_was_called(tmp_path, capsys):
-    assert main(["build", str(tmp_path / "nope.json"), "--out", str(tmp_path)], prog="jaxbench") == 2
+    assert main(["build", str(tmp_path / "nope.json"), "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("jaxbench build: error:") and "nope.json" in error and error.count("\n") == 1
 

@@ -39,6 +39,11 @@ def load_package(name: str, folder: Path) -> None:
     spec.loader.exec_module(module)
 
 
+def is_jaxbench(folder: Path) -> bool:
+    """Whether `folder` holds a revision of jaxbench with an A/B worker (not a package of workloads)."""
+    return (folder / "bench" / "ab" / "worker.py").is_file()
+
+
 def public_api(root: Path) -> Path:
     """The `jaxbench/__init__.py` that goes with `root`'s packages."""
     checkout = root / IMPORT_NAME / "__init__.py"
@@ -52,7 +57,7 @@ def assemble(harness: Path, side: Path) -> None:
     init = public_api(harness)
     package.__file__, package.__path__ = str(init), [str(init.parent)]
     sys.modules[IMPORT_NAME] = package
-    workloads = side if (side / "bench" / "ab" / "worker.py").is_file() else harness
+    workloads = side if is_jaxbench(side) else harness
     load_package(f"{IMPORT_NAME}.workloads", workloads / "workloads")
     for name in HARNESS_PACKAGES:
         load_package(f"{IMPORT_NAME}.{name}", harness / name)

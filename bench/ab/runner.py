@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxbench.bench.ab import protocol
+from jaxbench.bench.ab.harness import is_jaxbench
 from jaxbench.bench.options import Selection
 from jaxbench.reports.gate import GateResult
 from jaxbench.reports.verdicts import MIN_MEASUREMENTS, MIN_WORKER_PAIRS, exact_changes, family_alpha, paired_verdict
@@ -156,11 +157,6 @@ class WorkerError(ABError):
     def __init__(self, message: str, side: str):
         super().__init__(message)
         self.side = side
-
-
-def is_jaxbench(folder: Path) -> bool:
-    """Whether `folder` holds a revision of jaxbench with an A/B worker (not a package of workloads)."""
-    return (folder / "bench" / "ab" / "worker.py").is_file()
 
 
 def harness_root(base: Side) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -352,3 +353,22 @@ def test_base_judges_when_it_is_jaxbench_and_the_gate_when_the_sides_are_a_packa
     assert ab_runner.harness_root(base(jaxbench_revision)) == jaxbench_revision
     assert ab_runner.harness_root(base(package)) == ab_runner.GATE_ROOT
     assert ab_runner.GATE_ROOT == ROOT  # run from this checkout, the gate is this checkout
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"bench/__init__.py": ""}, "predates `reports ab` (it has no bench/ab/worker.py)"),
+    ({"bench/ab/worker.py": ""}, "predates its one import name `jaxbench` (it has no jaxbench/__init__.py)"),
+])
+def test_a_revision_of_jaxbench_too_old_to_compare_is_one_line(files, message, tmp_path):
+    """Before the one import name, a revision's `workloads` cannot be loaded as `jaxbench.workloads`
+    by the harness: refused, naming the revision, before any worker starts."""
+    repo = tmp_path / "old"
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "old")
+    with pytest.raises(ab_runner.ABError, match=f"^revision 'HEAD' of jaxbench {re.escape(message)}"):
+        with ab_runner.sides("HEAD", None, None, None, repo):
+            pass

@@ -137,6 +137,13 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's terminal reporter formats the traceback
+def pytest_keyboard_interrupt(excinfo):
+    """A Ctrl-C ends the run as interrupted (exit status 2), wherever it landed
+    (`interrupt.drop_lineless_frames`)."""
+    interrupt.drop_lineless_frames(excinfo.value)
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """Where the results and report went, and strict mode's `below` lines."""
     lines = bench_session.summary_lines(config)

@@ -9,6 +9,11 @@ round (its `setup` hook, outside the timing), raises it again where nothing swal
 
 Once the benchmarks are over, a Ctrl-C no longer interrupts: the results and the report are
 written whole (seconds), and then the run ends as interrupted.
+
+Python 3.11+ can raise the `KeyboardInterrupt` at an instruction that has no source line
+(`tb_lineno` is None), and pytest's report of the interrupt then fails with a TypeError of its own
+and the run ends with exit status 1 (an internal error) instead of 2 (interrupted): CI saw it.
+`drop_lineless_frames` takes such frames out of the traceback before pytest formats it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,21 @@ def uninstall(session) -> None:
 def requested() -> bool:
     """Whether Ctrl-C was pressed during this session."""
     return _requested
+
+
+def drop_lineless_frames(error: BaseException) -> None:
+    """Unlink from `error`'s traceback, and from those of the exceptions it was raised from or
+    during, each frame that has no source line, which pytest cannot format. The outermost frame
+    stays (it is pytest's own, which always has one)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        entry = error.__traceback__
+        while entry is not None:
+            while entry.tb_next is not None and entry.tb_next.tb_lineno is None:
+                entry.tb_next = entry.tb_next.tb_next
+            entry = entry.tb_next
+        error = error.__cause__ or error.__context__
 
 
 def stop_if_requested() -> None:

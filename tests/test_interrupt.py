@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import weakref
-from types import SimpleNamespace
+from types import SimpleNamespace, TracebackType
 
 import pytest
 
@@ -92,3 +93,34 @@ def test_a_benchmark_stopped_before_its_record_is_complete_is_left_out_of_the_re
     unfinished.stats.update(94.4)
     config = SimpleNamespace(_benchmarksession=SimpleNamespace(benchmarks=[timed, unfinished, stopped]))
     assert measured_benchmarks(config) == [timed]
+
+
+def interrupted_at_a_lineless_instruction() -> BaseException:
+    """A KeyboardInterrupt (raised from another error) whose tracebacks hold a frame with no
+    source line, as Python 3.11+ makes when the signal lands on such an instruction."""
+    def lineless(error: BaseException) -> BaseException:
+        frame = sys._getframe()
+        lasti = next(i for i in range(0, 4 * len(frame.f_code.co_code), 2)
+                     if TracebackType(None, frame, i, -1).tb_lineno is None)
+        error.__traceback__.tb_next = TracebackType(error.__traceback__.tb_next, frame, lasti, -1)
+        return error
+
+    try:
+        try:
+            raise ValueError("during")
+        except ValueError as during:
+            lineless(during)
+            raise KeyboardInterrupt from during
+    except KeyboardInterrupt as error:
+        return lineless(error)
+
+
+def test_an_interrupt_at_a_lineless_instruction_is_reported_as_an_interrupt():
+    """pytest could not format it (a TypeError, exit status 1); with the lineless frames unlinked it
+    formats the interrupt and the error it was raised from."""
+    error = interrupted_at_a_lineless_instruction()
+    with pytest.raises(TypeError):
+        pytest.ExceptionInfo.from_exception(error).getrepr(funcargs=True)
+    interrupt.drop_lineless_frames(error)
+    text = str(pytest.ExceptionInfo.from_exception(error).getrepr(funcargs=True))
+    assert "KeyboardInterrupt" in text and "ValueError: during" in text

@@ -26,7 +26,7 @@ from jaxbench.workloads.sharding import MeshShape, parse_mesh
 from jaxbench.workloads.variants import VARIANTS
 
 DEFAULT_CPU_DEVICES = 8
-DEFAULT_BASELINE_BUDGET_S = 5.0
+DEFAULT_BASELINE_BUDGET_S = 2.0
 """`--baseline-budget`'s default: seconds one timed eager step may take (`bench.eager_baseline`)."""
 SCALING = ("strong", "weak")
 """The scaling sweeps: `strong` keeps the global batch, `weak` the batch per device."""
@@ -89,8 +89,8 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
               help=f"size preset: {targets}; or {AUTO_SIZE}: small on a CPU, on a GPU or TPU the largest preset "
                    f"whose steps fit its memory (default: {default_size})")
     addoption("--every-layout", action="store_true",
-              help="measure each multi_device forward pass (infer, decode) in every layout of its workload, "
-                   "not only in data (the default: the train steps show what splitting the weights buys)")
+              help="measure multi_device in every layout of each workload (the transformer's model and "
+                   "data_model too); by default a train step runs in data and fsdp, a forward pass in data")
     addoption("--cpu-devices", type=whole_number("devices"), default=DEFAULT_CPU_DEVICES, metavar="N",
               help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), made in "
                    "a worker process of their own so that single-device steps run in a one-device process; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step
 from jaxbench.bench.options import Selection
 from jaxbench.workloads import REGISTRY
 from jaxbench.workloads.outside import WorkloadError
-from jaxbench.workloads.sharding import parse_mesh
+from jaxbench.workloads.sharding import layouts_for, parse_mesh
 from tests.conftest import ROOT, option_parser, run_pytest
 
 pytestmark = pytest.mark.version_independent  # the parsers and the selection of cases
@@ -76,7 +77,7 @@ def test_options_are_listed_in_help_with_their_defaults():
                    "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds", "--baseline-budget"):
         assert option in text
     defaults = parser.parse_args([])
-    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("auto", 8, 5.0)
+    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("auto", 8, 2.0)
     assert "--jaxbench-worker" not in text  # the worker's own option is hidden
 
 
@@ -107,13 +108,21 @@ def test_each_mesh_layout_is_its_own_benchmark():
     assert "cnn_batchnorm-train-multi_device-fsdp" in collected
 
 
-def test_by_default_a_forward_pass_is_measured_in_the_data_layout_only():
-    """The default run's set (`workloads.sharding.layouts_for`); --every-layout gives the rest."""
+def test_by_default_a_train_step_is_measured_in_data_and_fsdp_and_a_forward_pass_in_data():
+    """The default run's set (`workloads.sharding.layouts_for`); --every-layout gives the rest: the
+    transformer's `model` and `data_model` layouts, in every mode."""
     default, every = _ids(variants="multi_device"), _ids("--every-layout", variants="multi_device")
     assert [case for case in every if case not in default] == [
         f"transformer-{mode}-multi_device-{layout}"
-        for mode in ("infer", "decode") for layout in ("model", "data_model")]
-    assert "transformer-infer-multi_device" in default and "transformer-train-multi_device-model" in default
+        for mode in ("train", "infer", "decode") for layout in ("model", "data_model")]
+    assert {"transformer-train-multi_device", "transformer-train-multi_device-fsdp", "cnn-train-multi_device-fsdp",
+            "transformer-infer-multi_device", "transformer-decode-multi_device"} <= set(default)
+
+
+def test_a_workload_without_the_default_layouts_is_measured_in_its_first():
+    only_model = SimpleNamespace(layouts=("model", "data_model"))
+    assert layouts_for(only_model, "train", every=False) == ("model",)
+    assert layouts_for(only_model, "infer", every=True) == ("model", "data_model")
 
 
 def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_named():

@@ -92,14 +92,21 @@ def mesh_shape(layout: str, n_devices: int, chosen: MeshShape | None = None) -> 
     return chosen
 
 
+DEFAULT_LAYOUTS = ("data", "fsdp")
+"""The layouts of the default run (`layouts_for` unless `every`): the state replicated against the
+state split, which is what the `sharding` memory claim is checked on."""
+
+
 def layouts_for(workload, mode: str, every: bool = True) -> tuple[str, ...]:
     """The layouts `workload`'s `multi_device` step is measured in for `mode`: the workload's
     `layouts`, `fsdp` in `train` only (it splits the training state; a forward pass has no
     optimizer state, and `data` or `model` already say what splitting the weights buys there).
-    Unless `every`, a forward pass (`infer`, `decode`) in `data` only: the default run's set, where
-    what splitting the weights buys is the training step's to show."""
+    Unless `every`, those of them in `DEFAULT_LAYOUTS` (or the workload's first, where it has
+    neither): a forward pass in `data` only, a train step in `data` and `fsdp`."""
     layouts = tuple(layout for layout in workload.layouts if layout != "fsdp" or mode == "train")
-    return layouts if every or mode == "train" else layouts[:1]
+    if every:
+        return layouts
+    return tuple(layout for layout in layouts if layout in DEFAULT_LAYOUTS) or layouts[:1]
 
 
 def shards_batch(layout: str) -> bool:

@@ -7,8 +7,9 @@ log step times with the absolute-deviation cost, which an outlying run barely mo
 lower the cost by more than a penalty scaled to the series' own noise (estimated from its
 point-to-point differences, robust to the steps themselves), and each segment holds at least
 `MIN_SEGMENT` runs, so a noisy run or two are never a change point. Steps smaller than
-`min_step` are dropped. Each change point names the commits on either side and the size of the
-step.
+`min_step` are dropped. Each change point names the commits on either side, the size of the
+step, and what changed in the benchmark's compiled program between those two runs
+(`workloads.program.program_diff`: "same program" puts a step down to the runtime or the machine).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jaxbench.reports.regress import benchmark_name
 from jaxbench.reports.results import ResultsError, load_results, write_atomically
 from jaxbench.reports.sections import Section, section_markdown
 from jaxbench.reports.verdicts import EXACT_TOLERANCE
+from jaxbench.workloads.program import program_diff
 
 MIN_SEGMENT = 3
 """Runs a segment holds at least, so that a step must last: one or two noisy jobs cannot make one
@@ -50,6 +52,7 @@ class ChangePoint:
     after_commit: str
     before: float  # the median of the segment before
     after: float  # and after
+    program: str = ""  # what changed in the compiled program between the two runs (`program_diff`)
 
     @property
     def step(self) -> float:
@@ -73,7 +76,8 @@ def result_files(paths: list[str | Path]) -> list[Path]:
 
 def history(paths: list[str | Path]) -> pd.DataFrame:
     """One row per (run, benchmark): `order` (the run's place by commit date), `commit`, `date`,
-    `benchmark` and the figures of `FIGURES`."""
+    `benchmark`, the figures of `FIGURES` and the compiled step's `program` summary (None where
+    the run has none)."""
     rows = []
     for path in result_files(paths):
         data = load_results(path)
@@ -83,7 +87,7 @@ def history(paths: list[str | Path]) -> pd.DataFrame:
             info = bench.get("extra_info", {})
             rows.append({"file": str(path), "commit": str(commit.get("id") or "?")[:10], "date": date,
                          "benchmark": benchmark_name(info), "median_s": bench["stats"]["median"],
-                         "mem_bytes": info.get("mem_bytes")})
+                         "mem_bytes": info.get("mem_bytes"), "program": info.get("program")})
     frame = pd.DataFrame(rows)
     frame["date"] = pd.to_datetime(frame["date"], utc=True, format="ISO8601")
     runs = frame.drop_duplicates("file").sort_values(["date", "file"])["file"].tolist()
@@ -120,13 +124,14 @@ def find_changes(frame: pd.DataFrame, min_step: float = DEFAULT_MIN_STEP) -> lis
     found = []
     for (benchmark, figure), series in _series(frame):
         values = series[figure].to_numpy(dtype=float)
-        commits = series["commit"].tolist()
+        commits, programs = series["commit"].tolist(), series["program"].tolist()
         points = change_points(values, min_step if figure == "median_s" else EXACT_TOLERANCE)
         bounds = [0, *points, len(values)]
         for i, point in enumerate(points):
             found.append(ChangePoint(benchmark, figure, commits[point - 1], commits[point],
                                      float(np.median(values[bounds[i]:point])),
-                                     float(np.median(values[point:bounds[i + 2]]))))
+                                     float(np.median(values[point:bounds[i + 2]])),
+                                     program_diff(programs[point - 1], programs[point])))
     return found
 
 
@@ -180,11 +185,11 @@ def write_trend(paths: list[str | Path], out: str | Path, min_step: float = DEFA
     changes = find_changes(frame, min_step)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frame.drop(columns=["file"]).to_csv(out / "trend.csv", index=False)
+    frame.drop(columns=["file", "program"]).to_csv(out / "trend.csv", index=False)
     trend_chart(frame, changes, out / "trend.png")
     table = pd.DataFrame([{"benchmark": c.benchmark, "figure": FIGURES[c.figure], "between commits":
                            f"{c.before_commit} -> {c.after_commit}", "before": c.before, "after": c.after,
-                           "step": f"{c.step:+.1%}"} for c in changes])
+                           "step": f"{c.step:+.1%}", "program": c.program} for c in changes])
     runs = frame["order"].nunique()
     sections = [Section("Change points", "" if len(table) else "No change point.",
                         tables=[("", table)] if len(table) else []),

@@ -242,7 +242,8 @@ def test_export_for_the_github_benchmark_action(saved_run, tmp_path):
 def _history(saved_run, folder, runs: int = 24):
     """A synthetic history of `runs` saved runs (3% noise on every median), files named in an
     order unlike their commit dates: jit_vmap's train step 25% slower for good from run 12 on,
-    remat's memory 2% larger from run 18 on, and one run where every benchmark is 1.6x slower."""
+    remat's memory 2% larger from run 18 on (its program with two copies more), and one run where
+    every benchmark is 1.6x slower."""
     rng = np.random.default_rng(5)
     for i in rng.permutation(runs):
         def change(data, i=int(i)):
@@ -256,6 +257,9 @@ def _history(saved_run, folder, runs: int = 24):
                 bench["stats"]["median"] *= factor
                 if info["variant"] == "remat" and info["mode"] == "train" and i >= 18:
                     info["mem_bytes"] = int(info["mem_bytes"] * 1.02)
+                    ops = info["program"]["ops"]
+                    info["program"] = {**info["program"], "fingerprint": "f" * 16,
+                                       "ops": {**ops, "copy": ops.get("copy", 0) + 2}}  # two copies more
         _saved_run(saved_run, folder, f"run-{i}", change)
 
 
@@ -271,6 +275,9 @@ def test_trend_finds_the_planted_steps_and_only_them(saved_run, tmp_path):
                      ("mlp-train-remat (tiny, 1 device)", "mem_bytes", "c017000000", "c018000000")}
     step = next(c for c in changes if c.figure == "median_s")
     assert 0.18 < step.step < 0.32  # the planted 25%
+    # what changed in the compiled program between the two runs beside each change point
+    assert step.program == "same program"
+    assert next(c for c in changes if c.figure == "mem_bytes").program == "copy +2"
 
 
 def test_trend_command_reads_folders(saved_run, tmp_path):
@@ -283,6 +290,7 @@ def test_trend_command_reads_folders(saved_run, tmp_path):
     assert main(["trend", str(runs), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "trend.md").read_text()
     assert "over 24 runs" in text and "c011000000 -> c012000000" in text and "+2" in text
+    assert "same program" in text and "copy +2" in text
     assert (tmp_path / "out" / "trend.png").stat().st_size > 0
     page = (tmp_path / "out" / "trend.html").read_text()  # the same, as one page with the chart inside
     assert "over 24 runs" in page and "c011000000 -&gt; c012000000" in page and 'src="data:image/png;base64,' in page

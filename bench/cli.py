@@ -61,12 +61,15 @@ def add_ab_command(commands) -> None:
                           f"comparison ends with an error (default {DEFAULTS['worker_timeout']:g})")
     how.add_argument("--seed", type=int, default=None, help="seed of the random order (default: fresh)")
     add_gate_outputs(ab)
+    ab.add_argument("--save-hlo", metavar="DIR", help="keep each side's compiled programs (optimised HLO text) in "
+                                                       "DIR/base/ and DIR/head/, a file per benchmark, for a diff")
 
 
 def _run_ab(args) -> int:
     selection = Selection.of(lambda name, default: getattr(args, name, default))
     options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
-               "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout}
+               "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout,
+               "save_hlo": args.save_hlo}
     result = run_ab(selection, options, args.base, args.head, args.base_python, args.head_python, seed=args.seed)
     result.write(args.markdown, args.json_path, args.chart)
     print_result(result)

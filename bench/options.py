@@ -138,6 +138,9 @@ def add_run_options(addoption) -> None:
     addoption("--distributed-timeout", type=whole_number("seconds"), default=DEFAULT_TIMEOUT_S, metavar="S",
               help="seconds a run of several processes waits for all to join; a process silent for half of it "
                    f"ends the others with an error naming it (default {DEFAULT_TIMEOUT_S})")
+    addoption("--save-hlo", action="store_true",
+              help="keep each compiled step's optimised HLO text in <report dir>/hlo/<benchmark>.hlo.txt, for a "
+                   "diff against another run's (what changed is summed up in results.json either way)")
     addoption("--profile", action="store_true",
               help="after each benchmark's timed rounds, trace a few of its steps with jax.profiler into "
                    "<report dir>/profiles/<benchmark>/ (a Perfetto trace: ui.perfetto.dev, or TensorBoard's "

@@ -1,8 +1,10 @@
-"""`--profile`: a few steps of each benchmark traced after its timed rounds (never during them),
-one folder per benchmark under the report folder, and where the device time went.
+"""Looking inside a benchmark's step. `--profile`: a few steps of each benchmark traced after its
+timed rounds (never during them), one folder per benchmark under the report folder, and where the
+device time went. `--save-hlo`: each compiled step's optimised HLO text kept beside the results,
+for a diff against another run's.
 
 Uses `jax.profiler.trace(folder, create_perfetto_trace=True)`: TensorBoard's `.xplane.pb` and a
-`perfetto_trace.json.gz` that ui.perfetto.dev opens. Without `--profile` nothing here runs.
+`perfetto_trace.json.gz` that ui.perfetto.dev opens. Without either option nothing here runs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PROFILES_FOLDER = "profiles"
+HLO_FOLDER = "hlo"
 TRACED_STEPS = 3
 """Steps traced per benchmark; one for a step of a second or more (an eager baseline's trace is
 large, and one such step shows where its time goes)."""
@@ -54,3 +57,22 @@ def profile_info(config, case_id: str, step, step_s: float) -> dict:
     if trace is None:
         return {"profile": None, "op_shares": None}
     return {"profile": str(trace.relative_to(report_dir)), "op_shares": op_time_shares(trace)}
+
+
+def saved_hlo(config, case_id: str, step) -> dict:
+    """With `--save-hlo`: write `step`'s optimised HLO text (`PreparedStep.program_text`) to
+    `<report dir>/hlo/<case id>.hlo.txt` and return the benchmark's `hlo` (that path, relative to
+    the report folder; None for a step with no compiled program, e.g. an eager one). Empty without
+    `--save-hlo`."""
+    if not config.getoption("save_hlo", False):
+        return {}
+    from jaxbench.bench.session import report_dir as run_report_dir
+    from jaxbench.reports.results import write_atomically
+
+    text = getattr(step, "program_text", None)
+    if text is None:
+        return {"hlo": None}
+    report_dir = run_report_dir(config)
+    path = report_dir / HLO_FOLDER / f"{case_id}.hlo.txt"
+    write_atomically(path, text)
+    return {"hlo": str(path.relative_to(report_dir))}

@@ -5,7 +5,9 @@ Run with `pytest bench` (see `pytest --help`, group "jaxbench", for the selectio
 
 from __future__ import annotations
 
-from jaxbench.bench import distributed, eager_baseline, interrupt, measure, process, profile
+import jax
+
+from jaxbench.bench import distributed, eager_baseline, energy, interrupt, measure, process, profile
 from jaxbench.bench.metadata import step_extra_info
 from jaxbench.bench.session import XLA_COMPILING, spend, spending
 from jaxbench.workloads import get_workload
@@ -46,9 +48,14 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             cost = None  # the eager loop's cost, where its step time is extrapolated
             with spending(request.config, "timed rounds"):
                 if timed_case.examples is None:
-                    benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds,
-                                       warmup_rounds=warmup, iterations=1)
+                    def timed() -> int:
+                        benchmark.pedantic(step, setup=interrupt.stop_if_requested, rounds=rounds,
+                                           warmup_rounds=warmup, iterations=1)
+                        return warmup + rounds
+
+                    power = energy.measured(energy.meter_of(jax.local_devices()[:step.n_devices]), timed)
                 else:
+                    power = energy.unknown("the rounds timed were over part of the batch, and one example")
                     extrapolated, cost = eager_baseline.extrapolated_timing(
                         timed_case, step, rounds, size.batch_size, interrupt.stop_if_requested,
                         references.initial_states)
@@ -57,7 +64,8 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
             median_s = benchmark.stats.stats.median
             if spans and profile.profiling(request.config):  # every process traces as many steps as process 0
                 median_s = distributed.agreed((median_s,))[0]
-            profiled = profile.profile_info(request.config, case.id, step, median_s)
+            profiled = profile.profile_info(request.config, case.id, step, median_s) | profile.saved_hlo(
+                request.config, case.id, step)
         finally:
             step.free()  # nothing of this benchmark stays on the device for the next one
 
@@ -83,5 +91,6 @@ def test_step(case, benchmark, references, elsewhere, matmul_rates, environment,
         | (eager_baseline.extra_info(timed_case.examples or size.batch_size, size.batch_size, cost)
            if eager_baseline.is_bounded(case) else {})
         | peak
+        | power
         | profiled
     )

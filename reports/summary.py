@@ -18,6 +18,8 @@ EXTRAPOLATED = "baseline timing"
 """The column that says where the speedup's baseline was extrapolated from part of its batch."""
 PEAK = "peak in use (MiB)"
 """The column of the device allocator's peak (`peak_bytes_in_use`), beside the compiled estimate."""
+ENERGY, POWER = "energy/step (J)", "power (W)"
+"""The columns of the energy counters' figures (`bench.energy`), where the platform has them."""
 
 
 def _mib(nbytes: pd.Series) -> pd.Series:
@@ -72,6 +74,8 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
                 lambda shares, category=category: shares[category] if isinstance(shares, dict) else None).astype(float)
                for category in SHARE_CATEGORIES},
             PEAK: _mib(column("peak_bytes_in_use").astype(float)),
+            ENERGY: column("energy_j_per_step").astype(float),
+            POWER: column("power_w").astype(float),
             "compile (s)": frame["compile_s"],
             "compile cached (s)": column("compile_cached_s").astype(float),
             CACHE_NOTE: column("compile_cache").where(lambda note: note != "hit"),
@@ -83,9 +87,9 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     # A baseline extrapolated from part of its batch only where one was (`--baseline-budget`);
     # the allocator's real peak only for benchmarks run in a process of their own (--isolate)
     # on a platform that keeps memory statistics (not a CPU); the cache note only where a compiled
-    # row has no cached compile time; op time shares only with --profile: no column where no row
-    # has a value.
-    optional = [EXTRAPOLATED, PEAK, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
+    # row has no cached compile time; op time shares only with --profile; energy only where the
+    # platform counts it (`bench.energy`): no column where no row has a value.
+    optional = [EXTRAPOLATED, PEAK, ENERGY, POWER, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
     return table.drop(columns=[name for name in optional if table[name].isna().all()])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from jaxbench.bench.ab import runner as ab_runner
+from jaxbench.workloads.program import program_summary
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.version_independent
@@ -81,13 +82,17 @@ def test_a_revision_that_is_really_slower_is_a_regression(package_repository, tm
     # 4 worker pairs and up to 24 block pairs: on a noisy machine the timing may need more than
     # FAST's 3 and 12 to decide.
     proc = run_ab("--base", "base", "--head", "wider", *SELECTION, *FAST, "--workers", "4", "--max-pairs", "24",
-                  "--json", str(out),
+                  "--json", str(out), "--save-hlo", str(tmp_path / "hlo"),
                   "--markdown", str(tmp_path / "summary.md"), "--chart", str(tmp_path / "ratios.png"),
                   cwd=package_repository)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     row = _verdicts(out)["wide_mlp-train-jit_vmap"]
     assert row["verdict"] == "regression"
     assert "XLA cost-analysis FLOPs" in row["exact"]  # the exact gate sees the wider matmuls
+    # --save-hlo: both sides' programs kept, and different
+    texts = [(tmp_path / "hlo" / side / "wide_mlp-train-jit_vmap.hlo.txt").read_text() for side in ("base", "head")]
+    assert program_summary(texts[0])["fingerprint"] != program_summary(texts[1])["fingerprint"]
+    assert row["program"] and row["program"] != "same program"
     # The timing, on its own, may not decide: over 4 worker pairs the interval is as wide as the
     # processes' speeds differ, which on a loaded 2-core host is more than the 3-10% this change
     # costs (docs/measurements.md). It must not say the change is harmless, though.
@@ -109,12 +114,16 @@ def test_unchanged_code_is_no_regression_between_python_environments(tmp_path):
                     str(EXAMPLE_MODULE.parent.parent)], check=True, capture_output=True, timeout=300)
     out = tmp_path / "verdicts.json"
     proc = run_ab("--base-python", sys.executable, "--workloads", "wide_mlp", "--modes", "train", "--variants",
-                  "jit_vmap", "--size", "tiny", *FAST, "--json", str(out), env={"PYTHONPATH": str(site)})
+                  "jit_vmap", "--size", "tiny", *FAST, "--json", str(out), "--save-hlo", str(tmp_path / "hlo"),
+                  env={"PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     verdicts = json.loads(out.read_text())
     row = _verdicts(out)["wide_mlp-train-jit_vmap"]
     assert list(_verdicts(out)) == ["wide_mlp-train-jit_vmap"] and "JAX" in verdicts["method"]
     assert row["verdict"] != "regression" and row["exact"] == "" and row["low"] < 1.05
+    assert row["program"] == "same program"  # one fingerprint, and the same text kept for both sides
+    texts = [(tmp_path / "hlo" / side / "wide_mlp-train-jit_vmap.hlo.txt").read_text() for side in ("base", "head")]
+    assert program_summary(texts[0]) == program_summary(texts[1])
 
 
 @pytest.mark.parametrize(("args", "message"), [

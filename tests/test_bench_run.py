@@ -48,6 +48,9 @@ def test_every_benchmark_has_the_contract_keys(tiny_run):
             assert info["mem_bytes"] > 0 and info["compile_s"] > 0
             assert info["xla_flops"] > 0 and info["xla_bytes_accessed"] > 0  # the exact gate's figures
         assert info["n_devices"] == (8 if info["variant"] == "multi_device" else 1)
+        # energy: measured, or unknown with the reason, never a 0 (bench/energy.py)
+        assert (info["energy_j_per_step"] is None) == (info["energy_unknown"] is not None) == (info["power_w"] is None)
+        assert info["energy_j_per_step"] is None or info["energy_j_per_step"] > 0
 
 
 def test_single_device_rows_are_measured_in_a_one_device_process(tiny_run):

@@ -1,7 +1,8 @@
-"""One real run read by the tests of `--scaling` and `--profile`: each sweep point checked and
-measured in one process and drawn against the ideal (bench/cases.py, reports/scaling.py); a trace
-per benchmark after its timed rounds, linked from the report, and where the op time went
-(`reports.profiles`). One run serves both because each costs a worker of several devices."""
+"""One real run read by the tests of `--scaling`, `--profile` and `--save-hlo`: each sweep point
+checked and measured in one process and drawn against the ideal (bench/cases.py,
+reports/scaling.py); a trace per benchmark after its timed rounds, linked from the report, and
+where the op time went (`reports.profiles`); each compiled step's HLO text, in the worker too. One
+run serves them all because each costs a worker of several devices."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.version_independent]
 @pytest.fixture(scope="module")
 def profiled_run(tmp_path_factory) -> dict:
     """`pytest bench --workloads mlp --size tiny --modes train --variants baseline,jit_vmap,multi_device
-    --scaling both --profile --cpu-devices 4` (the sweeps' points and the multi-device rows in one
+    --scaling both --profile --save-hlo --cpu-devices 4` (the sweeps' points and the multi-device rows in one
     worker of 4 virtual CPU devices: a sweep of three points, 1, 2 and 4)."""
     report_dir = tmp_path_factory.mktemp("profiled")
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--modes", "train", "--variants",
-                      "baseline,jit_vmap,multi_device", "--scaling", "both", "--profile", "--cpu-devices", "4",
-                      "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600)
+                      "baseline,jit_vmap,multi_device", "--scaling", "both", "--profile", "--save-hlo",
+                      "--cpu-devices", "4", "--report-dir", str(report_dir), "-q", *FAST_TIMING, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"dir": report_dir, "results": json.loads((report_dir / "results.json").read_text()), "proc": proc}
 
@@ -104,3 +105,18 @@ def test_the_report_links_each_trace_and_says_how_to_open_it(profiled_run):
     assert all(f'<a href="{row["profile"]}">{row["case_id"]}</a>' in html for row in rows)
     summary = summary_table(profiled_run["results"])
     assert all(f"{category} (% op time)" in summary for category in SHARE_CATEGORIES)
+
+
+def test_save_hlo_keeps_each_compiled_steps_program_whose_summary_is_recorded(profiled_run):
+    """--save-hlo: the text each compiled step's `program` summary was read from, in the worker's
+    rows too; none for the eager baseline."""
+    from jaxbench.workloads.program import program_summary
+
+    for bench in profiled_run["results"]["benchmarks"]:
+        info = bench["extra_info"]
+        if info["variant"] == "baseline":
+            assert info["hlo"] is None
+            continue
+        path = profiled_run["dir"] / info["hlo"]
+        assert path.name == f"{info['case_id']}.hlo.txt"
+        assert program_summary(path.read_text()) == info["program"]

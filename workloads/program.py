@@ -57,12 +57,18 @@ def program_summary(hlo_text: str) -> dict:
             "ops": dict(sorted(ops.items())), "collective_bytes": dict(sorted(collective_bytes.items()))}
 
 
-def compiled_program(compiled) -> dict | None:
-    """`program_summary` of a `jax.stages.Compiled`, None where the backend gives no HLO text."""
+def program_text(compiled) -> str | None:
+    """The optimised HLO text of a `jax.stages.Compiled`, None where the backend gives none."""
     try:
-        return program_summary(compiled.as_text())
+        return compiled.as_text()
     except Exception:  # noqa: BLE001 (a backend without the text: the program is then unknown)
         return None
+
+
+def compiled_program(compiled) -> dict | None:
+    """`program_summary` of a `jax.stages.Compiled`, None where the backend gives no HLO text."""
+    text = program_text(compiled)
+    return None if text is None else program_summary(text)
 
 
 def combined(programs: list[dict | None]) -> dict | None:

@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxbench.workloads import compat, compile_cache, reference, sharding, transforms
 from jaxbench.workloads.contract import NotApplicable, Workload
 from jaxbench.workloads.layers import configure_stacks
-from jaxbench.workloads.program import combined, compiled_program
+from jaxbench.workloads.program import combined, program_summary, program_text
 from jaxbench.workloads.sharding import MeshShape
 from jaxbench.workloads.variants import BATCH_REFERENCE, PRODUCTION, Variant, get_variant
 
@@ -55,6 +55,7 @@ class PreparedStep:
             ("hit" where there was).
         program: what the optimised program is (`workloads.program.program_summary`: its
             fingerprint, fusions, ops and collective bytes), None if eager or unknown.
+        program_text: the optimised HLO text it was read from (of each compiled piece, in turn).
     """
 
     mode: str
@@ -69,6 +70,7 @@ class PreparedStep:
     compile_cached_s: float | None = None
     compile_cache: str = "not measured"
     program: dict | None = None
+    program_text: str | None = None
 
     def __call__(self):
         """Run one step and wait for it (async dispatch would otherwise time only the launch)."""
@@ -172,6 +174,7 @@ class Compiled:
     cached_seconds: float | None = None
     cache: str = "not measured"
     program: dict | None = None
+    text: str | None = None  # the optimised HLO (`--save-hlo`)
 
 
 def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
@@ -179,8 +182,9 @@ def _compile(fn, *args, donate_argnums=(), out_shardings=None) -> Compiled:
     options = {"donate_argnums": donate_argnums} | ({} if out_shardings is None else {"out_shardings": out_shardings})
     both = compile_cache.compile_both(fn, args, options)
     compiled = both.compiled
+    text = program_text(compiled)
     return Compiled(compiled, both.cold_s, compat.memory_analysis(compiled), compat.cost_analysis(compiled),
-                    both.cached_s, both.cache, compiled_program(compiled))
+                    both.cached_s, both.cache, None if text is None else program_summary(text), text)
 
 
 def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: int = 1) -> PreparedStep:
@@ -199,6 +203,8 @@ def _pieces_step(mode, step, state, batch, pieces: list[Compiled], n_devices: in
         compile_cached_s=None if None in cached else sum(cached),
         compile_cache=next((piece.cache for piece in pieces if piece.cache != "hit"), "hit"),
         program=combined([piece.program for piece in pieces]),
+        program_text=None if any(piece.text is None for piece in pieces) else "\n".join(
+            piece.text for piece in pieces),
     )
 
 

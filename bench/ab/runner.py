@@ -49,8 +49,9 @@ GATE_ROOT = Path(__file__).resolve().parents[2]
 """The folder of this gate's own `bench`, `reports` and `workloads`: a checkout's root, or the
 installed `jaxbench` package's folder."""
 DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
-            "worker_timeout": 900.0}
-"""The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer."""
+            "worker_timeout": 900.0, "save_hlo": None}
+"""The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer;
+`save_hlo`: a folder where each side's first worker writes its compiled programs (`--save-hlo`)."""
 
 
 CALIBRATION_ROUNDS = 3
@@ -323,7 +324,9 @@ class ABRun:
                     Path(hand_over, side.name).mkdir()
                     arguments[side.name] = [*worker_arguments(self.selection, devices),
                                             "--hand-over", str(Path(hand_over, side.name))]
-                    workers[side.name] = [Worker(side, 0, arguments[side.name], harness_root(self.base))]
+                    saving = (["--save-hlo", str(Path(self.options["save_hlo"], side.name))]
+                              if self.options["save_hlo"] else [])
+                    workers[side.name] = [Worker(side, 0, arguments[side.name] + saving, harness_root(self.base))]
                 for name, group in workers.items():  # base first: its benchmarks are known if head ends
                     ready[name] = [group[0].receive(timeout)]
                 for side in (self.base, self.head):

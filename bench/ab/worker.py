@@ -50,6 +50,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     add_selection_options(parser.add_argument, default_size="small", keyword=True)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--hand-over", default=None)
+    parser.add_argument("--save-hlo", default=None)  # a folder for the compiled programs' text
     try:
         return parser.parse_args(argv)
     except argparse.ArgumentError as error:
@@ -112,6 +113,16 @@ def prepare(case, references) -> tuple[object | None, dict]:
                   "max_rel_error": max(errors.values(), default=0.0)}
 
 
+def save_program(folder: str | None, case_id: str, step) -> None:
+    """Write `step`'s optimised HLO text to `folder/<case id>.hlo.txt` (`--save-hlo`; nothing for
+    no folder, a step not built, or one without a compiled program)."""
+    text = getattr(step, "program_text", None)
+    if folder and text is not None:
+        from jaxbench.reports.results import write_atomically
+
+        write_atomically(Path(folder) / f"{case_id}.hlo.txt", text)
+
+
 REFERENCES_FILE, STATES_FILE = "references.pkl", "initial_states.pkl"
 
 
@@ -172,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     steps, ready = {}, {}
     for case in mine:
         steps[case.id], ready[case.id] = prepare(case, references)
+        save_program(args.save_hlo, case.id, steps[case.id])
     hand_over(args.hand_over, references, [case for case in mine if steps[case.id] is not None])
     send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
           "protocol": protocol.VERSION, "jax_version": jax.__version__,

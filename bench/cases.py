@@ -9,7 +9,7 @@ import pytest
 from jaxbench.bench.options import Selection, selection
 from jaxbench.bench.process import multi_device_count
 from jaxbench.reports.arguments import unknown_names
-from jaxbench.workloads import REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
+from jaxbench.workloads import LEFT_OUT_BY_DEFAULT, REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.outside import WorkloadError, add_module, registered
 from jaxbench.workloads.sharding import MeshShape, layouts_for, shards_batch
@@ -86,12 +86,15 @@ class Case:
 
 
 def resolve_workloads(names: tuple[str, ...] | None, modules: list[str]) -> tuple[str, ...]:
-    """Register the outside workload `modules` and check `names` (None: every known workload), each
-    outside one against the contract; `WorkloadError` with one line otherwise."""
+    """Register the outside workload `modules` and check `names` (None: every known workload but
+    `LEFT_OUT_BY_DEFAULT`; `("all",)`: every one), each outside one against the contract;
+    `WorkloadError` with one line otherwise."""
     for spec in modules:
         add_module(spec, taken=tuple(REGISTRY))
     known = workload_names()
-    names = names or known
+    if names == ("all",):
+        names = known
+    names = names or tuple(name for name in known if name not in LEFT_OUT_BY_DEFAULT)
     error = unknown_names("workload", names, known)
     if error:
         raise WorkloadError(error)

@@ -24,6 +24,7 @@ from jaxbench.reports.build import build_report
 from jaxbench.reports.compare import compare_runs
 from jaxbench.reports.export import FORMATS, export
 from jaxbench.reports.gate import print_result
+from jaxbench.reports.reference import REFERENCE_RUNS, compare_with_reference
 from jaxbench.reports.regress import DEFAULT_THRESHOLD, regress
 from jaxbench.reports.results import ResultsError
 from jaxbench.reports.trend import DEFAULT_MIN_STEP, write_trend
@@ -98,10 +99,10 @@ def run_benchmarks(pytest_args: list[str]) -> int:
     from its root without installing it."""
     import pytest
 
-    from jaxbench.bench.plugin import suite_arguments
+    from jaxbench.bench import plugin
 
     sys.path.insert(0, os.getcwd())
-    return int(pytest.main([*suite_arguments(), *pytest_args]))
+    return int(pytest.main([*plugin.suite_arguments(load_plugin=False), *pytest_args], plugins=[plugin]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="several runs side by side")
     compare.add_argument("results", nargs="+", help="two or more results.json files")
     compare.add_argument("--out", required=True, help="folder to write the comparison into")
+    compare.add_argument("--reference", nargs="?", const=str(REFERENCE_RUNS), default=None, metavar="FOLDER",
+                         help="hold one run against the reference run of its kind of device, from FOLDER (default: "
+                              "the committed docs/reference-runs): each benchmark's speed against the reference's, "
+                              "and those far outside its spread")
     regression = commands.add_parser("regress", help="regression gate over two saved runs (exit 1 on a regression)")
     regression.add_argument("base", help="results.json of the base run")
     regression.add_argument("head", help="results.json of the head run")
@@ -177,7 +182,8 @@ def _regress(args) -> int:
 
 COMMANDS = {
     "build": lambda args: _written(build_report(args.results, args.out)),
-    "compare": lambda args: _written(compare_runs(args.results, args.out)),
+    "compare": lambda args: _written(compare_runs(args.results, args.out) if args.reference is None
+                                     else compare_with_reference(args.results, args.out, args.reference)),
     "regress": _regress,
     "ab": _run_ab,
     "trend": lambda args: _written(write_trend(args.runs, args.out, args.min_step)),

@@ -20,13 +20,13 @@ from jaxbench.bench.distributed import DEFAULT_TIMEOUT_S
 from jaxbench.bench.hardware import AUTO_SIZE
 from jaxbench.bench.process import add_worker_option
 from jaxbench.reports.arguments import names_type, number_type, unknown_names
-from jaxbench.workloads import MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
+from jaxbench.workloads import LEFT_OUT_BY_DEFAULT, MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
 from jaxbench.workloads.contract import SIZE_TARGETS
 from jaxbench.workloads.sharding import MeshShape, parse_mesh
 from jaxbench.workloads.variants import VARIANTS
 
 DEFAULT_CPU_DEVICES = 8
-DEFAULT_BASELINE_BUDGET_S = 2.0
+DEFAULT_BASELINE_BUDGET_S = 5.0
 """`--baseline-budget`'s default: seconds one timed eager step may take (`bench.eager_baseline`)."""
 SCALING = ("strong", "weak")
 """The scaling sweeps: `strong` keeps the global batch, `weak` the batch per device."""
@@ -72,8 +72,9 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
     modes, variants, size, and the virtual CPU devices of the multi-device benchmarks; `keyword`:
     also `-k`, for a command line that is not pytest (which has its own)."""
     addoption("--workloads", type=names_type("workload", tuple(REGISTRY), check=False), default=None,
-              help=f"comma-separated workloads to run (default: all: {','.join(REGISTRY)}, and those of "
-                   "--workload-module and of installed packages' jaxbench.workloads entry points)")
+              help=f"comma-separated workloads to run, or all (default: all but {','.join(LEFT_OUT_BY_DEFAULT)}, "
+                   f"to keep the run short: {','.join(name for name in REGISTRY if name not in LEFT_OUT_BY_DEFAULT)}, "
+                   "and those of --workload-module and of installed packages' jaxbench.workloads entry points)")
     addoption("--workload-module", action="append", default=[], metavar="MODULE",
               help="a module of your own that defines WORKLOAD (a jaxbench.Workload), e.g. "
                    "my_pkg.my_model; benchmarked like the suite's own (repeat for more)")

@@ -14,12 +14,15 @@ SUITE = Path(__file__).resolve().parent
 """The folder of the suite's benchmarks (`bench`), in a checkout or as installed."""
 
 
-def suite_arguments() -> list[str]:
+def suite_arguments(load_plugin: bool = True) -> list[str]:
     """pytest's arguments that run the suite's benchmarks (`SUITE`) with this plugin from any
     folder, reading nothing of that folder's own pytest set-up: no configuration file (`-c` the
-    null device), no conftest.py above the suite (`--confcutdir`), no cache written. `jaxbench run`
-    and the worker processes of a run start pytest with them."""
-    return ["-c", os.devnull, "--rootdir", str(SUITE), "--confcutdir", str(SUITE), "-p", "jaxbench.bench.plugin",
+    null device), no conftest.py above the suite (`--confcutdir`), no cache written. The worker
+    processes of a run start pytest with them; `jaxbench run`, which has imported this module
+    already, hands it to `pytest.main` itself (`load_plugin=False`: no `-p` for it, which would
+    have pytest warn that it cannot rewrite the asserts of a module already imported)."""
+    plugin = ["-p", "jaxbench.bench.plugin"] if load_plugin else []
+    return ["-c", os.devnull, "--rootdir", str(SUITE), "--confcutdir", str(SUITE), *plugin,
             "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", str(SUITE)]
 
 

@@ -70,12 +70,13 @@ def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
 
 def test_the_probe_measures_one_example_and_more_only_where_the_whole_loop_may_not_fit(monkeypatch):
     calls = []
-    monkeypatch.setattr(eager_baseline, "_timed_warm_call", lambda case, examples, states: calls.append(examples) or
-                        {1: 0.030, 8: 0.170}[examples])
+    monkeypatch.setattr(eager_baseline, "_timed_warm_call", lambda case, examples, states, warm=False: calls.append(
+        (examples, warm)) or {1: 0.030, 8: 0.170}[examples])
     case = Case("mlp", "train", "baseline", "small")
     assert eager_baseline.probe(case, 128, budget_s=5.0) == LoopCost(0.0, 0.030)  # 128 x 30 ms fit
-    assert calls == [1]
+    assert calls == [(1, False)]
     cost = eager_baseline.probe(case, 1024, budget_s=5.0)  # 1024 x 30 ms may not
-    assert calls == [1, 1, 8] and cost.per_example_s == pytest.approx(0.020)
+    # the second probe runs the operations the first warmed up: no untimed call before it
+    assert calls == [(1, False), (1, False), (8, True)] and cost.per_example_s == pytest.approx(0.020)
     assert eager_baseline.part_to_time(case, 1024, 5.0).examples == 249
     assert eager_baseline.part_to_time(case, 128, 5.0) is case  # whole

@@ -77,7 +77,7 @@ def test_options_are_listed_in_help_with_their_defaults():
                    "--cpu-devices", "--mesh", "--scaling", "--long-step-rounds", "--baseline-budget"):
         assert option in text
     defaults = parser.parse_args([])
-    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("auto", 8, 2.0)
+    assert (defaults.size, defaults.cpu_devices, defaults.baseline_budget) == ("auto", 8, 5.0)
     assert "--jaxbench-worker" not in text  # the worker's own option is hidden
 
 

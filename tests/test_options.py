@@ -11,7 +11,6 @@ import pytest
 
 from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
 from jaxbench.bench.options import Selection
-from jaxbench.workloads import REGISTRY
 from jaxbench.workloads.outside import WorkloadError
 from jaxbench.workloads.sharding import layouts_for, parse_mesh
 from tests.conftest import ROOT, option_parser, run_pytest
@@ -85,16 +84,23 @@ def _ids(*flags: str, **selection) -> list[str]:
     """The step cases' ids that these options select, as a run selects them (`bench.cases.cases_of`)."""
     options = option_parser().parse_args([*flags, *(f"--{k}={v}" for k, v in selection.items())])
     chosen = Selection.of(lambda name, default: getattr(options, name, default))
-    return [case.id for case in cases_of(replace(chosen, workloads=chosen.workloads or tuple(REGISTRY)), lambda: 8)]
+    workloads = resolve_workloads(chosen.workloads, list(chosen.workload_modules))
+    return [case.id for case in cases_of(replace(chosen, workloads=workloads), lambda: 8)]
 
 
 def test_selection_picks_the_cases():
-    assert _ids(modes="infer", variants="jit,remat") == [
+    assert _ids(modes="infer", variants="jit,remat", workloads="mlp,cnn,cnn_batchnorm,transformer") == [
         "mlp-infer-jit", "cnn-infer-jit", "cnn_batchnorm-infer-jit", "transformer-infer-jit"]
 
 
+def test_the_default_run_leaves_out_cnn_batchnorm_and_all_brings_it_back():
+    default, every = _ids(modes="infer", variants="jit"), _ids(modes="infer", variants="jit", workloads="all")
+    assert default == ["mlp-infer-jit", "cnn-infer-jit", "transformer-infer-jit"]
+    assert every == ["mlp-infer-jit", "cnn-infer-jit", "cnn_batchnorm-infer-jit", "transformer-infer-jit"]
+
+
 def test_each_mesh_layout_is_its_own_benchmark():
-    collected = _ids("--every-layout", variants="multi_device")
+    collected = _ids("--every-layout", variants="multi_device", workloads="all")
     assert "mlp-train-multi_device" in collected
     assert "mlp-train-multi_device-fsdp" in collected
     assert "mlp-train-multi_device-model" not in collected  # the MLP declares data and fsdp only

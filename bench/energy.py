@@ -3,8 +3,8 @@
 Two counters are read: NVIDIA's total-energy counter through NVML (`nvidia-ml-py`, millijoules
 since the driver loaded, Volta and later) for the GPUs a run's devices are, and RAPL under
 `/sys/class/powercap` (microjoules, wrapping at `max_energy_range_uj`) for a CPU's packages. A
-counter is read before and after a benchmark's timed rounds: the joules between, over the steps
-run, are its energy per step, and over the seconds, its average power. RAPL counts the whole
+counter is read before and after a benchmark's warm-up and timed rounds: the joules between, over
+the steps run, are its energy per step, and over the seconds, its average power. RAPL counts the whole
 package, whatever else runs on it; NVML counts the whole GPU. Where neither can be read (a TPU,
 a CPU without readable RAPL, no `nvidia-ml-py`), the figures are None and `energy_unknown` says
 why: never a 0. Read from the same counters, a benchmark's figures include what else ran on
@@ -47,17 +47,17 @@ def rapl_meter(root: Path = POWERCAP) -> Meter | str:
     zones = sorted(path for path in root.glob("intel-rapl:*") if _PACKAGE_ZONE.fullmatch(path.name))
     if not zones:
         return f"no RAPL package counters under {root}"
-    try:
-        ranges = tuple(int((zone / "max_energy_range_uj").read_text()) for zone in zones)
-        names = [(zone / "name").read_text().strip() for zone in zones]
-        [int((zone / "energy_uj").read_text()) for zone in zones]
-    except (OSError, ValueError) as error:
-        hint = " (readable by root only since Linux 5.10)" if isinstance(error, PermissionError) else ""
-        return f"the RAPL counters under {root} cannot be read: {error}{hint}"
 
     def read() -> tuple[int, ...]:
         return tuple(int((zone / "energy_uj").read_text()) for zone in zones)
 
+    try:
+        ranges = tuple(int((zone / "max_energy_range_uj").read_text()) for zone in zones)
+        names = [(zone / "name").read_text().strip() for zone in zones]
+        read()
+    except (OSError, ValueError) as error:
+        hint = " (readable by root only since Linux 5.10)" if isinstance(error, PermissionError) else ""
+        return f"the RAPL counters under {root} cannot be read: {error}{hint}"
     return Meter(f"RAPL: {', '.join(names)} (whole packages, other processes included)", read, ranges, 1e-6)
 
 
@@ -78,18 +78,19 @@ def nvml_meter(local_ids: list[int], nvml=None) -> Meter | str:
             import pynvml as nvml
         except ImportError:
             return "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
-    try:
-        nvml.nvmlInit()
-        handles = [nvml.nvmlDeviceGetHandleByUUID(which) if isinstance(which, str)
-                   else nvml.nvmlDeviceGetHandleByIndex(which)
-                   for which in nvml_indices(local_ids, os.environ.get("CUDA_VISIBLE_DEVICES"))]
-        [nvml.nvmlDeviceGetTotalEnergyConsumption(handle) for handle in handles]
-    except Exception as error:  # noqa: BLE001 - NVML's errors are its own classes; any means no counter
-        return f"NVML gives no energy counter ({error})"
+    handles = []
 
     def read() -> tuple[int, ...]:
         return tuple(nvml.nvmlDeviceGetTotalEnergyConsumption(handle) for handle in handles)
 
+    try:
+        nvml.nvmlInit()
+        handles += [nvml.nvmlDeviceGetHandleByUUID(which) if isinstance(which, str)
+                    else nvml.nvmlDeviceGetHandleByIndex(which)
+                    for which in nvml_indices(local_ids, os.environ.get("CUDA_VISIBLE_DEVICES"))]
+        read()
+    except Exception as error:  # noqa: BLE001 - NVML's errors are its own classes; any means no counter
+        return f"NVML gives no energy counter ({error})"
     return Meter(f"NVML: {len(handles)} GPU{'s' if len(handles) > 1 else ''} (whole devices)", read,
                  (0,) * len(handles), 1e-3)
 

@@ -14,7 +14,7 @@ from jaxbench.reports.charts import draw_all
 from jaxbench.reports.expectations import expectations_markdown, expectations_shown, expectations_table
 from jaxbench.reports.glance import glance_table, headline_findings
 from jaxbench.reports.html import write_html
-from jaxbench.reports.reference import SPEED, reference_section_text
+from jaxbench.reports.reference import reference_section_text
 from jaxbench.reports.results import FAILURES, NOT_MEASURED, SUITE, device_set, load_results
 from jaxbench.reports.scaling import scaling_chart, scaling_table
 from jaxbench.reports.sections import Section, section_markdown
@@ -113,8 +113,7 @@ def build_report(results: list[str | Path], out: str | Path) -> Path:
     ]
     if len(runs) == 1:
         text, against = reference_section_text(runs[0])
-        shown = against.sort_values(SPEED) if len(against) else against
-        sections.append(Section("Against the reference run", text, tables=[("", shown)] if len(shown) else []))
+        sections.append(Section("Against the reference run", text, tables=[("", against)] if len(against) else []))
     missing = [case for data in runs for case in missing_benchmarks(data)]
     if missing:
         sections.append(Section("Missing", "The run planned these benchmarks but has no result for them "

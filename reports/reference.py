@@ -37,20 +37,20 @@ def device_kind_of(data: dict) -> str:
     return f"cpu: {model}, {suite['host_cores']} cores"
 
 
-def reference_runs(folder: Path = REFERENCE_RUNS) -> dict[str, Path]:
-    """The reference runs under `folder` by kind of device (the newest of a kind, by its date)."""
-    found: dict[str, tuple[str, Path]] = {}
+def _newest_by_kind(folder: Path) -> dict[str, tuple[Path, dict]]:
+    """Each kind of device's newest reference run under `folder` (by its date): its path and data."""
+    found: dict[str, tuple[Path, dict]] = {}
     for path in sorted(folder.glob("*/results.json")) if folder.is_dir() else []:
         data = load_results(path)
-        kind, date = device_kind_of(data), str(data.get("datetime", ""))
-        if kind not in found or date > found[kind][0]:
-            found[kind] = (date, path)
-    return {kind: path for kind, (_, path) in found.items()}
+        kind = device_kind_of(data)
+        if kind not in found or str(data.get("datetime", "")) > str(found[kind][1].get("datetime", "")):
+            found[kind] = (path, data)
+    return found
 
 
-def reference_for(data: dict, folder: Path = REFERENCE_RUNS) -> Path | None:
-    """The reference run of `data`'s kind of device under `folder`, or None."""
-    return reference_runs(folder).get(device_kind_of(data))
+def reference_runs(folder: Path = REFERENCE_RUNS) -> dict[str, Path]:
+    """The reference runs under `folder` by kind of device (the newest of a kind, by its date)."""
+    return {kind: path for kind, (path, _) in _newest_by_kind(folder).items()}
 
 
 def _steps(data: dict) -> pd.DataFrame:
@@ -59,9 +59,9 @@ def _steps(data: dict) -> pd.DataFrame:
 
 
 def reference_table(data: dict, reference: dict) -> pd.DataFrame:
-    """Each step benchmark the run and the reference both have: both medians (ms), the run's
-    speed as a share of the reference's, the reference's spread (IQR / median) and whether the
-    speed is far outside it."""
+    """Each step benchmark the run and the reference both have, slowest against the reference
+    first: both medians (ms), the run's speed as a share of the reference's, the reference's
+    spread (IQR / median) and whether the speed is far outside it."""
     ours = _steps(data).set_index(BENCHMARK)
     theirs = _steps(reference).set_index(BENCHMARK)
     common = ours.index.intersection(theirs.index)
@@ -71,7 +71,7 @@ def reference_table(data: dict, reference: dict) -> pd.DataFrame:
     table[SPEED] = table["reference median (ms)"] / table["median (ms)"]
     band = table["reference spread"].mul(3).clip(lower=FAR)
     table["far outside"] = table[SPEED].map(math.log).abs() > band.add(1).map(math.log)
-    return table.reset_index()
+    return table.sort_values(SPEED).reset_index()
 
 
 def reference_verdict(table: pd.DataFrame, kind: str, reference: dict) -> str:
@@ -92,22 +92,18 @@ def reference_verdict(table: pd.DataFrame, kind: str, reference: dict) -> str:
     return text
 
 
-def no_reference(data: dict, folder: Path = REFERENCE_RUNS) -> str:
-    """What to say where there is no reference run of `data`'s kind: which kinds there are."""
-    kinds = sorted(reference_runs(folder))
-    return (f"No reference run of {device_kind_of(data)} under {folder}"
-            + (f" (there are: {'; '.join(kinds)})." if kinds else "."))
-
-
 def reference_section_text(data: dict, folder: Path = REFERENCE_RUNS) -> tuple[str, pd.DataFrame]:
-    """The paragraph and the table a report gives `data` against its reference run (`reference_for`),
-    or the line saying there is none, with an empty table."""
-    path = reference_for(data, folder)
-    if path is None:
-        return no_reference(data, folder), pd.DataFrame()
-    reference = load_results(path)
+    """The paragraph and the table a report gives `data` against the reference run of its kind
+    under `folder`, or the line saying there is none (and which kinds there are), with an empty
+    table."""
+    runs, kind = _newest_by_kind(folder), device_kind_of(data)
+    if kind not in runs:
+        kinds = "; ".join(sorted(runs))
+        return f"No reference run of {kind} under {folder}" + (f" (there are: {kinds})." if kinds else "."), \
+            pd.DataFrame()
+    reference = runs[kind][1]
     table = reference_table(data, reference)
-    return reference_verdict(table, device_kind_of(data), reference), table
+    return reference_verdict(table, kind, reference), table
 
 
 def compare_with_reference(results: list[str | Path], out: str | Path, folder: str | Path = REFERENCE_RUNS) -> Path:
@@ -123,7 +119,7 @@ def compare_with_reference(results: list[str | Path], out: str | Path, folder: s
     markdown = "# jaxbench against the reference run\n\n" + text + "\n"
     if not table.empty:
         table.to_csv(out / "reference.csv", index=False)
-        markdown += "\n" + table.sort_values(SPEED).to_markdown(index=False, floatfmt=".4g") + "\n"
+        markdown += "\n" + table.to_markdown(index=False, floatfmt=".4g") + "\n"
     write_atomically(out / "reference.md", markdown)
     print(text)
     return out / "reference.md"

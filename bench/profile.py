@@ -59,20 +59,28 @@ def profile_info(config, case_id: str, step, step_s: float) -> dict:
     return {"profile": str(trace.relative_to(report_dir)), "op_shares": op_time_shares(trace)}
 
 
-def saved_hlo(config, case_id: str, step) -> dict:
-    """With `--save-hlo`: write `step`'s optimised HLO text (`PreparedStep.program_text`) to
-    `<report dir>/hlo/<case id>.hlo.txt` and return the benchmark's `hlo` (that path, relative to
-    the report folder; None for a step with no compiled program, e.g. an eager one). Empty without
-    `--save-hlo`."""
-    if not config.getoption("save_hlo", False):
-        return {}
-    from jaxbench.bench.session import report_dir as run_report_dir
+def write_hlo(folder: Path, case_id: str, step) -> Path | None:
+    """Write `step`'s optimised HLO text (`PreparedStep.program_text`) to `folder/<case id>.hlo.txt`
+    and return that path; None, writing nothing, for a step with no compiled program (an eager
+    one, or none built)."""
     from jaxbench.reports.results import write_atomically
 
     text = getattr(step, "program_text", None)
     if text is None:
-        return {"hlo": None}
-    report_dir = run_report_dir(config)
-    path = report_dir / HLO_FOLDER / f"{case_id}.hlo.txt"
+        return None
+    path = Path(folder) / f"{case_id}.hlo.txt"
     write_atomically(path, text)
-    return {"hlo": str(path.relative_to(report_dir))}
+    return path
+
+
+def saved_hlo(config, case_id: str, step) -> dict:
+    """With `--save-hlo`: write `step`'s HLO text into `<report dir>/hlo/` (`write_hlo`) and return
+    the benchmark's `hlo` (that file, relative to the report folder, or None). Empty without
+    `--save-hlo`."""
+    if not config.getoption("save_hlo", False):
+        return {}
+    from jaxbench.bench.session import report_dir as run_report_dir
+
+    report_dir = run_report_dir(config)
+    path = write_hlo(report_dir / HLO_FOLDER, case_id, step)
+    return {"hlo": None if path is None else str(path.relative_to(report_dir))}

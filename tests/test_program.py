@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxbench.reports.regress import regress
 from jaxbench.workloads import get_workload
-from jaxbench.workloads.program import compiled_program, program_diff, program_summary
+from jaxbench.workloads.program import program_diff, program_summary, program_text
 from jaxbench.workloads.steps import build_step
 
 HLO = """HloModule jit_step, entry_computation_layout={(f32[8,128]{1,0})->f32[64,128]{1,0}}
@@ -46,8 +46,9 @@ def test_the_fingerprint_is_the_programs_not_its_source_positions():
 
 def test_a_planted_transpose_shows_in_the_op_diff_and_the_same_program_says_so():
     weights = jnp.ones((32, 48))
-    plain = compiled_program(jax.jit(lambda x: jnp.tanh(x @ weights)).lower(jnp.ones((64, 32))).compile())
-    planted = compiled_program(jax.jit(lambda x: jnp.tanh(x @ weights).T).lower(jnp.ones((64, 32))).compile())
+    plain = program_summary(program_text(jax.jit(lambda x: jnp.tanh(x @ weights)).lower(jnp.ones((64, 32))).compile()))
+    planted = program_summary(program_text(
+        jax.jit(lambda x: jnp.tanh(x @ weights).T).lower(jnp.ones((64, 32))).compile()))
     assert "transpose +1" in program_diff(plain, planted).split("; ")
     assert program_diff(plain, plain) == "same program"
     assert program_diff(None, planted) == ""  # an eager step has no program

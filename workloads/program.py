@@ -65,12 +65,6 @@ def program_text(compiled) -> str | None:
         return None
 
 
-def compiled_program(compiled) -> dict | None:
-    """`program_summary` of a `jax.stages.Compiled`, None where the backend gives no HLO text."""
-    text = program_text(compiled)
-    return None if text is None else program_summary(text)
-
-
 def combined(programs: list[dict | None]) -> dict | None:
     """One summary of a step made of several compiled pieces (`jit`: the per-example function and
     the update): fingerprints joined, counts summed; None where any piece's is unknown."""

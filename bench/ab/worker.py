@@ -113,16 +113,6 @@ def prepare(case, references) -> tuple[object | None, dict]:
                   "max_rel_error": max(errors.values(), default=0.0)}
 
 
-def save_program(folder: str | None, case_id: str, step) -> None:
-    """Write `step`'s optimised HLO text to `folder/<case id>.hlo.txt` (`--save-hlo`; nothing for
-    no folder, a step not built, or one without a compiled program)."""
-    text = getattr(step, "program_text", None)
-    if folder and text is not None:
-        from jaxbench.reports.results import write_atomically
-
-        write_atomically(Path(folder) / f"{case_id}.hlo.txt", text)
-
-
 REFERENCES_FILE, STATES_FILE = "references.pkl", "initial_states.pkl"
 
 
@@ -170,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         jax.config.update("jax_num_cpu_devices", args.devices)
-    from jaxbench.bench import hardware, measure
+    from jaxbench.bench import hardware, measure, profile
 
     try:
         cases = select(args)
@@ -183,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     steps, ready = {}, {}
     for case in mine:
         steps[case.id], ready[case.id] = prepare(case, references)
-        save_program(args.save_hlo, case.id, steps[case.id])
+        if args.save_hlo:
+            profile.write_hlo(args.save_hlo, case.id, steps[case.id])
     hand_over(args.hand_over, references, [case for case in mine if steps[case.id] is not None])
     send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
           "protocol": protocol.VERSION, "jax_version": jax.__version__,

@@ -28,6 +28,7 @@ from jaxbench.reports.reference import REFERENCE_RUNS, compare_with_reference
 from jaxbench.reports.regress import DEFAULT_THRESHOLD, regress
 from jaxbench.reports.results import ResultsError
 from jaxbench.reports.trend import DEFAULT_MIN_STEP, write_trend
+from jaxbench.workloads.workflow import cannot_write
 
 _share = number_type(float, lambda value: 0 < value < 1, "a share between 0 and 1 (e.g. 0.05 for 5%)")
 _whole = number_type(int, lambda value: value >= 1, "a whole number >= 1")
@@ -67,6 +68,9 @@ def add_ab_command(commands) -> None:
 
 
 def _run_ab(args) -> int:
+    unwritable = args.save_hlo and cannot_write("--save-hlo", args.save_hlo)
+    if unwritable:  # before any worker starts, not in one of them
+        raise ABError(unwritable)
     selection = Selection.of(lambda name, default: getattr(args, name, default))
     options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
                "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout,

@@ -130,6 +130,7 @@ def test_unchanged_code_is_no_regression_between_python_environments(tmp_path):
     (["--base", "no-such-revision"], "unknown revision 'no-such-revision'"),
     (["--base-python", "/no/such/python"], "--base-python /no/such/python: no such Python interpreter"),
     ([], "nothing to compare"),
+    (["--base", "HEAD", "--save-hlo", "/dev/null/hlo"], "--save-hlo /dev/null/hlo: cannot write there"),
 ])
 def test_bad_sides_are_one_line_and_exit_2(args, message, capsys):
     """Caught before any worker starts, so called in this process."""

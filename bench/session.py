@@ -125,8 +125,9 @@ def time_spent_line(config) -> str | None:
 SHARED_COMPILE_CACHE = "JAXBENCH_COMPILE_CACHE"
 """An environment variable naming a folder for JAX's persistent compilation cache, shared by every
 process that has it and kept: the suite's own tests set it (`tests/conftest.py`), so that the many
-short runs they start compile each program once between them (eager operations included).
-A timed step's own compilation is still cold (`compile_cache.compile_both`)."""
+short runs they start compile each program once between them (eager operations included). A
+timed step's compilation reads through it too (`compile_cache.reuse`): no compile figure is cold,
+and each row's compile-cache note says so."""
 
 
 def start_compile_cache(config) -> None:
@@ -134,10 +135,10 @@ def start_compile_cache(config) -> None:
     cache the user configured is not used: every first compilation is cold), so that each compiled
     step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
     folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
-    that folder instead, kept."""
+    that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`)."""
     worker = process.worker_folder(config)
     if os.environ.get(SHARED_COMPILE_CACHE):
-        compile_cache.enable(Path(os.environ[SHARED_COMPILE_CACHE]))
+        compile_cache.reuse(Path(os.environ[SHARED_COMPILE_CACHE]))
         return
     if worker:
         folder = worker / "compile-cache"

@@ -88,13 +88,14 @@ def saved_workflow_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> dict:
-    """`pytest bench --workloads mlp --size tiny` into a temporary report folder.
+    """`pytest bench --workloads mlp --size tiny` into a temporary report folder, with a compilation
+    cache of its own, as a user's run has (each step's compilation timed cold, then cached).
 
     Returns {"dir": Path, "results": parsed results.json, "proc": the finished process}.
     """
     report_dir = tmp_path_factory.mktemp("tiny-run")
     proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--report-dir", str(report_dir),
-                      "-q", *FAST_TIMING)
+                      "-q", *FAST_TIMING, env=fresh_compile_cache())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc}
@@ -176,6 +177,19 @@ def xla_gradient_flops(workload, size_name: str = "tiny") -> float:
 
     cost = jax.jit(jax.grad(mean_loss)).lower(params).compile().cost_analysis()
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+ON_EVERY_JAX = ("jit_vmap", "multi_device", "bf16")
+"""The variants of a model's per-variant tests run on every JAX version: its layers compiled whole,
+sharded, and in bfloat16. Each other variant's transformation is tested on every JAX on the MLP
+(tests/test_variants.py, fast tier), and the model's layers are the same code under it."""
+
+
+def once_per_jax_unless_compiled_or_sharded(*params):
+    """`pytest.param(*params)`, marked `version_independent` unless its variant (the second) is one
+    of `ON_EVERY_JAX`: CI runs it on the default Python only."""
+    marks = () if params[1] in ON_EVERY_JAX else pytest.mark.version_independent
+    return pytest.param(*params, marks=marks)
 
 
 def assert_step_agrees(step, reference: dict, variant: str) -> dict:

@@ -13,7 +13,7 @@ from jaxbench.workloads.cnn import conv_flops_per_example
 from jaxbench.workloads.contract import NotApplicable
 from jaxbench.workloads.steps import build_reference_step, build_step
 from jaxbench.workloads.variants import variants_for
-from tests.conftest import assert_step_agrees, xla_forward_flops
+from tests.conftest import assert_step_agrees, once_per_jax_unless_compiled_or_sharded, xla_forward_flops
 
 CNN = get_workload("cnn")
 
@@ -29,7 +29,8 @@ def reference_results():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode,variant", [(m, v) for m in CNN.modes for v in variants_for(m) if v != "baseline"])
+@pytest.mark.parametrize("mode,variant", [once_per_jax_unless_compiled_or_sharded(m, v) for m in CNN.modes
+                                          for v in variants_for(m) if v != "baseline"])
 def test_variant_agrees_with_the_reference(mode, variant, reference_results):
     assert_step_agrees(build_step(CNN, "tiny", mode, variant), reference_results[mode], variant)
 

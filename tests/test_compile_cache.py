@@ -33,6 +33,27 @@ def test_without_a_cache_the_step_says_why_it_has_no_cached_time():
     assert eager.compile_s is None and eager.compile_cached_s is None
 
 
+def test_under_reuse_a_step_compiles_once_through_the_kept_cache_and_says_it_is_not_cold(monkeypatch, tmp_path):
+    """`reuse` (a run under JAXBENCH_COMPILE_CACHE): the step's compilation is written to the kept
+    folder, read back by the next build, and no figure is called cold or cached."""
+    import jax
+
+    kept = jax.config.jax_compilation_cache_dir
+    monkeypatch.setattr(compile_cache, "_reused", None)
+    try:
+        compile_cache.reuse(tmp_path)
+        mlp = get_workload("mlp")
+        first = build_step(mlp, "tiny", "train", "remat")
+        written = _entries(tmp_path)
+        second = build_step(mlp, "tiny", "train", "remat")
+    finally:
+        compile_cache.use_persistent_cache(kept)
+    assert written > 0 and _entries(tmp_path) == written  # the second build read what the first wrote
+    for step in (first, second):
+        assert step.compile_s > 0 and step.compile_cached_s is None
+        assert step.compile_cache == f"read through the kept cache at {tmp_path}: not a cold compile"
+
+
 def _entries(folder) -> int:
     return sum(1 for path in folder.rglob("*") if path.is_file())
 

@@ -55,13 +55,13 @@ def _bench(tmp_path, *more: str, selection=SELECTION):
                           "--distributed-timeout", str(TIMEOUT_S), "--report-dir", str(tmp_path / f"process{index}")]
 
 
-def _lingering(tmp_path, linger_s: int) -> list[subprocess.Popen]:
+def _lingering(tmp_path, linger_s: int, own_caches: bool = False) -> list[subprocess.Popen]:
     """Two processes of a run whose process 0 stays busy for `linger_s` after its session
     (`tests.planted_linger`); returned once process 1's session is over (pytest's last line).
-    One benchmark is enough for what these runs test, their ends."""
+    One benchmark is enough for what these runs test, their ends (`own_caches`: as `_processes`)."""
     procs = _processes(_bench(tmp_path, "-p", "tests.planted_linger", selection=ONE_LAYOUT),
                        env={"JAXBENCH_TEST_LINGER_S": str(linger_s), "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)},
-                       own_caches=True)
+                       own_caches=own_caches)
     for line in procs[1].stdout:
         if " passed" in line:
             break
@@ -156,7 +156,7 @@ def test_a_process_killed_after_its_benchmarks_is_named_in_one_line_too(tmp_path
     """Process 1 has finished and waits for process 0, still busy after its session (as if it
     wrote a long report; `tests.planted_linger`), when it is killed: process 0 is ended with the
     same line, rather than by JAX's shutdown barrier failing in a C++ abort at its exit."""
-    procs = _lingering(tmp_path, linger_s=120)
+    procs = _lingering(tmp_path, linger_s=120, own_caches=True)
     procs[1].send_signal(signal.SIGKILL)
     _ended_with_one_line(procs[0], peer=1, since=time.monotonic())
     procs[1].communicate()

@@ -48,6 +48,8 @@ def test_every_point_is_checked_and_measured_in_one_process(profiled_run):
         # strong keeps the global batch (8 at tiny), weak the per-device batch
         assert info["batch_size"] == (8 if info["scaling"] == "strong" else 8 * n)
         assert info["max_rel_error"] < 1e-5  # each point matches the single-device result
+        # a run under the tests' shared cache (JAXBENCH_COMPILE_CACHE) calls no compile figure cold
+        assert info["compile_cached_s"] is None and info["compile_cache"].endswith("not a cold compile")
 
 
 def test_the_report_has_the_sweeps_table_and_chart(profiled_run):

@@ -12,7 +12,7 @@ from jaxbench.workloads.layers import configure_stacks
 from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
 from jaxbench.workloads.transformer import generate
 from jaxbench.workloads.variants import variants_for
-from tests.conftest import assert_step_agrees, xla_forward_flops
+from tests.conftest import assert_step_agrees, once_per_jax_unless_compiled_or_sharded, xla_forward_flops
 
 LM = get_workload("transformer")
 MODES = ("train", "infer", "decode")
@@ -28,7 +28,8 @@ def reference_results():
     return results
 
 
-CASES = [(m, v, "data") for m in MODES for v in variants_for(m) if v != "baseline"]
+CASES = [once_per_jax_unless_compiled_or_sharded(m, v, "data") for m in MODES for v in variants_for(m)
+         if v != "baseline"]
 CASES += [(m, "multi_device", layout) for m in MODES for layout in LAYOUTS if layout != "data"]
 
 

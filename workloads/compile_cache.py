@@ -4,7 +4,8 @@ user's next start pays with the cache on.
 
 `enable(folder)` once, before anything compiles (JAX's persistent cache for everything else this
 process compiles); then `compile_both(fn, args, ...)` compiles cold, clears JAX's in-memory caches
-and compiles again from the persistent cache.
+and compiles again from the persistent cache. `reuse(folder)` instead: every compilation, a step's
+included, reads from and writes to a cache kept between runs, and none is timed cold.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ _timed_folder: Path | None = None
 per process."""
 
 
+_reused: str | None = None
+"""The note `compile_both` gives each compilation after `reuse(folder)`, None before: module state for
+the same reason as `_timed_folder`."""
+
+
 def use_persistent_cache(folder: Path) -> None:
     """Keep every compilation of this process in JAX's persistent cache at `folder` (made if
-    missing), however small or quick, and read compilations from it."""
+    missing), however small or quick, and read compilations from it (from now on: JAX opens its
+    cache once, so one opened before is reset)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()
 
 
 def enable(folder: Path) -> None:
@@ -40,6 +48,16 @@ def enable(folder: Path) -> None:
     global _timed_folder
     use_persistent_cache(folder)
     _timed_folder = Path(folder)
+
+
+def reuse(folder: Path) -> None:
+    """`use_persistent_cache(folder)` for every compilation, a step's included: its seconds are then
+    those of whatever the cache held (often a read, not a compilation), and `compile_both` says so
+    in `cache` and gives no cached figure. For quick runs that repeat programs (the suite's own
+    tests), never for compile figures."""
+    global _reused
+    use_persistent_cache(folder)
+    _reused = f"read through the kept cache at {folder}: not a cold compile"
 
 
 def enabled() -> bool:
@@ -76,7 +94,11 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
     whatever this process compiled before and whatever its own cache holds (a cache shared
     between runs, as the suite's tests keep, included). Where JAX wrote no cache entry (a
     platform or version without the persistent cache), the second compilation is not made and
-    `cache` says so; likewise where the second compilation wrote one again (it missed the cache)."""
+    `cache` says so; likewise where the second compilation wrote one again (it missed the cache).
+    After `reuse`, one compilation through the kept cache, which `cache` names."""
+    if _reused:
+        compiled, seconds = timed_compile(fn, args, jit_options)
+        return Compilation(compiled, seconds, None, _reused)
     if _timed_folder is None:
         compiled, cold_s = timed_compile(fn, args, jit_options)
         return Compilation(compiled, cold_s, None, "no persistent cache in this process")

@@ -4,7 +4,7 @@
 - `jaxbench run [pytest bench options]` runs the benchmarks from any folder (`run_benchmarks`);
 - `jaxbench build RESULTS.json [...] --out DIR`, `jaxbench compare A.json B.json [...] --out DIR`;
 - `jaxbench regress BASE.json HEAD.json` and `jaxbench ab --base REV --head REV`: regression gates,
-  exit 1 on a regression;
+  exit 1 on a regression; `jaxbench bisect --good REV --bad REV`: the first bad revision;
 - `jaxbench trend RUNS... --out DIR`, `jaxbench export RESULTS.json --format FORMAT --out FILE`.
 
 Bad input (a missing file, not JSON, not this suite's results, nothing in common) is one line
@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from jaxbench.bench.ab.runner import DEFAULTS, ABError, run_ab
+from jaxbench.bench.ab.bisect import CRITERIA, EXIT_STATUS, ab_measure, bisect, environments, revisions
+from jaxbench.bench.ab.runner import COMPILE_THRESHOLD, DEFAULTS, ABError, run_ab
 from jaxbench.bench.options import Selection, add_selection_options, seconds
 from jaxbench.reports.arguments import number_type
 from jaxbench.reports.build import build_report
@@ -43,9 +45,17 @@ def add_ab_command(commands) -> None:
     sides.add_argument("--head", metavar="REV", help="head git revision (default: the current folder as it is)")
     sides.add_argument("--base-python", metavar="PATH", help="the base side's Python (default: this one)")
     sides.add_argument("--head-python", metavar="PATH", help="the head side's Python (default: this one)")
-    selection = ab.add_argument_group("what to measure (as `pytest bench` selects it)")
+    add_measuring_options(ab)
+    add_gate_outputs(ab)
+    ab.add_argument("--save-hlo", metavar="DIR", help="keep each side's compiled programs (optimised HLO text) in "
+                                                       "DIR/base/ and DIR/head/, a file per benchmark, for a diff")
+
+
+def add_measuring_options(parser) -> None:
+    """What an A/B comparison measures and how long and strictly (`ab`, and each step of `bisect`)."""
+    selection = parser.add_argument_group("what to measure (as `pytest bench` selects it)")
     add_selection_options(selection.add_argument, default_size="small", keyword=True)
-    how = ab.add_argument_group("how long and how strict")
+    how = parser.add_argument_group("how long and how strict")
     how.add_argument("--threshold", type=_share, default=DEFAULTS["threshold"],
                      help=f"slowdown that counts as a regression (default {DEFAULTS['threshold']})")
     how.add_argument("--workers", type=_whole, default=DEFAULTS["workers"],
@@ -62,23 +72,79 @@ def add_ab_command(commands) -> None:
                      help="seconds a worker may take to get ready or to answer before it is stopped and the "
                           f"comparison ends with an error (default {DEFAULTS['worker_timeout']:g})")
     how.add_argument("--seed", type=int, default=None, help="seed of the random order (default: fresh)")
-    add_gate_outputs(ab)
-    ab.add_argument("--save-hlo", metavar="DIR", help="keep each side's compiled programs (optimised HLO text) in "
-                                                       "DIR/base/ and DIR/head/, a file per benchmark, for a diff")
+    how.add_argument("--compile-times", action="store_true",
+                     help="also gate each compiled step's cold compile time, paired as the steps are, a row of its "
+                          "own (off by default: each cold compile of a realistic step takes seconds)")
+    how.add_argument("--compile-threshold", type=_share, default=COMPILE_THRESHOLD,
+                     help=f"growth of a cold compile time that counts as a regression (default {COMPILE_THRESHOLD})")
+    how.add_argument("--compiles", type=_whole, default=DEFAULTS["compiles"],
+                     help=f"cold compilation pairs per worker pair (default {DEFAULTS['compiles']})")
+
+
+def _measuring(args) -> tuple[Selection, dict]:
+    """The selection and the runner's options `add_measuring_options` parsed."""
+    selection = Selection.of(lambda name, default: getattr(args, name, default))
+    options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
+               "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout,
+               "compile_threshold": args.compile_threshold if args.compile_times else None, "compiles": args.compiles}
+    return selection, options
 
 
 def _run_ab(args) -> int:
     unwritable = args.save_hlo and cannot_write("--save-hlo", args.save_hlo)
     if unwritable:  # before any worker starts, not in one of them
         raise ABError(unwritable)
-    selection = Selection.of(lambda name, default: getattr(args, name, default))
-    options = {"threshold": args.threshold, "workers": args.workers, "block_time": args.block_time,
-               "max_pairs": args.max_pairs, "max_time": args.max_time, "worker_timeout": args.worker_timeout,
-               "save_hlo": args.save_hlo}
-    result = run_ab(selection, options, args.base, args.head, args.base_python, args.head_python, seed=args.seed)
+    selection, options = _measuring(args)
+    result = run_ab(selection, {**options, "save_hlo": args.save_hlo}, args.base, args.head, args.base_python,
+                    args.head_python, seed=args.seed)
     result.write(args.markdown, args.json_path, args.chart)
     print_result(result)
     return 1 if result.regressed else 0
+
+
+def add_bisect_command(commands) -> None:
+    """`bisect`: the first bad revision or environment (`bench.ab.bisect`)."""
+    command = commands.add_parser("bisect", help="the first bad revision, or Python environment, between a good "
+                                                 "and a bad one, each step an `ab` against the good one (exit 1 "
+                                                 "when found, 0 when the bad one is no regression, 3 when a step "
+                                                 "stays undecided)")
+    sides = command.add_argument_group("the sides: two revisions of the repository here, or environments in order")
+    sides.add_argument("--good", metavar="REV", help="a revision without the regression")
+    sides.add_argument("--bad", metavar="REV", help="a later revision with it (default: HEAD)")
+    sides.add_argument("--pythons", nargs="+", metavar="PATH", help="Python interpreters in order, the first good "
+                                                                   "and the last bad (e.g. one per JAX version)")
+    command.add_argument("--by", choices=list(CRITERIA), default="verdict",
+                         help="what makes a candidate bad: " + "; ".join(f"{name}, {meaning}"
+                                                                          for name, meaning in CRITERIA.items()))
+    command.add_argument("--tries", type=_whole, default=2,
+                         help="comparisons of an undecided step at most, each with twice the worker and block "
+                              "pairs of the one before (default 2)")
+    add_measuring_options(command)
+    command.add_argument("--markdown", metavar="FILE", help="write the bisection in Markdown")
+    command.add_argument("--json", metavar="FILE", dest="json_path",
+                         help="write the bisection as JSON, each step with its whole comparison")
+
+
+def _bisect(args) -> int:
+    if args.pythons and (args.good or args.bad):
+        raise ABError("give --good and --bad (revisions) or --pythons (environments), not both")
+    if args.pythons:
+        good, candidates = environments(args.pythons)
+    elif args.good:
+        good, candidates = revisions(Path.cwd(), args.good, args.bad or "HEAD")
+    else:
+        raise ABError("nothing to bisect: give --good REV (and --bad REV), or --pythons PATH PATH ...")
+    selection, options = _measuring(args)
+    if args.by == "exact":  # the exact figures come with the workers' first answer: one a side, no timing
+        options = {**options, "workers": 1, "max_pairs": 1}
+    if args.by == "compile":  # the step times are not asked for: one batch of blocks
+        options = {**options, "compile_threshold": args.compile_threshold, "max_pairs": options["workers"]}
+    print(f"bisecting {len(candidates)} candidates after {good.label}, by {args.by}")
+    run = bisect(good, candidates, ab_measure(selection, options, seed=args.seed), args.by, args.tries,
+                 progress=lambda line: print(line, flush=True))
+    run.write(args.markdown, args.json_path)
+    print(run.headline())
+    return EXIT_STATUS[run.ending]
 
 
 def add_gate_outputs(parser) -> None:
@@ -132,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "jobs medians move more than within one; see docs/regressions.md)")
     add_gate_outputs(regression)
     add_ab_command(commands)
+    add_bisect_command(commands)
     trend = commands.add_parser("trend", help="many saved runs over commits, with the change points")
     trend.add_argument("runs", nargs="+", help="results.json files, or folders holding them")
     trend.add_argument("--out", required=True, help="folder to write trend.md, trend.csv and trend.png into")
@@ -190,6 +257,7 @@ COMMANDS = {
                                      else compare_with_reference(args.results, args.out, args.reference)),
     "regress": _regress,
     "ab": _run_ab,
+    "bisect": _bisect,
     "trend": lambda args: _written(write_trend(args.runs, args.out, args.min_step)),
     "export": lambda args: _written(export(args.results, args.output_format, args.out)),
 }

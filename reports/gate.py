@@ -37,11 +37,15 @@ class GateResult:
     warnings: list[str] = field(default_factory=list)
 
     def add(self, benchmark: str, timing: TimingVerdict | None, changes: list[ExactChange],
-            failure: str | None = None, measurements: dict | None = None, program: str = "") -> None:
+            failure: str | None = None, measurements: dict | None = None, program: str = "",
+            kind: str = "step") -> None:
         """Record one benchmark's timing verdict and exact changes (and so its verdict); `failure`:
         head fails its check against baseline where base passes, a regression whatever the times;
         `measurements`: what the timing came from (kept in the JSON only); `program`: what changed
-        in the compiled program (`workloads.program.program_diff`)."""
+        in the compiled program (`workloads.program.program_diff`); `kind`: what the timing is of,
+        `step` (a step's time) or `compile` (its cold compile time, `ab --compile-times`). Kept in the
+        JSON beside `COLUMNS`: `kind`, whether an exact figure regressed (`exact_regression`) and
+        whether head failed (`failed`)."""
         self.rows.append({
             "benchmark": benchmark,
             "verdict": "regression" if failure else benchmark_verdict(timing, changes),
@@ -52,6 +56,9 @@ class GateResult:
             "p_value": timing.p_value if timing else None,
             "n": timing.n if timing else 0,
             "exact": "; ".join([*map(str, changes), *([failure] if failure else [])]),
+            "exact_regression": any(change.is_regression for change in changes),
+            "failed": bool(failure),
+            "kind": kind,
             "program": program,
             **({"measurements": measurements} if measurements else {}),
         })

@@ -50,6 +50,16 @@ def run_pytest(*args: str, timeout: float = 600, env: dict | None = None, **pope
     )
 
 
+def run_jaxbench(*args: str, cwd: Path = ROOT, env: dict | None = None,
+                 timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m jaxbench ARGS` in `cwd` (`env`: added to this process's environment), this
+    checkout first on the Python path, output captured."""
+    env = {**os.environ, **(env or {}), "PYTHONDONTWRITEBYTECODE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "jaxbench", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 DATA = ROOT / "tests" / "data"
 SAVED_RUNS = {
     "tiny-mlp-run.json": ("bench", "--workloads", "mlp", "--size", "tiny"),
@@ -112,6 +122,44 @@ def workflow_run(tmp_path_factory) -> dict:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc, "checkpoint_dir": checkpoint_dir}
+
+
+EXAMPLE_MODULE = ROOT / "examples" / "jaxbench-example" / "jaxbench_example" / "wide_mlp.py"
+MS_STEP_SIZE = "Size(features=256, width=512, hidden=2000, num_blocks=1, batch_size=64)"
+"""The example's `small` made a train step of some milliseconds whose time follows its matmuls
+(one wide block, a modest batch): what the A/B tests of a package of workloads measure."""
+
+
+def git(folder: Path, *args: str) -> str:
+    """`git -C folder ARGS`'s output, as a fixed author."""
+    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+
+
+def example_model(small: str = MS_STEP_SIZE) -> str:
+    """The example's residual MLP module with `small` as its `small` size."""
+    source = EXAMPLE_MODULE.read_text()
+    given = 'Size(features=256, width=256, hidden=1024, num_blocks=2, batch_size=128)'
+    assert given in source
+    return source.replace(given, small)
+
+
+def workload_history(folder: Path, commits: list[tuple[str, dict[str, str]]]) -> list[str]:
+    """A throw-away git repository at `folder` of a package of workloads, `ab_pkg`: one commit per
+    (message, {path: text}) written, in order, the first holding the example's residual MLP as
+    `ab_pkg.model` at `MS_STEP_SIZE`. Returns the commits' hashes, oldest first."""
+    first = {"ab_pkg/__init__.py": "", "ab_pkg/model.py": example_model()}
+    git(folder, "init", "-q")
+    hashes = []
+    for index, (message, files) in enumerate(commits):
+        for path, text in ({**first, **files} if index == 0 else files).items():
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(text)
+        git(folder, "add", "-A")
+        git(folder, "commit", "-q", "-m", message)
+        hashes.append(git(folder, "rev-parse", "HEAD"))
+    return hashes
 
 
 class _OptionGroup:

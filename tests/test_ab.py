@@ -12,58 +12,36 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxbench.bench.ab import runner as ab_runner
 from jaxbench.workloads.program import program_summary
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_MODULE, MS_STEP_SIZE, ROOT, example_model, run_jaxbench, workload_history
+from tests.conftest import git as _git
 
 pytestmark = pytest.mark.version_independent
 
-EXAMPLE_MODULE = ROOT / "examples" / "jaxbench-example" / "jaxbench_example" / "wide_mlp.py"
 FAST = ["--workers", "3", "--block-time", "0.1", "--max-pairs", "12", "--worker-timeout", "300"]
 """The fewest worker pairs that can decide (`reports.verdicts.MIN_WORKER_PAIRS`), short blocks."""
 
 
 def run_ab(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m jaxbench ab ARGS` in `cwd`, output captured."""
-    env = {**os.environ, **(env or {}), "PYTHONDONTWRITEBYTECODE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "jaxbench", "ab", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _git(folder: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True,
-                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+    return run_jaxbench("ab", *args, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def package_repository(tmp_path_factory) -> Path:
-    """A throw-away git repository of a workload package (the example's residual MLP as `ab_pkg.model`)
-    with three commits: `same` (unchanged code), and `wider`, whose hidden width is 10% larger at
+    """A throw-away git repository of a workload package (`tests.conftest.workload_history`) with
+    three commits: `base`, `same` (unchanged code), and `wider`, whose hidden width is 10% larger at
     `small`, so its train step does about 10% more work."""
     repo = tmp_path_factory.mktemp("workload-repo")
-    (repo / "ab_pkg").mkdir()
-    (repo / "ab_pkg" / "__init__.py").write_text("")
-    source = EXAMPLE_MODULE.read_text()
-    # A step of some milliseconds whose time follows its matmuls: one wide block, a modest batch.
-    small = 'Size(features=256, width=256, hidden=1024, num_blocks=2, batch_size=128)'
-    assert small in source
-    model = source.replace(small, 'Size(features=256, width=512, hidden=2000, num_blocks=1, batch_size=64)')
-    (repo / "ab_pkg" / "model.py").write_text(model)
-    _git(repo, "init", "-q")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "base")
-    _git(repo, "tag", "base")
-    (repo / "README").write_text("docs only\n")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "same code")
-    _git(repo, "tag", "same")
-    (repo / "ab_pkg" / "model.py").write_text(model.replace("hidden=2000", "hidden=2200"))
-    _git(repo, "commit", "-q", "-am", "10% wider")
-    _git(repo, "tag", "wider")
+    wider = example_model(MS_STEP_SIZE.replace("hidden=2000", "hidden=2200"))
+    workload_history(repo, [("base", {}), ("same code", {"README": "docs only\n"}),
+                            ("10% wider", {"ab_pkg/model.py": wider})])
+    for tag, revision in (("base", "HEAD~2"), ("same", "HEAD~1"), ("wider", "HEAD")):
+        _git(repo, "tag", tag, revision)
     return repo
 
 
@@ -297,6 +275,46 @@ def test_a_head_worker_that_crashes_while_starting_is_a_regression_and_a_base_on
     crashing = "base"
     with pytest.raises(ab.WorkerError, match="base worker 1 exited"):
         _run().run()
+
+
+class CompilingWorker:
+    """A worker whose cold compiles of every step take `seconds` (with a little noise), and whose
+    `ready` message says whether it takes compile requests."""
+
+    def __init__(self, seconds: float, takes_them: bool = True, seed: int = 0):
+        self.seconds, self.rng = seconds, np.random.default_rng(seed)
+        self.ready = {"compile_times": True} if takes_them else {}
+        self.asked = 0
+
+    def compiles(self, case, count, timeout):
+        self.asked += 1
+        return list(self.seconds * (1 + 0.02 * self.rng.standard_normal(count)))
+
+
+def _compile_run(head_s: float, takes_them: bool = True):
+    run = _run()
+    run.options.update(compile_threshold=0.2, compiles=2)
+    workers = {"base": [CompilingWorker(1.0, takes_them, seed) for seed in range(4)],
+               "head": [CompilingWorker(head_s, takes_them, seed + 10) for seed in range(4)]}
+    ready = {side: [{"ready": {"a": {"compiled": True}, "b": {"compiled": False}}}] for side in workers}
+    run._measure_compiles(workers, ready, [ab_runner.Benchmark("a", 1), ab_runner.Benchmark("b", 1)])
+    return run, workers
+
+
+@pytest.mark.parametrize(("head_s", "verdict"), [(2.0, "regression"), (1.0, "no change"), (0.5, "improvement")])
+def test_a_compiled_steps_cold_compile_time_is_paired_over_worker_pairs_in_a_row_of_its_own(head_s, verdict):
+    run, workers = _compile_run(head_s)
+    [row] = run.result.rows  # `b` is eager: no compile to time
+    assert row["benchmark"] == "a compile" and row["kind"] == "compile" and row["verdict"] == verdict
+    assert row["n"] == 8 and row["ratio"] == pytest.approx(head_s, rel=0.05)
+    assert sorted(row["measurements"]["worker_pairs"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(worker.asked == 2 for group in workers.values() for worker in group)  # one compile a request
+
+
+def test_cold_compiles_are_not_asked_of_a_harness_that_predates_them():
+    run, workers = _compile_run(2.0, takes_them=False)
+    assert not run.result.rows and "cold compile times not measured" in run.result.warnings[0]
+    assert not any(worker.asked for group in workers.values() for worker in group)
 
 
 def test_a_worker_refuses_a_runner_of_another_protocol(monkeypatch, capsys):

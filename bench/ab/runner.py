@@ -49,9 +49,16 @@ GATE_ROOT = Path(__file__).resolve().parents[2]
 """The folder of this gate's own `bench`, `reports` and `workloads`: a checkout's root, or the
 installed `jaxbench` package's folder."""
 DEFAULTS = {"threshold": 0.05, "workers": 4, "block_time": 0.25, "max_pairs": 40, "max_time": 900.0,
-            "worker_timeout": 900.0, "save_hlo": None}
+            "worker_timeout": 900.0, "save_hlo": None, "compile_threshold": None, "compiles": 2}
 """The options' defaults; `worker_timeout`: seconds a worker may take to get ready, or to answer;
-`save_hlo`: a folder where each side's first worker writes its compiled programs (`--save-hlo`)."""
+`save_hlo`: a folder where each side's first worker writes its compiled programs (`--save-hlo`);
+`compile_threshold`: the growth of a step's cold compile time that is a regression, None for not
+measuring it (`--compile-times`); `compiles`: compilation pairs per worker pair."""
+COMPILE_THRESHOLD = 0.2
+"""`--compile-threshold`'s default: a cold compile is not timed in blocks of many rounds, so its
+ratio between two processes is noisier than a step's."""
+COMPILE_ROW = " compile"
+"""What a benchmark's cold-compile row adds to its name."""
 
 
 CALIBRATION_ROUNDS = 3
@@ -84,7 +91,8 @@ class Side:
                 "PYTHONDONTWRITEBYTECODE": "1", protocol.VERSION_VARIABLE: str(protocol.VERSION)}
 
 
-def _git(repository: Path, *args: str) -> str:
+def git(repository: Path, *args: str) -> str:
+    """`git -C repository ARGS`'s output; `ABError` with git's last line of error where it fails."""
     proc = subprocess.run(["git", "-C", str(repository), *args], capture_output=True, text=True)
     if proc.returncode:
         raise ABError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {' '.join(args)} failed")
@@ -94,7 +102,7 @@ def _git(repository: Path, *args: str) -> str:
 def repository_root(folder: Path) -> Path:
     """The git repository the current folder is in; `ABError` if it is in none."""
     try:
-        return Path(_git(folder, "rev-parse", "--show-toplevel"))
+        return Path(git(folder, "rev-parse", "--show-toplevel"))
     except ABError:
         raise ABError(f"{folder} is not in a git repository: --base/--head name revisions of one") from None
 
@@ -103,13 +111,13 @@ def repository_root(folder: Path) -> Path:
 def worktree(repository: Path, revision: str):
     """`revision` of `repository` checked out in a temporary folder (removed afterwards)."""
     try:
-        commit = _git(repository, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+        commit = git(repository, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     except ABError:
         commit = ""
     if not commit:
         raise ABError(f"unknown revision {revision!r} in {repository}")
     folder = Path(tempfile.mkdtemp(prefix=f"jaxbench-ab-{commit[:8]}-"))
-    _git(repository, "worktree", "add", "--detach", "--force", str(folder), commit)
+    git(repository, "worktree", "add", "--detach", "--force", str(folder), commit)
     try:
         yield folder, commit
     finally:
@@ -118,7 +126,8 @@ def worktree(repository: Path, revision: str):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_python(option: str, python: str) -> str:
+def check_python(option: str, python: str) -> str:
+    """`python`, where it is an interpreter on the path or a file; else `ABError` naming `option`."""
     if not (shutil.which(python) or Path(python).is_file()):
         raise ABError(f"{option} {python}: no such Python interpreter")
     return python
@@ -134,7 +143,7 @@ def sides(base: str | None, head: str | None, base_python: str | None, head_pyth
         made = []
         for name, revision, python, option in (("base", base, base_python, "--base-python"),
                                                ("head", head, head_python, "--head-python")):
-            python = _check_python(option, python) if python else sys.executable
+            python = check_python(option, python) if python else sys.executable
             code, label = folder, "the current folder"
             if revision:
                 code, commit = stack.enter_context(worktree(repository_root(folder), revision))
@@ -184,6 +193,7 @@ class Worker:
             raise WorkerError(f"{self.name}: cannot start {side.python}: {error.strerror or error}",
                               side.name) from None
         self.messages: queue.Queue = queue.Queue()
+        self.ready: dict = {}  # its `ready` message, once it came
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -217,16 +227,25 @@ class Worker:
         problem = protocol.version_problem(message.get("protocol"), "runner") if "ready" in message else None
         if problem:
             raise ABError(f"{self.side.name} ({self.side.label}): {problem}")
+        if "ready" in message:
+            self.ready = message
         return message
 
     def block(self, case: str, rounds: int, timeout: float) -> list[float]:
         """`rounds` timed rounds of `case`, seconds each."""
+        return self._ask({"case": case, "rounds": rounds}, timeout)["times"]
+
+    def compiles(self, case: str, count: int, timeout: float) -> list[float]:
+        """The seconds of `count` cold compilations of `case`'s step."""
+        return self._ask({"compile": case, "count": count}, timeout)["compile_s"]
+
+    def _ask(self, request: dict, timeout: float) -> dict:
         try:
-            self.process.stdin.write(json.dumps({"case": case, "rounds": rounds}) + "\n")
+            self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             raise WorkerError(f"{self.name} ({self.side.label}) {self._why_it_ended()}", self.side.name) from None
-        return self.receive(timeout)["times"]
+        return self.receive(timeout)
 
     def stop(self, graceful: bool = True) -> None:
         """Ask the worker to quit, and kill it if it has not within seconds (at once unless
@@ -302,9 +321,11 @@ class ABRun:
                                         "timing verdict is inconclusive (the statistics' unit is the worker pair)")
         harness = (f"base's ({self.base.label})" if harness_root(self.base) == self.base.folder
                    else f"this gate's ({GATE_ROOT})")
+        compiles = (f"; cold compiles: {opts['compiles']} pairs a worker pair, at a {opts['compile_threshold']:.0%} "
+                    "threshold" if opts["compile_threshold"] else "")
         self.result.method = (f"same job, {opts['workers']} workers a side, blocks of about {opts['block_time']:g} s "
                               f"in random order; base: {self.base.label}; head: {self.head.label}; {versions}; "
-                              f"timing harness and checks: {harness}")
+                              f"timing harness and checks: {harness}{compiles}")
         return self.result
 
     def _group(self, devices: int) -> tuple[str, list[str]]:
@@ -337,7 +358,10 @@ class ABRun:
                 # One family for Bonferroni: this group's benchmarks, those measured before it and
                 # those its workers leave to the multi-device group after it.
                 later = len(ready["base"][0]["elsewhere"]) if devices == 1 else 0
-                self._measure(workers, self._common(ready), later)
+                benchmarks = self._common(ready)
+                self._measure(workers, benchmarks, later)
+                if self.options["compile_threshold"]:
+                    self._measure_compiles(workers, ready, benchmarks, later)
                 finished = True
                 return self._versions(ready), ready["head"][0]["elsewhere"] + ready["base"][0]["elsewhere"]
             except WorkerError as error:
@@ -433,6 +457,34 @@ class ABRun:
             self.result.add(bench.case, self._verdict(bench, alpha), bench.changes, program=bench.program,
                             measurements={"ratios": bench.ratios, "worker_pairs": bench.clusters,
                                           "rounds_per_slice": bench.rounds, "slices_per_block": bench.slices})
+
+    def _measure_compiles(self, workers: dict[str, list[Worker]], ready: dict, benchmarks: list[Benchmark],
+                          later: int = 0) -> None:
+        """Each compiled benchmark's cold compile time, paired as its steps are: in every worker pair,
+        `compiles` pairs of one cold compilation a side, which side first at random, each pair one
+        ratio; its verdict at `compile_threshold`, a row of its own (`COMPILE_ROW`). Only workers
+        whose harness says it takes the request (`compile_times`) are asked."""
+        if not all(group[0].ready.get("compile_times") for group in workers.values()):
+            self.result.warnings.append("cold compile times not measured: the timing harness predates them")
+            return
+        compiled = [bench for bench in benchmarks
+                    if all(ready[side][0]["ready"][bench.case].get("compiled") for side in ready)]
+        opts, timeout = self.options, self.options["worker_timeout"]
+        done = sum(row["benchmark"].endswith(COMPILE_ROW) for row in self.result.rows)
+        alpha = family_alpha(len(compiled) + done + later)
+        for bench in compiled:
+            ratios, clusters = [], []
+            for index in self.rng.permutation(opts["workers"]):
+                for _ in range(opts["compiles"]):
+                    seconds = {}
+                    for side in self.rng.permutation(["base", "head"]):
+                        seconds[str(side)] = workers[str(side)][index].compiles(bench.case, 1, timeout)[0]
+                    ratios.append(seconds["head"] / seconds["base"])
+                    clusters.append(int(index))
+            self.result.add(bench.case + COMPILE_ROW, paired_verdict(ratios, clusters, opts["compile_threshold"],
+                                                                     alpha), [], kind="compile",
+                            measurements={"ratios": ratios, "worker_pairs": clusters})
+            _progress(f"cold compiles of {bench.case}: {self.result.rows[-1]['verdict']}")
 
     def _verdict(self, bench: Benchmark, alpha: float):
         return paired_verdict(bench.ratios, bench.clusters, self.options["threshold"], alpha)

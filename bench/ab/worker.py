@@ -9,8 +9,9 @@ It selects the step benchmarks as `pytest bench` would (the same options, `-k` w
 own expression syntax, matched against case ids), builds each one once, compiles it, checks it
 against its own side's baseline, warms it up, and says so in one `ready` message: per benchmark
 its status, its exact figures (per-device memory, XLA's FLOPs and bytes accessed) and its warm
-step time. Then it answers requests for blocks of timed rounds until told to quit. Every message
-is one JSON line on stdout (`bench.ab.protocol`).
+step time. Then it answers requests for blocks of timed rounds, and for cold compilations of a
+step (`{"compile": case, "count": n}`, which it says it takes with `compile_times` in its `ready`
+message), until told to quit. Every message is one JSON line on stdout (`bench.ab.protocol`).
 
 `--hand-over DIR`: the first worker of a side writes its references and its models' initial states
 there once it is ready; the side's other workers, started after it, take them instead of running
@@ -110,7 +111,25 @@ def prepare(case, references) -> tuple[object | None, dict]:
     while len(warm) < 2 or time.perf_counter() - start < WARM_UP_S:
         warm.append(measure.seconds_of(step))
     return step, {"status": "ready", "step_s": statistics.median(warm), "exact": exact_figures(step),
-                  "max_rel_error": max(errors.values(), default=0.0)}
+                  "max_rel_error": max(errors.values(), default=0.0), "compiled": step.compile_s is not None}
+
+
+def cold_compile_seconds(case, references, count: int) -> list[float]:
+    """The seconds of `count` cold compilations of `case`'s step, each built afresh with JAX's
+    in-memory caches cleared and an empty persistent cache, if the process keeps one
+    (`workloads.compile_cache.cold_compiles`), as a fresh job compiles it; each step freed after."""
+    import tempfile
+
+    from jaxbench.workloads import compile_cache
+
+    seconds = []
+    for _ in range(count):
+        with tempfile.TemporaryDirectory(prefix="jaxbench-ab-compile-") as folder:
+            with compile_cache.cold_compiles(Path(folder)):
+                step = case.build(initial_states=references.initial_states)
+        seconds.append(step.compile_s)
+        step.free()
+    return seconds
 
 
 REFERENCES_FILE, STATES_FILE = "references.pkl", "initial_states.pkl"
@@ -179,11 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     send({"ready": ready, "elsewhere": [case.id for case in cases if case not in mine],
           "protocol": protocol.VERSION, "jax_version": jax.__version__,
           "python_version": ".".join(map(str, sys.version_info[:3])), "devices": len(jax.devices()),
-          "device_kind": jax.devices()[0].device_kind})
+          "device_kind": jax.devices()[0].device_kind, "compile_times": True})
+    by_id = {case.id: case for case in mine}
     for line in sys.stdin:
         request = json.loads(line)
         if request.get("quit"):
             break
+        if "compile" in request:
+            send({"case": request["compile"],
+                  "compile_s": cold_compile_seconds(by_id[request["compile"]], references, int(request["count"]))})
+            continue
         step = steps[request["case"]]
         send({"case": request["case"], "times": [measure.seconds_of(step) for _ in range(int(request["rounds"]))]})
     return 0

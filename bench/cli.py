@@ -188,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, help="folder to write the comparison into")
     compare.add_argument("--reference", nargs="?", const=str(REFERENCE_RUNS), default=None, metavar="FOLDER",
                          help="hold one run against the reference run of its kind of device, from FOLDER (default: "
-                              "the committed docs/reference-runs): each benchmark's speed against the reference's, "
-                              "and those far outside its spread")
+                              "the committed docs/reference-runs, installed with the package): each benchmark's "
+                              "speed against the reference's, and those far outside its spread")
     regression = commands.add_parser("regress", help="regression gate over two saved runs (exit 1 on a regression)")
     regression.add_argument("base", help="results.json of the base run")
     regression.add_argument("head", help="results.json of the head run")

@@ -19,8 +19,11 @@ import pandas as pd
 from jaxbench.reports.compare import BENCHMARK
 from jaxbench.reports.results import SUITE, ResultsError, benchmarks_frame, is_workflow, load_results, write_atomically
 
-REFERENCE_RUNS = Path(__file__).resolve().parent.parent / "docs" / "reference-runs"
-"""The committed reference runs, one folder each with its results.json (in a checkout)."""
+_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_RUNS = next((folder for folder in (_ROOT / "docs" / "reference-runs", _ROOT / "reference_runs")
+                       if folder.is_dir()), _ROOT / "reference_runs")
+"""The committed reference runs, one folder each with its results.json: docs/reference-runs in a
+checkout, installed with the package as `jaxbench/reference_runs` (pyproject.toml)."""
 FAR = 0.25
 """A speed this far from the reference's (either way, as a ratio) is far outside its spread, unless
 the reference's own rounds spread wider (3 x IQR / median)."""

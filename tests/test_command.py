@@ -46,7 +46,8 @@ def test_jaxbench_installed_in_another_project_runs_there_with_strict_expectatio
     adds the one import name `jaxbench` (templates included); the project's packages stay its
     own; the benchmarks run (the multi-device one in its worker process, started the same way),
     the report goes under the project's jaxbench-runs/, and `--strict-expectations` fails the run
-    on its `below` row (the MLP's multi-device inference on CPU devices that share the cores)."""
+    on its `below` row (the MLP's multi-device inference on CPU devices that share the cores). The
+    committed reference runs are installed with it."""
     project = tmp_path / "project"
     site = project / ".venv" / "site-packages"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(ROOT)],
@@ -71,6 +72,13 @@ def test_jaxbench_installed_in_another_project_runs_there_with_strict_expectatio
                             cwd=project, env=env, capture_output=True, text=True, timeout=60)
     assert theirs.stdout.split()[:6] == ["the", "project"] * 3, theirs.stderr
     assert theirs.stdout.split()[6] == str(site / "jaxbench" / "__init__.py")
+    # the committed reference runs come with the install, for `compare --reference` and the report
+    references = subprocess.run([sys.executable, "-c", "from jaxbench.reports.reference import reference_runs; "
+                                 "print(*reference_runs().values())"],
+                                cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert references.stdout.split() == [str(site / "jaxbench" / "reference_runs" / "cpu-amd-epyc-2-cores" /
+                                              "results.json")], \
+        references.stdout + references.stderr
     ab_help = subprocess.run([str(site / "bin" / "jaxbench"), "ab", "--help"], cwd=project, env=env,
                              capture_output=True, text=True, timeout=60)
     assert ab_help.returncode == 0 and "--base REV" in ab_help.stdout

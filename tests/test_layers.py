@@ -76,14 +76,17 @@ def test_the_graph_sees_the_imports_it_checks():
 
 def test_every_package_is_installed_under_the_one_import_name():
     """pyproject.toml's package list is every folder of the suite's that is a package, each under
-    `jaxbench`, mapped to its folder: a new subpackage left out of it would be missing from an install."""
+    `jaxbench`, mapped to its folder: a new subpackage left out of it would be missing from an install.
+    Beside them, the one data folder installed with them: the committed reference runs."""
     import tomllib
 
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     folders = {".".join((IMPORT_NAME, *init.parent.relative_to(ROOT).parts))
                for package in PACKAGES for init in (ROOT / package).rglob("__init__.py")}
-    assert sorted(setuptools["packages"]) == sorted(folders | {IMPORT_NAME})
-    assert setuptools["package-dir"] == {IMPORT_NAME: IMPORT_NAME} | {f"{IMPORT_NAME}.{p}": p for p in PACKAGES}
+    data = {f"{IMPORT_NAME}.reference_runs": "docs/reference-runs"}
+    assert sorted(setuptools["packages"]) == sorted(folders | {IMPORT_NAME} | set(data))
+    assert setuptools["package-dir"] == ({IMPORT_NAME: IMPORT_NAME} | {f"{IMPORT_NAME}.{p}": p for p in PACKAGES}
+                                         | data)
 
 
 def _architecture_listing() -> dict[str, set[str]]:

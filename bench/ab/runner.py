@@ -15,7 +15,9 @@ few percent faster or slower than another, for good, so the unit of the statisti
 pair: each pair's median ratio is one measurement, and the interval and test are a t-interval and
 t-test over the pairs (`reports.verdicts.paired_verdict`); several workers a side let "head is
 slower" stand apart from "head's process happened to be slower". Batches go on while a benchmark
-is `inconclusive`, up to `--max-pairs` pairs or `--max-time` seconds.
+is `inconclusive`, up to `--max-pairs` pairs or `--max-time` seconds. With `--compile-times`, each
+compiled benchmark's cold compile time is then paired the same way, over the same worker pairs
+(`ABRun._measure_compiles`), a row of its own.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from jaxbench.reports.verdicts import ExactChange, TimingVerdict
 from tests.conftest import MS_STEP_SIZE, example_model, run_jaxbench, workload_history
 from tests.conftest import git as _git
 
+pytestmark = pytest.mark.version_independent  # the search, git and the command line: no JAX call of their own
+
 CANDIDATES = [Candidate(f"c{i}", revision=f"c{i}") for i in range(1, 8)]
 GOOD = Candidate("c0", revision="c0")
 
@@ -223,7 +225,6 @@ SELECTION = ["--workload-module", "ab_pkg.model", "--workloads", "wide_mlp", "--
 
 
 @pytest.mark.slow
-@pytest.mark.version_independent
 def test_bisect_names_the_commit_that_planted_a_slowdown(planted_history, tmp_path):
     """By the step time alone, at a coarse threshold (a 3x slowdown is sought; 3 worker pairs
     decide "no change" within +-50% where they could not within 5%): found in the bad side's
@@ -249,7 +250,6 @@ def test_bisect_names_the_commit_that_planted_a_slowdown(planted_history, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.version_independent
 def test_ab_flags_a_compile_time_slowdown_whose_step_time_is_unchanged(planted_history, tmp_path):
     """The unrolled loop against the rolled one, with `--compile-times`: the compile row is a
     regression, the step row is not (at 25%, room for a loaded host: the steps differ by one

@@ -66,6 +66,18 @@ def test_time_and_compile_each_read_their_own_rows():
         classify(_result(("no change", [], None)), "compile")
 
 
+def test_a_step_says_what_it_was_decided_on():
+    from jaxbench.bench.ab.bisect import Step
+
+    result = _result(("inconclusive", GROWN, None))
+    result.add("bench0 compile", _timing("regression", 1.5), [], kind="compile")
+    by_compile = Step(CANDIDATES[0], "bad", 1, result, "compile").summary()
+    assert by_compile == "bench0 compile regression 1.500x (1.470-1.530)"
+    by_verdict = Step(CANDIDATES[0], "bad", 1, result, "verdict").summary()
+    assert by_verdict.startswith("bench0 regression 1.000x (0.980-1.020), XLA cost-analysis FLOPs")
+    assert by_verdict.endswith("; bench0 compile regression 1.500x (1.470-1.530)")
+
+
 def test_a_comparison_of_nothing_is_an_error():
     with pytest.raises(ABError, match="matches no benchmark"):
         classify(GateResult(method="planted", threshold=0.05), "verdict")

@@ -78,19 +78,34 @@ class Step:
     outcome: str
     tries: int
     result: GateResult
+    by: str = "verdict"
 
     def summary(self) -> str:
-        """The regressed (or undecided) benchmarks of the step in words, each with its ratio."""
-        shown = [row for row in self.result.rows
-                 if row["verdict"] != "no change" or row["exact_regression"]] or self.result.rows
-        return "; ".join(f"{row['benchmark']} {row['verdict']}"
-                         + (f" {row['ratio']:.3f}x ({row['low']:.3f}-{row['high']:.3f})" if row["ratio"] else "")
-                         + (f", {row['exact']}" if row["exact"] else "") for row in shown)
+        """What the step was decided on, in words: the rows of its criterion's kind (`by`) that are
+        not `no change` (all of them where every one is), each with its ratio and interval."""
+        kind = {"time": "step", "compile": "compile"}.get(self.by)
+        rows = [row for row in self.result.rows if kind is None or row["kind"] == kind] or self.result.rows
+        shown = [row for row in rows if row["verdict"] != "no change" or row["exact_regression"]] or rows
+        return "; ".join(f"{row['benchmark']} {row[self._verdict_key]}" + _ratio(row)
+                         + (f", {row['exact']}" if row["exact"] and self.by in ("verdict", "exact") else "")
+                         for row in shown)
+
+    @property
+    def _verdict_key(self) -> str:
+        return "timing" if self.by in ("time", "compile") else "verdict"
 
     def to_json(self) -> dict:
         return {"candidate": self.candidate.label, "revision": self.candidate.revision,
                 "python": self.candidate.python, "outcome": self.outcome, "tries": self.tries,
                 "comparison": self.result.to_json()}
+
+
+def _ratio(row: dict) -> str:
+    """A row's ratio with its interval, where it has them."""
+    if not row["ratio"]:
+        return ""
+    interval = f" ({row['low']:.3f}-{row['high']:.3f})" if row["low"] == row["low"] else ""  # not NaN
+    return f" {row['ratio']:.3f}x{interval}"
 
 
 @dataclass
@@ -186,7 +201,7 @@ def bisect(good: Candidate, candidates: list[Candidate], measure: Measure, by: s
                 break
             if attempt + 1 < tries:
                 progress(f"  {candidate.label}: undecided; measuring again with twice the worker and block pairs")
-        run.steps.append(Step(candidate, outcome, attempt + 1, result))
+        run.steps.append(Step(candidate, outcome, attempt + 1, result, by))
         progress(f"step {len(run.steps)}: {candidate.label} ({index + 1} of {len(candidates)}): {outcome} "
                  f"({run.steps[-1].summary()})")
         return outcome

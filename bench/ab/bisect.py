@@ -95,6 +95,7 @@ class Step:
         return "timing" if self.by in ("time", "compile") else "verdict"
 
     def to_json(self) -> dict:
+        """The step as plain JSON: the candidate, its outcome and tries, and its whole comparison."""
         return {"candidate": self.candidate.label, "revision": self.candidate.revision,
                 "python": self.candidate.python, "outcome": self.outcome, "tries": self.tries,
                 "comparison": self.result.to_json()}

@@ -35,7 +35,8 @@ CRITERIA = {
     "exact": "the exact figures alone (per-device memory, XLA's FLOPs and bytes accessed): no timing needed",
 }
 """What makes a candidate bad (`--by`) -> what it means."""
-OUTCOMES = ("bad", "good", "undecided")
+KINDS = {"time": "step", "compile": "compile"}
+"""The criteria that read one kind of row alone (`GateResult` rows' `kind`), by their timing verdict."""
 EXIT_STATUS = {"found": 1, "nothing to find": 0, "undecided": 3}
 """The command's exit status by how the bisection ended: 1 where it found the first bad side (as
 `ab` exits 1 on a regression), 0 where the bad side is no regression, 3 where a step stayed
@@ -59,12 +60,11 @@ def classify(result: GateResult, by: str) -> str:
         return "bad"
     if by == "exact":
         return "bad" if any(row["exact_regression"] for row in result.rows) else "good"
-    kinds = {"time": "step", "compile": "compile"}
-    rows = [row for row in result.rows if by not in kinds or row["kind"] == kinds[by]]
+    rows = [row for row in result.rows if by not in KINDS or row["kind"] == KINDS[by]]
     if not rows:
         raise ABError("--by compile: no cold compile time was measured (no compiled step in the selection, or a "
                       "timing harness that predates them)")
-    verdicts = [row["timing"] if by in kinds else row["verdict"] for row in rows]
+    verdicts = [row["timing"] if by in KINDS else row["verdict"] for row in rows]
     if "regression" in verdicts:
         return "bad"
     return "undecided" if "inconclusive" in verdicts else "good"
@@ -83,16 +83,12 @@ class Step:
     def summary(self) -> str:
         """What the step was decided on, in words: the rows of its criterion's kind (`by`) that are
         not `no change` (all of them where every one is), each with its ratio and interval."""
-        kind = {"time": "step", "compile": "compile"}.get(self.by)
+        kind = KINDS.get(self.by)
         rows = [row for row in self.result.rows if kind is None or row["kind"] == kind] or self.result.rows
         shown = [row for row in rows if row["verdict"] != "no change" or row["exact_regression"]] or rows
-        return "; ".join(f"{row['benchmark']} {row[self._verdict_key]}" + _ratio(row)
-                         + (f", {row['exact']}" if row["exact"] and self.by in ("verdict", "exact") else "")
-                         for row in shown)
-
-    @property
-    def _verdict_key(self) -> str:
-        return "timing" if self.by in ("time", "compile") else "verdict"
+        verdict = "verdict" if kind is None else "timing"
+        return "; ".join(f"{row['benchmark']} {row[verdict]}" + _ratio(row)
+                         + (f", {row['exact']}" if row["exact"] and kind is None else "") for row in shown)
 
     def to_json(self) -> dict:
         """The step as plain JSON: the candidate, its outcome and tries, and its whole comparison."""

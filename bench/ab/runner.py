@@ -472,7 +472,7 @@ class ABRun:
         compiled = [bench for bench in benchmarks
                     if all(ready[side][0]["ready"][bench.case].get("compiled") for side in ready)]
         opts, timeout = self.options, self.options["worker_timeout"]
-        done = sum(row["benchmark"].endswith(COMPILE_ROW) for row in self.result.rows)
+        done = sum(row["kind"] == "compile" for row in self.result.rows)
         alpha = family_alpha(len(compiled) + done + later)
         for bench in compiled:
             ratios, clusters = [], []

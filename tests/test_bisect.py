@@ -203,7 +203,7 @@ UNROLLED = ("        out = self.head(self.blocks(self.embed(x)))[..., 0]\n"
             "            out = out + 1e-3 * jnp.tanh(out)\n"
             "        return out")
 """The example's output refined by 300 small steps, in a loop XLA keeps rolled, or unrolled by
-Python: the same function, the unrolled one some 2-3x slower to compile and as fast to run (the
+Python: the same function, the unrolled one slower to compile and as fast to run (the
 steps act on one number an example)."""
 UNROLLS, SLOWS = 2, 5
 """The commits of `planted_history` that make compiling slower (the loop unrolled) and that make

@@ -42,8 +42,8 @@ def test_the_reference_is_the_eager_baseline_at_tiny(name, mode):
 
 AT_SMALL = [(name, mode) for name, mode in PER_EXAMPLE if mode != "train" or name == "mlp"]
 """What the test at `small` takes: each workload, and the train step once (the MLP's). The CNN's and
-the transformer's train steps at `small` compile hundreds of eager operations of new shapes (some
-90 s of a CI run) to test again the code their `tiny` tests and the MLP's `small` one test."""
+the transformer's train steps at `small` compile hundreds of eager operations of new shapes (the
+time: docs/measurements.md) to test again the code their `tiny` tests and the MLP's `small` one test."""
 
 
 @pytest.mark.slow

@@ -127,7 +127,16 @@ SHARED_COMPILE_CACHE = "JAXBENCH_COMPILE_CACHE"
 process that has it and kept: the suite's own tests set it (`tests/conftest.py`), so that the many
 short runs they start compile each program once between them (eager operations included). A
 timed step's compilation reads through it too (`compile_cache.reuse`): no compile figure is cold,
-and each row's compile-cache note says so."""
+and each row's compile-cache note says so. `jaxbench ab`'s workers read through it as well."""
+
+
+def reuse_shared_compile_cache() -> bool:
+    """Where `SHARED_COMPILE_CACHE` names a folder, compile everything in this process through it
+    (`compile_cache.reuse`) and say True; else leave the cache alone and say False."""
+    if not os.environ.get(SHARED_COMPILE_CACHE):
+        return False
+    compile_cache.reuse(Path(os.environ[SHARED_COMPILE_CACHE]))
+    return True
 
 
 def start_compile_cache(config) -> None:
@@ -137,8 +146,7 @@ def start_compile_cache(config) -> None:
     folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
     that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`)."""
     worker = process.worker_folder(config)
-    if os.environ.get(SHARED_COMPILE_CACHE):
-        compile_cache.reuse(Path(os.environ[SHARED_COMPILE_CACHE]))
+    if reuse_shared_compile_cache():
         return
     if worker:
         folder = worker / "compile-cache"

@@ -24,6 +24,24 @@ for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
     del os.environ[_name]
 FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
 
+# The tests compile thousands of programs, in this process and in every run it starts, and hold no
+# compiled step's speed to a figure: XLA's CPU backend at optimisation level 0 compiles each faster
+# (docs/measurements.md), and computes what each program says to float32 rounding, which is what the
+# tests' checks allow. Two different programs that happen to round alike at the default level may not
+# at level 0: a test that holds them to each other's rounding runs them at the default level
+# (`default_optimisation`). Set before anything here makes an XLA backend, which reads XLA_FLAGS once;
+# a level given in XLA_FLAGS stays.
+QUICK_COMPILES = "--xla_backend_optimization_level=0"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), QUICK_COMPILES]))
+
+
+def default_optimisation() -> dict:
+    """This process's environment with XLA's default optimisation level, for a process of its own."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(QUICK_COMPILES, "").strip()
+    return {**{name: value for name, value in os.environ.items() if name != "XLA_FLAGS"},
+            **({"XLA_FLAGS": flags} if flags else {})}
+
 # One persistent compilation cache for this session, its xdist workers and every run it starts
 # (`bench.session.SHARED_COMPILE_CACHE`): most of a short run's time is compiling, eager operations
 # included, and the same programs come up in test after test. Kept between sessions (JAX keys each

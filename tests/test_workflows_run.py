@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -136,3 +137,12 @@ def test_a_workflow_row_says_why_it_has_no_cached_compile_time(workflow_run):
 def test_the_saved_run_has_the_schema_of_a_fresh_run(workflow_run):
     """As `tests.test_bench_run`'s, for the saved run of the workflows."""
     assert schema(json.loads((DATA / "tiny-workflows-run.json").read_text())) == schema(workflow_run["results"])
+
+
+def test_the_runs_time_line_counts_the_workflows_builds_and_first_runs(workflow_run):
+    """The run's last lines say where its time went: building the workflows (their compiles
+    inside) and their first, checked runs are counted there, not left in `other`."""
+    line = next(line for line in workflow_run["proc"].stdout.splitlines() if line.startswith("time: "))
+    spent = {what.strip(): int(value) for what, value in re.findall(r"([a-zA-Z' ]+) (\d+) s", line.split("in all:")[1])}
+    assert spent["building steps"] >= 1 and spent["first steps"] >= 1, line
+    assert spent["XLA compiling"] <= spent["building steps"], line

@@ -81,7 +81,8 @@ def size_choice(config) -> list[str]:
 
 SPENT_ON = ("building steps", "first steps", "the baseline's probes", "references and checks", "timed rounds",
             "worker processes", "the report")
-"""Where `spending` counts this process's time, in the order the run's last lines give them."""
+"""Where `spending` counts this process's time, in the order the run's last lines give them (a
+workflow's build and first run count as building steps and first steps)."""
 
 
 @contextlib.contextmanager

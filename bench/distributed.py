@@ -7,10 +7,11 @@ MPI's `mpirun`), which JAX's own cluster detection reads. Every process then run
 benchmarks in the same order over the global mesh of every process's devices; only process 0
 writes `results.json` and the report.
 
-A process that is gone must not leave the others waiting for ever: initialisation and JAX's
-heartbeats both time out after `--distributed-timeout` seconds. Before JAX's heartbeat check
-aborts a survivor (a C++ abort and a stack trace, which name nothing), `watch_peers` ends it
-with one line that names the process that stopped answering.
+A process that is gone must not leave the others waiting for ever: initialisation times out after
+`--distributed-timeout` seconds, and `watch_peers` ends a survivor with one line that names the
+process that stopped answering, half that after its last heartbeat. JAX's own heartbeat check,
+which aborts a process (a C++ abort and a stack trace, which name nothing), is the backstop, at
+twice the timeout (`JAX_HEARTBEAT_FACTOR`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ CLUSTERS = {"SLURM": "SLURM_NTASKS", "Open MPI": "OMPI_COMM_WORLD_SIZE"}
 """Cluster launchers JAX detects by itself -> the environment variable that holds their process count."""
 OPTIONS = ("coordinator", "num_processes", "process_id")
 DEFAULT_TIMEOUT_S = 120
-"""Seconds JAX waits for every process to join, and for a heartbeat of a running one."""
+"""Seconds JAX waits for every process to join; `watch_peers` ends a process whose peer has not
+beaten for half of it."""
+JAX_HEARTBEAT_FACTOR = 2
+"""JAX's heartbeat timeout, in `--distributed-timeout`s. JAX beats at an interval of its own within
+its timeout, so at one timeout it may flag a killed peer about when `watch_peers` does (half a
+timeout) and abort the survivor first, as one CI run saw; at two, `watch_peers` has room."""
 
 
 def detected_cluster() -> str | None:
@@ -66,7 +72,8 @@ def initialize(config) -> None:
                                 "start process 0 first, or check --coordinator HOST:PORT")
     try:
         jax.distributed.initialize(given["coordinator"], given["num_processes"], given["process_id"],
-                                   initialization_timeout=timeout, heartbeat_timeout_seconds=timeout)
+                                   initialization_timeout=timeout,
+                                   heartbeat_timeout_seconds=JAX_HEARTBEAT_FACTOR * timeout)
     except Exception as error:  # JAX raises XlaRuntimeError / RuntimeError / ValueError here
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise pytest.UsageError(f"jax.distributed could not start ({where}, timeout {timeout} s): {first}") from None
@@ -85,8 +92,8 @@ _LEAVING = threading.Event()  # set: this process is leaving (`leave`), and wait
 def watch_peers(timeout_s: float) -> None:
     """In a run of several processes: a daemon thread that counts this process's heartbeats in the
     coordinator's key-value store every `timeout_s / 10` s and reads the others'. A peer whose count
-    has not moved for half of `timeout_s` (before JAX's own heartbeat check, at `timeout_s`, aborts
-    this process), or a coordinator that stopped answering, ends this process at once with one
+    has not moved for half of `timeout_s` (well before JAX's own heartbeat check aborts this
+    process: `JAX_HEARTBEAT_FACTOR`), or a coordinator that stopped answering, ends this process at once with one
     line on stderr and exit status 3.
 
     The watch lasts until every process is leaving: as this one exits, `leave` marks it so and

@@ -93,8 +93,8 @@ def watch_peers(timeout_s: float) -> None:
     """In a run of several processes: a daemon thread that counts this process's heartbeats in the
     coordinator's key-value store every `timeout_s / 10` s and reads the others'. A peer whose count
     has not moved for half of `timeout_s` (well before JAX's own heartbeat check aborts this
-    process: `JAX_HEARTBEAT_FACTOR`), or a coordinator that stopped answering, ends this process at once with one
-    line on stderr and exit status 3.
+    process: `JAX_HEARTBEAT_FACTOR`), or a coordinator that stopped answering, ends this process
+    at once with one line on stderr and exit status 3.
 
     The watch lasts until every process is leaving: as this one exits, `leave` marks it so and
     waits, still beating, until every peer is leaving too (process 0 may still be writing the

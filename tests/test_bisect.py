@@ -1,6 +1,6 @@
 """`jaxbench bisect` (`bench.ab.bisect`): the search over planted outcomes, how a step's comparison
 makes a candidate bad, good or undecided, the sides it is given, and (slow) a real bisection of a
-throw-away history of 4 commits, and `ab --compile-times` of an unrolled loop."""
+throw-away history of 3 commits, and `ab --compile-times` of an unrolled loop."""
 
 from __future__ import annotations
 
@@ -217,15 +217,14 @@ def _model(hidden: int = 2000, loop: str = LOOP) -> str:
 
 @pytest.fixture(scope="module")
 def planted_history(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A throw-away repository of a workload package of 4 commits (`workload_history`), one of which,
-    `SLOWS`, makes the step slower; the others change notes, or the model's code without changing
-    what it computes. (Four: the bisection of its 3 candidates takes the bad side and two
-    halvings, each an `ab` of 6 workers.) Returns the repository and the commits."""
+    """A throw-away repository of a workload package of 3 commits (`workload_history`), the last of
+    which, `SLOWS`, makes the step slower; the one between changes notes only. (Three: the
+    bisection of its 2 candidates confirms the bad side, then finds the other good, each step an
+    `ab` of 6 workers: both outcomes, in the fewest steps.) Returns the repository and the commits."""
     repo = tmp_path_factory.mktemp("bisect-repo")
     commits = [("base", {}),
                ("notes 1", {"NOTES": "1\n"}),
-               ("a wider hidden layer", {"ab_pkg/model.py": _model(8000)}),
-               ("a comment", {"ab_pkg/model.py": _model(8000) + "\n# the same model\n"})]
+               ("a wider hidden layer", {"ab_pkg/model.py": _model(8000)})]
     return repo, workload_history(repo, commits)
 
 
@@ -247,7 +246,7 @@ SELECTION = ["--workload-module", "ab_pkg.model", "--workloads", "wide_mlp", "--
 def test_bisect_names_the_commit_that_planted_a_slowdown(planted_history, tmp_path):
     """By the step time alone, at a coarse threshold (a 3x slowdown is sought; 3 worker pairs
     decide "no change" within +-50% where they could not within 5%): found in the bad side's
-    step and two halvings, each step's verdict in the JSON, exit 1."""
+    step and one halving, each step's verdict in the JSON, exit 1."""
     repo, commits = planted_history
     out = tmp_path / "bisect.json"
     proc = run_jaxbench("bisect", "--good", commits[0], "--bad", commits[-1], "--by", "time", "--threshold", "0.5",
@@ -262,7 +261,7 @@ def test_bisect_names_the_commit_that_planted_a_slowdown(planted_history, tmp_pa
         assert step["outcome"] == ("bad" if index >= SLOWS else "good"), step
         row = step["comparison"]["benchmarks"][0]
         assert row["timing"] == ("regression" if index >= SLOWS else "no change"), row
-    assert [commits.index(step["revision"]) for step in run["steps"]] == [3, 1, 2]
+    assert [commits.index(step["revision"]) for step in run["steps"]] == [2, 1]
     assert "first bad:" in proc.stdout and "a wider hidden layer" in (tmp_path / "bisect.md").read_text()
     assert not _git(repo, "worktree", "list").splitlines()[1:]  # every step's worktrees removed
 

@@ -26,7 +26,8 @@ from jaxbench.workloads.variants import SPEEDUP_BASE
 MIN_EXAMPLES = 4
 """The fewest examples an extrapolated loop is timed over."""
 PROBE_EXAMPLES = 8
-"""Examples of the second probe that sizes k (with the one-example loop), where one is needed."""
+"""Examples of the second probe that sizes k (with the one-example loop), where one is needed (a
+batch of more than this many examples that may not fit the budget)."""
 
 
 def is_bounded(case: Case) -> bool:
@@ -87,10 +88,12 @@ def _timed_warm_call(case: Case, examples: int, initial_states: InitialStates | 
 def probe(case: Case, batch_size: int, budget_s: float, initial_states: InitialStates | None = None) -> LoopCost:
     """The loop's cost, from warm steps over the batch's first example and, unless `batch_size`
     such steps fit `budget_s` (then so does the whole loop, whose update runs once), over its first
-    `PROBE_EXAMPLES` (their models built from `initial_states`, where it has them)."""
+    `PROBE_EXAMPLES` (their models built from `initial_states`, where it has them). A batch of
+    `PROBE_EXAMPLES` or fewer gets no second probe: it would be a whole step, seconds spent only to
+    size k; the one-example steps, an upper bound, size it (`examples_within`)."""
     one_s = _timed_warm_call(case, 1, initial_states)
-    if batch_size * one_s <= budget_s or batch_size == 1:
-        return LoopCost(fixed_s=0.0, per_example_s=one_s)  # an upper bound: the whole loop fits
+    if batch_size * one_s <= budget_s or batch_size <= PROBE_EXAMPLES:
+        return LoopCost(fixed_s=0.0, per_example_s=one_s)  # an upper bound on the whole loop
     many = min(PROBE_EXAMPLES, batch_size)  # the same operations on the same shapes, one example at a time: warm
     return LoopCost.from_two(one_s, _timed_warm_call(case, many, initial_states, warm=True), many)
 

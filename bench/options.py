@@ -91,7 +91,8 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
                    f"whose steps fit its memory (default: {default_size})")
     addoption("--every-layout", action="store_true",
               help="measure multi_device in every layout of each workload (the transformer's model and "
-                   "data_model too); by default a train step runs in data and fsdp, a forward pass in data")
+                   "data_model, the CNNs' fsdp too); by default a train step runs in data and fsdp (the CNNs' in "
+                   "data), a forward pass in data")
     addoption("--cpu-devices", type=whole_number("devices"), default=DEFAULT_CPU_DEVICES, metavar="N",
               help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), made in "
                    "a worker process of their own so that single-device steps run in a one-device process; "

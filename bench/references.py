@@ -89,6 +89,8 @@ class References:
     checkpoint_dir: str | None = None
     float32_arithmetic: str = "fp32"
     initial_states: InitialStates | None = None  # the process's (`workloads.steps.InitialStates`), to build from
+    computed_here: set = field(default_factory=set)  # keys of the references computed in this process
+    handed_back: int = 0  # how many of them `hand_back` last wrote
 
     @staticmethod
     def _step_key(case: Case) -> tuple:
@@ -107,6 +109,7 @@ class References:
         with hardware.check_precision(self.float32_arithmetic):
             if key not in self.steps:
                 self.steps[key] = self._computed_step(case)
+                self.computed_here.add(key)
         return self.steps[key]
 
     def _computed_step(self, case: Case) -> StepReference:
@@ -186,6 +189,8 @@ class References:
             return self._workflow(case, key, reference_result)
 
     def _workflow(self, case: Case, key: tuple, reference_result: dict | None) -> dict:
+        if key not in self.workflows:
+            self.computed_here.add(key)
         if key not in self.workflows and reference_result is not None:
             self.workflows[key] = to_host(reference_result)
         if key not in self.workflows:
@@ -213,6 +218,17 @@ class References:
             steps = {k: v for k, v in steps.items() if k in {self._step_key(c) for c in cases}}
             workflows = {k: v for k, v in workflows.items() if k in {self._workflow_key(c) for c in cases}}
         write_atomically(path, pickle.dumps({"steps": steps, "workflows": workflows}))
+
+    def hand_back(self, path: Path) -> None:
+        """In a worker process: write to `path` (`save`'s file) the references computed here, for
+        the parent to keep (`take`); nothing when none was computed since the last hand-back (the
+        parent handed over the rest: writing them all back after every case was time wasted)."""
+        if len(self.computed_here) == self.handed_back:
+            return
+        self.handed_back = len(self.computed_here)
+        write_atomically(path, pickle.dumps({
+            "steps": {k: v for k, v in self.steps.items() if k in self.computed_here},
+            "workflows": {k: v for k, v in self.workflows.items() if k in self.computed_here}}))
 
     def take(self, path: Path) -> None:
         """Keep the references a worker wrote back to `path` (`save`) that this run lacks, so that

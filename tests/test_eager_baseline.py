@@ -80,3 +80,6 @@ def test_the_probe_measures_one_example_and_more_only_where_the_whole_loop_may_n
     assert calls == [(1, False), (1, False), (8, True)] and cost.per_example_s == pytest.approx(0.020)
     assert eager_baseline.part_to_time(case, 1024, 5.0).examples == 249
     assert eager_baseline.part_to_time(case, 128, 5.0) is case  # whole
+    calls.clear()  # a batch of 8 x 30 ms over a budget of 0.2 s: its second probe would be a whole step
+    assert eager_baseline.probe(case, 8, budget_s=0.2) == LoopCost(0.0, 0.030) and calls == [(1, False)]
+    assert eager_baseline.part_to_time(case, 8, 0.2).examples == 6  # sized by the one-example bound

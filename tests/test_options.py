@@ -116,19 +116,24 @@ def test_each_mesh_layout_is_its_own_benchmark():
 
 def test_by_default_a_train_step_is_measured_in_data_and_fsdp_and_a_forward_pass_in_data():
     """The default run's set (`workloads.sharding.layouts_for`); --every-layout gives the rest: the
-    transformer's `model` and `data_model` layouts, in every mode."""
+    transformer's `model` and `data_model` layouts, in every mode, and the CNN's `fsdp` (its
+    `default_layouts`: `data` only)."""
     default, every = _ids(variants="multi_device"), _ids("--every-layout", variants="multi_device")
-    assert [case for case in every if case not in default] == [
+    assert [case for case in every if case not in default] == ["cnn-train-multi_device-fsdp"] + [
         f"transformer-{mode}-multi_device-{layout}"
         for mode in ("train", "infer", "decode") for layout in ("model", "data_model")]
-    assert {"transformer-train-multi_device", "transformer-train-multi_device-fsdp", "cnn-train-multi_device-fsdp",
-            "transformer-infer-multi_device", "transformer-decode-multi_device"} <= set(default)
+    assert {"transformer-train-multi_device", "transformer-train-multi_device-fsdp", "mlp-train-multi_device-fsdp",
+            "cnn-train-multi_device", "transformer-infer-multi_device",
+            "transformer-decode-multi_device"} <= set(default)
 
 
 def test_a_workload_without_the_default_layouts_is_measured_in_its_first():
-    only_model = SimpleNamespace(layouts=("model", "data_model"))
+    only_model = SimpleNamespace(layouts=("model", "data_model"), default_layouts=None)
     assert layouts_for(only_model, "train", every=False) == ("model",)
     assert layouts_for(only_model, "infer", every=True) == ("model", "data_model")
+    own_default = SimpleNamespace(layouts=("data", "model", "fsdp"), default_layouts=("model",))
+    assert layouts_for(own_default, "train", every=False) == ("model",)
+    assert layouts_for(own_default, "train", every=True) == ("data", "model", "fsdp")
 
 
 def test_a_mesh_data_axis_that_does_not_divide_a_batch_is_named():

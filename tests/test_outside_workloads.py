@@ -36,6 +36,7 @@ def test_the_suites_own_workloads_keep_the_contract():
     ({"example_loss": None}, "mode 'train' needs example_loss or batch_loss"),
     ({"make_batch": "inputs.npy"}, "make_batch is not callable"),
     ({"layouts": ("data", "pipeline")}, "layouts 'pipeline' unknown; valid: data, model, data_model"),
+    ({"default_layouts": ("model",)}, "default_layouts 'model' not among its layouts 'data', 'fsdp'"),
 ])
 def test_a_broken_contract_is_named(change, problem):
     problems = contract_problems(dataclasses.replace(MLP, **change))

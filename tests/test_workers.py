@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxbench.bench import workers
 from jaxbench.bench.cases import Case
@@ -35,6 +35,23 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
     workers.write_outcome(tmp_path, first)
     workers.write_outcome(tmp_path, workers.Outcome("b", "skipped", "why"))
     assert workers.read_outcomes(tmp_path) == {"a": first, "b": workers.Outcome("b", "skipped", "why")}
+
+
+def test_a_worker_hands_back_only_the_references_it_computed_and_only_when_new(tmp_path):
+    path = tmp_path / workers.REFERENCES_FILE
+    handed_over = {("bayes", "tiny"): {"mean": np.zeros(2)}}
+    references = References(workflows=dict(handed_over))
+    references.hand_back(path)
+    assert not path.exists()  # nothing computed here: the parent has them all
+    computed = {"restored": np.ones(3)}
+    references.workflow(Case("checkpoint", "save_restore", "sync", "tiny"), reference_result=computed)
+    references.hand_back(path)
+    back = pickle.loads(path.read_bytes())
+    assert back["steps"] == {} and list(back["workflows"]) == [("checkpoint", "tiny")]
+    np.testing.assert_array_equal(back["workflows"][("checkpoint", "tiny")]["restored"], computed["restored"])
+    path.unlink()
+    references.hand_back(path)
+    assert not path.exists()  # nothing new since
 
 
 def test_a_worker_builds_its_models_from_the_states_handed_over():
@@ -70,26 +87,45 @@ def test_a_state_over_the_limit_is_not_kept():
 
 
 def test_a_process_builds_a_model_it_kept_from_that_state_without_initialising_it_again():
-    """Only a model's first build in a process initialises it (seconds of eager compiles on
-    XLA:CPU); the next builds start from the kept state, so from exactly the same parameters."""
+    """Only a model's first build in a process initialises it (on XLA:CPU, seconds of compiling);
+    the next builds start from the kept state, so from exactly the same parameters."""
     from jaxbench.workloads import get_workload
     from jaxbench.workloads.steps import InitialStates, build_step
 
     workload = get_workload("mlp")
     states = InitialStates(keep_up_to_bytes=10**9)
     first = build_step(workload, "tiny", "train", "jit_vmap", initial_states=states)
-    initialised = []
+    calls = []
     real_build_model = workload.build_model
 
     def counted(size, rngs):
-        model = real_build_model(size, rngs)
-        initialised.append(not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(model))))
-        return model
+        calls.append(size)
+        return real_build_model(size, rngs)
 
     second = build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit",
                         initial_states=states)
-    assert initialised == [False]  # traced for its structure only (`nnx.eval_shape`), never run
+    assert len(calls) == 1  # traced for its structure only (`nnx.eval_shape`), never run
     for ours, kept in zip(jax.tree.leaves(second.state[0]), jax.tree.leaves(first.state[0])):
         assert np.array_equal(ours, kept)
     build_step(dataclasses.replace(workload, build_model=counted), "tiny", "infer", "jit")
-    assert initialised == [False, True]  # without the states, a build initialises its model
+    assert len(calls) == 3  # without the states, a build traces it for its structure and to initialise it
+
+
+def test_a_model_initialised_as_one_program_holds_the_eager_initialisations_values():
+    """`workloads.steps.run_once` (one program, on a CPU at XLA's lowest optimisation level) draws
+    the same parameters and batch as running the initialisation eagerly, to float32 rounding."""
+    from flax import nnx
+
+    from jaxbench.workloads import get_workload
+    from jaxbench.workloads.steps import InitialStates, run_once
+
+    workload = get_workload("cnn")
+    size = workload.size("tiny")
+    ours = nnx.to_pure_dict(nnx.state(InitialStates().model(workload, "tiny", seed=0)))
+    eager = nnx.to_pure_dict(nnx.state(workload.build_model(size, nnx.Rngs(0))))
+    assert jax.tree.structure(ours) == jax.tree.structure(eager)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(eager)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    batch = run_once(lambda: workload.make_batch(size, jax.random.key(1)))
+    for a, b in zip(batch, workload.make_batch(size, jax.random.key(1))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

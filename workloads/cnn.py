@@ -32,6 +32,13 @@ class CNNSize:
     learning_rate: float = 0.05
 
 
+LAYOUTS_BY_DEFAULT = ("data",)
+"""The CNNs' `multi_device` layouts in a run without `--every-layout`: `data` only. Their training
+state is a small share of a train step's memory (the activations are most of it), so `data`, which
+splits the batch, already shows most of what sharding buys; `fsdp`, which splits the state too,
+would add a train step of seconds to compile to the default run for little (the MLP's and the
+transformer's `fsdp` steps check the `sharding` claim on split state)."""
+
 SIZES = {  # each sized for its target: `workloads.contract.SIZE_TARGETS`
     "tiny": CNNSize(image=8, channels=(8, 16), blocks_per_stage=2, classes=10, batch_size=8),
     # Batch 8: a CPU's eager per-example baseline of this model is slow (docs/measurements.md).
@@ -191,6 +198,7 @@ WORKLOAD_BATCHNORM = Workload(
     make_optimizer=make_optimizer,
     flops_per_step=flops_per_step,
     layouts=("data", "fsdp"),
+    default_layouts=LAYOUTS_BY_DEFAULT,
 )
 """The same ResNet with BatchNorm: running statistics are state, carried through the step."""
 
@@ -205,4 +213,5 @@ WORKLOAD = Workload(
     make_optimizer=make_optimizer,
     flops_per_step=flops_per_step,
     layouts=("data", "fsdp"),
+    default_layouts=LAYOUTS_BY_DEFAULT,
 )

@@ -89,6 +89,8 @@ class Workload:
             running averages) before the model is split; None if the model has none.
         items_per_step: (size, mode) -> (items, unit) one step processes; default (batch, "examples").
         layouts: the `multi_device` layouts (`LAYOUTS`) worth measuring for this workload.
+        default_layouts: those of `layouts` a run without `--every-layout` measures; None: those in
+            `workloads.sharding.DEFAULT_LAYOUTS`.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Workload:
     set_mode: Callable[[Any, str], None] | None = None
     items_per_step: Callable[[Any, str], tuple[int, str]] | None = None
     layouts: tuple[str, ...] = ("data",)
+    default_layouts: tuple[str, ...] | None = None
 
     @property
     def couples_examples(self) -> bool:

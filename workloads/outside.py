@@ -130,4 +130,8 @@ def contract_problems(workload) -> list[str]:
     bad_layouts = [layout for layout in workload.layouts if layout not in LAYOUTS]
     if bad_layouts:
         problems.append(f"layouts {', '.join(map(repr, bad_layouts))} unknown; valid: {', '.join(LAYOUTS)}")
+    stray = [layout for layout in workload.default_layouts or () if layout not in workload.layouts]
+    if stray:
+        problems.append(f"default_layouts {', '.join(map(repr, stray))} not among its layouts "
+                        f"{', '.join(map(repr, workload.layouts))}")
     return problems

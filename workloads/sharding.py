@@ -101,12 +101,14 @@ def layouts_for(workload, mode: str, every: bool = True) -> tuple[str, ...]:
     """The layouts `workload`'s `multi_device` step is measured in for `mode`: the workload's
     `layouts`, `fsdp` in `train` only (it splits the training state; a forward pass has no
     optimizer state, and `data` or `model` already say what splitting the weights buys there).
-    Unless `every`, those of them in `DEFAULT_LAYOUTS` (or the workload's first, where it has
-    neither): a forward pass in `data` only, a train step in `data` and `fsdp`."""
+    Unless `every`, those of them in the workload's `default_layouts`, else in `DEFAULT_LAYOUTS`
+    (or the workload's first, where it has none of them): a forward pass in `data` only, a train
+    step in `data` and `fsdp`."""
     layouts = tuple(layout for layout in workload.layouts if layout != "fsdp" or mode == "train")
     if every:
         return layouts
-    return tuple(layout for layout in layouts if layout in DEFAULT_LAYOUTS) or layouts[:1]
+    default = DEFAULT_LAYOUTS if workload.default_layouts is None else workload.default_layouts
+    return tuple(layout for layout in layouts if layout in default) or layouts[:1]
 
 
 def shards_batch(layout: str) -> bool:

@@ -111,8 +111,8 @@ class PreparedStep:
 
 class InitialStates:
     """Models' initial states (nested plain dicts of host arrays) by (workload, size, seed), for
-    building a model without initialising it again, which on XLA:CPU costs seconds of eager
-    compiles per model (some 13 s for the CNN at `small`). A process that measures holds one and
+    building a model without initialising it again (`run_once`: on XLA:CPU, seconds of compiling
+    per model). A process that measures holds one and
     passes it to `build_step`: it keeps each model's first build (up to `keep_up_to_bytes` a
     model; None: keeps none), for its next builds and to hand to a worker process (`kept`), and
     builds from the states a parent handed over (`take`). Without one, every build initialises."""
@@ -136,16 +136,25 @@ class InitialStates:
         where there is one, else initialised (and its state kept, within the limit)."""
         size = workload.size(size_name)
         key = (workload.name, size_name, seed)
+        graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
         state = self._states.get(key)
         if state is not None:
-            graphdef = nnx.graphdef(nnx.eval_shape(lambda: workload.build_model(size, nnx.Rngs(seed))))
             return nnx.merge(graphdef, jax.tree.map(jnp.asarray, state))
-        model = workload.build_model(size, nnx.Rngs(seed))
+        state = run_once(lambda: nnx.to_pure_dict(nnx.state(workload.build_model(size, nnx.Rngs(seed)))))
         if self.keep_up_to_bytes is not None:
-            state = nnx.to_pure_dict(nnx.state(model))
             if sum(leaf.nbytes for leaf in jax.tree.leaves(state)) <= self.keep_up_to_bytes:
                 self._states[key] = jax.device_get(state)
-        return model
+        return nnx.merge(graphdef, state)
+
+
+def run_once(fn: Callable[..., Any], *args):
+    """`fn(*args)`, for a computation run once and never timed (a model's initialisation, a batch), as
+    one program; on a CPU compiled at XLA's lowest optimisation level. Run eagerly, each of its
+    random draws would compile a program of its own, and XLA:CPU takes most of a second over each
+    (docs/measurements.md). The values may differ from the eager ones in the last bit; every
+    variant and reference of a run starts from the same ones."""
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+    return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
 
 
 def _split(model):
@@ -270,7 +279,8 @@ def _state_and_batch(workload: Workload, size, model, mode: str, seed: int, exam
     shapes = jax.eval_shape if abstract else (lambda fn, *args: fn(*args))
     if workload.set_mode is not None:
         workload.set_mode(model, mode)
-    inputs, targets = shapes(lambda: workload.make_batch(size, jax.random.key(seed + 1)))
+    inputs, targets = (jax.eval_shape if abstract else run_once)(
+        lambda: workload.make_batch(size, jax.random.key(seed + 1)))
     batch = (inputs, targets) if mode == "train" else inputs
     if examples is not None:
         batch = jax.tree.map(lambda leaf: leaf[:examples], batch)

@@ -98,7 +98,7 @@ def pytest_runtest_makereport(item, call):
     if folder:
         workers.write_outcome(folder, outcome)
         if "references" in item.funcargs:  # hand back what this worker computed, for the next one
-            item.funcargs["references"].hand_back(folder / workers.REFERENCES_FILE)
+            item.funcargs["references"].hand_back(folder / workers.COMPUTED_REFERENCES_FILE)
     elif outcome.outcome != "passed":
         bench_session.record(item.config, case.id, outcome.outcome, outcome.message)
     return report

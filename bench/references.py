@@ -220,7 +220,7 @@ class References:
         write_atomically(path, pickle.dumps({"steps": steps, "workflows": workflows}))
 
     def hand_back(self, path: Path) -> None:
-        """In a worker process: write to `path` (`save`'s file) the references computed here, for
+        """In a worker process: write to `path` (as `save` writes) the references computed here, for
         the parent to keep (`take`); nothing when none was computed since the last hand-back (the
         parent handed over the rest: writing them all back after every case was time wasted)."""
         if len(self.computed_here) == self.handed_back:

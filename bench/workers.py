@@ -44,6 +44,8 @@ from jaxbench.bench.results import write_atomically
 from jaxbench.workloads.steps import InitialStates
 
 REFERENCES_FILE = "references.pkl"
+COMPUTED_REFERENCES_FILE = "references-computed.pkl"
+"""What a worker hands back: the references it computed (`References.hand_back`)."""
 OUTCOMES_FILE = "outcomes.json"
 HAND_OVER_MAX_BYTES = 512 * 2**20
 """A model's initial state is handed to a worker up to this size (larger: the worker builds it)."""
@@ -191,7 +193,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
         except subprocess.TimeoutExpired:
             status, ended = "timeout", f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
         outcomes = read_outcomes(folder)
-        references.take(folder / REFERENCES_FILE)
+        references.take(folder / COMPUTED_REFERENCES_FILE)
     unfinished = f"not measured: {ended}"
     return {case.id: outcomes.get(case.id) or Outcome(case.id, status, unfinished) for case in cases}
 

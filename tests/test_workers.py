@@ -38,7 +38,7 @@ def test_outcomes_are_written_after_each_case_and_read_back(tmp_path):
 
 
 def test_a_worker_hands_back_only_the_references_it_computed_and_only_when_new(tmp_path):
-    path = tmp_path / workers.REFERENCES_FILE
+    path = tmp_path / workers.COMPUTED_REFERENCES_FILE
     handed_over = {("bayes", "tiny"): {"mean": np.zeros(2)}}
     references = References(workflows=dict(handed_over))
     references.hand_back(path)
@@ -49,6 +49,9 @@ def test_a_worker_hands_back_only_the_references_it_computed_and_only_when_new(t
     back = pickle.loads(path.read_bytes())
     assert back["steps"] == {} and list(back["workflows"]) == [("checkpoint", "tiny")]
     np.testing.assert_array_equal(back["workflows"][("checkpoint", "tiny")]["restored"], computed["restored"])
+    parent = References(workflows=dict(handed_over))
+    parent.take(path)  # what `run_worker` does with the file after the worker
+    assert set(parent.workflows) == {("bayes", "tiny"), ("checkpoint", "tiny")}
     path.unlink()
     references.hand_back(path)
     assert not path.exists()  # nothing new since

@@ -112,10 +112,10 @@ class PreparedStep:
 class InitialStates:
     """Models' initial states (nested plain dicts of host arrays) by (workload, size, seed), for
     building a model without initialising it again (`run_once`: on XLA:CPU, seconds of compiling
-    per model). A process that measures holds one and
-    passes it to `build_step`: it keeps each model's first build (up to `keep_up_to_bytes` a
-    model; None: keeps none), for its next builds and to hand to a worker process (`kept`), and
-    builds from the states a parent handed over (`take`). Without one, every build initialises."""
+    per model). A process that measures holds one and passes it to `build_step`: it keeps each
+    model's first build (up to `keep_up_to_bytes` a model; None: keeps none), for its next builds
+    and to hand to a worker process (`kept`), and builds from the states a parent handed over
+    (`take`). Without one, every build initialises."""
 
     def __init__(self, keep_up_to_bytes: int | None = None):
         self.keep_up_to_bytes = keep_up_to_bytes
@@ -148,11 +148,11 @@ class InitialStates:
 
 
 def run_once(fn: Callable[..., Any], *args):
-    """`fn(*args)`, for a computation run once and never timed (a model's initialisation, a batch), as
-    one program; on a CPU compiled at XLA's lowest optimisation level. Run eagerly, each of its
-    random draws would compile a program of its own, and XLA:CPU takes most of a second over each
-    (docs/measurements.md). The values may differ from the eager ones in the last bit; every
-    variant and reference of a run starts from the same ones."""
+    """`fn(*args)`, for a computation run once and never timed (a model's initialisation, a batch),
+    as one program, on a CPU compiled at XLA's lowest optimisation level: run eagerly, each of its
+    random draws would compile a program of its own, seconds a model on XLA:CPU. The values may
+    differ from the eager ones in the last bits; every variant and reference of a run starts from
+    the same ones."""
     options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
     return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
 

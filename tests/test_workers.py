@@ -132,3 +132,17 @@ def test_a_model_initialised_as_one_program_holds_the_eager_initialisations_valu
     batch = run_once(lambda: workload.make_batch(size, jax.random.key(1)))
     for a, b in zip(batch, workload.make_batch(size, jax.random.key(1))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_a_function_that_cannot_be_traced_is_run_once_eagerly():
+    """A workload's own `make_batch` may read an array's value in Python: `run_once` runs it as
+    written instead of failing."""
+    import jax.numpy as jnp
+
+    from jaxbench.workloads.steps import run_once
+
+    def batch():
+        n = int(jax.random.randint(jax.random.key(0), (), 2, 5))  # a Python int from an array
+        return jnp.ones((n, 3))
+
+    assert run_once(batch).shape == batch().shape

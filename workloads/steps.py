@@ -152,9 +152,14 @@ def run_once(fn: Callable[..., Any], *args):
     as one program, on a CPU compiled at XLA's lowest optimisation level: run eagerly, each of its
     random draws would compile a program of its own, seconds a model on XLA:CPU. The values may
     differ from the eager ones in the last bits; every variant and reference of a run starts from
-    the same ones."""
+    the same ones. A function that cannot be traced (one of a workload's own that reads an array's
+    value in Python) runs eagerly, as written."""
     options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-    return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
+    try:
+        compiled = jax.jit(fn).lower(*args).compile(compiler_options=options)
+    except jax.errors.JAXTypeError:
+        return fn(*args)
+    return compiled(*args)
 
 
 def _split(model):

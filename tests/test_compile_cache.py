@@ -3,25 +3,47 @@ JAX's persistent cache, in a folder of the step's own, and a clear reason where 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
+from tests.conftest import SHARED_CACHE, default_optimisation
+
+CACHED_AGAINST_COLD = """
+import json, sys
+from pathlib import Path
+from jaxbench.workloads import compile_cache, get_workload
+from jaxbench.workloads.steps import build_step
+compile_cache.use_persistent_cache(Path(sys.argv[1]))  # the tests' shared cache, as this process has it
+transformer = get_workload("transformer")
+build_step(transformer, "tiny", "train", "jit_vmap")  # compiled once, not timed twice
+compile_cache._timed_folder = Path(sys.argv[2])  # as `enable` leaves it
+step = build_step(transformer, "tiny", "train", "jit_vmap")
+print(json.dumps({"cache": step.compile_cache, "cold": step.compile_s, "cached": step.compile_cached_s}))
+"""
 
 
 @pytest.mark.slow
-def test_a_compilation_from_the_persistent_cache_is_well_below_a_cold_one(monkeypatch, tmp_path):
+def test_a_compilation_from_the_persistent_cache_is_well_below_a_cold_one(tmp_path):
     """Also for a step this process compiled before, into the tests' shared persistent cache: the
-    step's first compilation is cold, into a folder of its own, removed after."""
-    transformer = get_workload("transformer")
-    build_step(transformer, "tiny", "train", "jit_vmap")  # compiled once, not timed twice
-    monkeypatch.setattr(compile_cache, "_timed_folder", tmp_path)  # as `enable` leaves it
-    step = build_step(transformer, "tiny", "train", "jit_vmap")
-    assert step.compile_cache == "hit", step.compile_cache
+    step's first compilation is cold, into a folder of its own, removed after. In a process at XLA's
+    default optimisation level, as a run compiles: at the tests' level 0 the cold compilation does
+    less of the work the cache spares, and a loaded host brought the two within a factor of 2."""
+    timed = tmp_path / "timed"
+    timed.mkdir()
+    proc = subprocess.run([sys.executable, "-c", CACHED_AGAINST_COLD, SHARED_CACHE, str(timed)],
+                          capture_output=True, text=True, env=default_optimisation(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    step = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert step["cache"] == "hit", step
     # A cached compilation skips XLA's passes and code generation: a quarter to a seventh of the cold
     # one on both JAX versions, idle host or busy (docs/measurements.md); half is the bound.
-    assert step.compile_cached_s < step.compile_s / 2, (step.compile_s, step.compile_cached_s)
-    assert list(tmp_path.iterdir()) == []
+    assert step["cached"] < step["cold"] / 2, step
+    assert list(timed.iterdir()) == []
 
 
 def test_without_a_cache_the_step_says_why_it_has_no_cached_time():

@@ -247,12 +247,13 @@ SELECTION = ["--workload-module", "ab_pkg.model", "--workloads", "wide_mlp", "--
 
 @pytest.mark.slow
 def test_bisect_names_the_commit_that_planted_a_slowdown(planted_history, tmp_path):
-    """By the step time alone, at a coarse threshold (a 3x slowdown is sought; 3 worker pairs
-    decide "no change" within +-50% where they could not within 5%): found in the bad side's
+    """By the step time alone, at a coarse threshold (a 3x slowdown is sought: "regression" above
+    1.9x, "no change" within 0.53-1.9x, which 3 worker pairs decide on a loaded host; within +-50% the
+    same code once stayed undecided there, docs/measurements.md): found in the bad side's
     step and one halving, each step's verdict in the JSON, exit 1."""
     repo, commits = planted_history
     out = tmp_path / "bisect.json"
-    proc = run_jaxbench("bisect", "--good", commits[0], "--bad", commits[-1], "--by", "time", "--threshold", "0.5",
+    proc = run_jaxbench("bisect", "--good", commits[0], "--bad", commits[-1], "--by", "time", "--threshold", "0.9",
                         *SELECTION, "--json", str(out), "--markdown", str(tmp_path / "bisect.md"), cwd=repo,
                         timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]

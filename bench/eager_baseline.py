@@ -94,8 +94,8 @@ def probe(case: Case, batch_size: int, budget_s: float, initial_states: InitialS
     one_s = _timed_warm_call(case, 1, initial_states)
     if batch_size * one_s <= budget_s or batch_size <= PROBE_EXAMPLES:
         return LoopCost(fixed_s=0.0, per_example_s=one_s)  # an upper bound on the whole loop
-    many = min(PROBE_EXAMPLES, batch_size)  # the same operations on the same shapes, one example at a time: warm
-    return LoopCost.from_two(one_s, _timed_warm_call(case, many, initial_states, warm=True), many)
+    # More than PROBE_EXAMPLES here; the same operations on the same shapes, one example at a time: warm.
+    return LoopCost.from_two(one_s, _timed_warm_call(case, PROBE_EXAMPLES, initial_states, warm=True), PROBE_EXAMPLES)
 
 
 def alternated_rounds(step_k, step_one, rounds: int, before_each=None) -> tuple[list[float], list[float]]:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import pytest
 
 from jaxbench.bench import distributed, hardware, measure, process
@@ -140,13 +141,26 @@ def reuse_shared_compile_cache() -> bool:
     return True
 
 
+NO_CACHE_ACROSS_CPU_PROCESSES = ("no persistent cache across CPU processes: JAX 0.12 never finishes a "
+                                  "cross-process CPU program read back from one")
+"""The compile-cache note of every compilation in a run of several processes on CPU. Such a run keeps
+no persistent cache (`compile_cache.off`), neither its own nor the tests' shared one: with JAX 0.12.1
+both processes wait forever in the first collective of a program either one read from the cache
+(JAX 0.10 runs it), and a process compiles a program a second time, from the cache, wherever
+JAX's in-memory caches were cleared (`compile_cache.cold_compiles`)."""
+
+
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
     cache the user configured is not used: every first compilation is cold), so that each compiled
     step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
     folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
-    that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`)."""
+    that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`).
+    In a run of several processes on CPU, none (`NO_CACHE_ACROSS_CPU_PROCESSES`)."""
     worker = process.worker_folder(config)
+    if distributed.is_multi_process() and jax.default_backend() == "cpu":
+        compile_cache.off(NO_CACHE_ACROSS_CPU_PROCESSES)
+        return
     if reuse_shared_compile_cache():
         return
     if worker:

@@ -100,3 +100,23 @@ def test_cold_compiles_compile_afresh_into_a_cache_of_their_own(tmp_path):
             jax.jit(program).lower(jnp.ones(5)).compile()
         assert _entries(tmp_path / block) > 0, block  # compiled afresh: written to the block's cache
         assert jax.config.jax_compilation_cache_dir == kept
+
+
+def test_off_writes_nothing_to_a_configured_cache_and_says_why(monkeypatch, tmp_path):
+    """`off` (a run of several processes on CPU, `bench.session.NO_CACHE_ACROSS_CPU_PROCESSES`):
+    even with a cache folder configured, a step's compilation writes nothing there, and its note
+    gives the reason."""
+    import jax
+
+    kept = jax.config.jax_compilation_cache_dir
+    monkeypatch.setattr(compile_cache, "_off", None)
+    try:
+        compile_cache.use_persistent_cache(tmp_path)
+        compile_cache.off("kept none, for a reason")
+        step = build_step(get_workload("mlp"), "tiny", "train", "accumulation")
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+        compile_cache.use_persistent_cache(kept)
+    assert _entries(tmp_path) == 0
+    assert step.compile_s > 0 and step.compile_cached_s is None
+    assert step.compile_cache == "kept none, for a reason"

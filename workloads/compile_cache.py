@@ -30,6 +30,9 @@ _reused: str | None = None
 """The note `compile_both` gives each compilation after `reuse(folder)`, None before: module state for
 the same reason as `_timed_folder`."""
 
+_off: str | None = None
+"""Why this process keeps no persistent cache (`off`), None where nothing turned it off."""
+
 
 def use_persistent_cache(folder: Path) -> None:
     """Keep every compilation of this process in JAX's persistent cache at `folder` (made if
@@ -58,6 +61,14 @@ def reuse(folder: Path) -> None:
     global _reused
     use_persistent_cache(folder)
     _reused = f"read through the kept cache at {folder}: not a cold compile"
+
+
+def off(reason: str) -> None:
+    """Keep no persistent cache in this process, whatever JAX was configured with: nothing is
+    written to it or read back; `compile_both` gives `reason` as each compilation's note."""
+    global _off
+    jax.config.update("jax_enable_compilation_cache", False)
+    _off = reason
 
 
 def enabled() -> bool:
@@ -101,7 +112,7 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
         return Compilation(compiled, seconds, None, _reused)
     if _timed_folder is None:
         compiled, cold_s = timed_compile(fn, args, jit_options)
-        return Compilation(compiled, cold_s, None, "no persistent cache in this process")
+        return Compilation(compiled, cold_s, None, _off or "no persistent cache in this process")
     folder = Path(tempfile.mkdtemp(prefix="cold-", dir=_timed_folder))  # in the folder a run removes
     try:
         with cold_compiles(folder):

@@ -133,10 +133,10 @@ def extrapolated_timing(case: Case, step, rounds: int, batch_size: int, before_e
                         initial_states: InitialStates | None = None) -> tuple[list[float], LoopCost]:
     """Time `step`, the eager loop over `case.examples` of the batch's examples (already run once),
     alternated with the same loop over one example, for `rounds` rounds each; returns the rounds
-    extrapolated to `batch_size` examples and the loop's cost (`extrapolated_rounds`)."""
+    extrapolated to `batch_size` examples and the loop's cost (`extrapolated_rounds`). The loop over
+    one example is warm: `part_to_time`'s probe ran it twice (its operations on the same shapes)."""
     one = replace(case, examples=1).build(initial_states=initial_states)
     try:
-        one()  # its eager ops' first use
         rounds_k, rounds_one = alternated_rounds(step, one, rounds, before_each)
     finally:
         one.free()

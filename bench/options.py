@@ -125,6 +125,10 @@ def add_run_options(addoption) -> None:
               help="timed rounds of a step that takes half a second or more, such as an eager baseline "
                    "(default 3, fewer where they would fill more than 6 s, never under 2; the report gives "
                    "their spread); faster steps fill --benchmark-max-time")
+    addoption("--compile-cached", action="store_true",
+              help="also compile each compiled step a second time, from JAX's persistent cache, and record "
+                   "that time (compile_cached_s: what a next start pays with the cache on); by default only "
+                   "the cold compile is timed")
     addoption("--baseline-budget", type=seconds, default=DEFAULT_BASELINE_BUDGET_S, metavar="S",
               help="seconds one step of the eager baseline may take; past that its per-example loop is timed "
                    "over the batch's first k examples (as many as fill S, at least 4) and the step time "

@@ -152,9 +152,10 @@ JAX's in-memory caches were cleared (`compile_cache.cold_compiles`)."""
 
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
-    cache the user configured is not used: every first compilation is cold), so that each compiled
-    step is also timed compiling from it (`workloads.compile_cache`). A worker's is in its worker
-    folder, which its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`,
+    cache the user configured is not used: every first compilation is cold), for what the run
+    compiles more than once (`workloads.compile_cache`). A worker's is in its worker
+    folder, which its parent removes also after a crash or a timeout (`--compile-cached`: each step
+    compiled a second time, from that cache, and timed). Under `SHARED_COMPILE_CACHE`,
     that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`).
     In a run of several processes on CPU, none (`NO_CACHE_ACROSS_CPU_PROCESSES`)."""
     worker = process.worker_folder(config)
@@ -170,7 +171,7 @@ def start_compile_cache(config) -> None:
         folder = Path(tempfile.mkdtemp(prefix=f"{COMPILE_CACHE_PREFIX}{os.getpid()}-"))  # whose it is
     state(config).compile_cache = folder
     distributed.at_end(lambda: remove_compile_cache(config))
-    compile_cache.enable(folder)
+    compile_cache.enable(folder, second=config.getoption("compile_cached"))
 
 
 def remove_compile_cache(config) -> None:

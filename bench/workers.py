@@ -60,7 +60,7 @@ FORWARDED_OPTIONS = {
     "mesh": "--mesh",
 }
 FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile",
-                   "every_layout": "--every-layout", "save_hlo": "--save-hlo"}
+                   "every_layout": "--every-layout", "save_hlo": "--save-hlo", "compile_cached": "--compile-cached"}
 """Options of this run a worker gets too (option dest -> flag), besides the run's selection (its
 resolved size, `--workload-module`, `--scaling`) and the switches of `FORWARDED_FLAGS`."""
 

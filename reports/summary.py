@@ -12,6 +12,7 @@ from jaxbench.workloads.variants import SPEEDUP_BASE
 
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""
+CACHED = "compile cached (s)"
 CACHE_NOTE = "compile cache"
 """The column that says why a compiled row has no `compile cached (s)` (e.g. no persistent cache)."""
 EXTRAPOLATED = "baseline timing"
@@ -77,7 +78,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             ENERGY: column("energy_j_per_step").astype(float),
             POWER: column("power_w").astype(float),
             "compile (s)": frame["compile_s"],
-            "compile cached (s)": column("compile_cached_s").astype(float),
+            CACHED: column("compile_cached_s").astype(float),
             CACHE_NOTE: column("compile_cache").where(lambda note: note != "hit"),
             "compute dtype": column("compute_dtype"),
             "MFU": frame["mfu"],
@@ -86,10 +87,11 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     ).reset_index(drop=True)
     # A baseline extrapolated from part of its batch only where one was (`--baseline-budget`);
     # the allocator's real peak only for benchmarks run in a process of their own (--isolate)
-    # on a platform that keeps memory statistics (not a CPU); the cache note only where a compiled
-    # row has no cached compile time; op time shares only with --profile; energy only where the
-    # platform counts it (`bench.energy`): no column where no row has a value.
-    optional = [EXTRAPOLATED, PEAK, ENERGY, POWER, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
+    # on a platform that keeps memory statistics (not a CPU); the cached compile time only where a
+    # run timed it (--compile-cached), and the cache note only where a compiled row has none; op
+    # time shares only with --profile; energy only where the platform counts it (`bench.energy`):
+    # no column where no row has a value.
+    optional = [EXTRAPOLATED, PEAK, ENERGY, POWER, CACHED, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
     return table.drop(columns=[name for name in optional if table[name].isna().all()])
 
 

@@ -120,3 +120,23 @@ def test_off_writes_nothing_to_a_configured_cache_and_says_why(monkeypatch, tmp_
     assert _entries(tmp_path) == 0
     assert step.compile_s > 0 and step.compile_cached_s is None
     assert step.compile_cache == "kept none, for a reason"
+
+
+def test_a_run_that_does_not_ask_for_the_cached_time_compiles_each_step_once_and_cold(monkeypatch, tmp_path):
+    """`enable(folder, second=False)` (a run without --compile-cached): the step's one compilation
+    is cold, in a folder of its own inside `folder`, removed after; nothing is timed from the cache,
+    and the row has no note (nothing to explain). (`folder` holds what else the process compiled:
+    the model's initialisation, the batch.)"""
+    import jax
+
+    kept = jax.config.jax_compilation_cache_dir
+    monkeypatch.setattr(compile_cache, "_timed_folder", None)
+    monkeypatch.setattr(compile_cache, "_second", False)
+    try:
+        compile_cache.enable(tmp_path, second=False)
+        step = build_step(get_workload("mlp"), "tiny", "train", "jit_vmap")
+        leftover = list(tmp_path.glob("cold-*"))
+    finally:
+        compile_cache.use_persistent_cache(kept)
+    assert step.compile_s > 0 and step.compile_cached_s is None and step.compile_cache is None
+    assert leftover == []  # the step's cold folder is gone

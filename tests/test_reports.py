@@ -282,6 +282,20 @@ def test_memory_is_split_into_what_the_step_holds_and_its_temporaries(saved_run)
     assert total.tolist() == pytest.approx(compiled["memory/device (MiB)"].tolist())
 
 
+def test_the_cached_compile_columns_are_shown_only_where_a_run_timed_it(saved_run):
+    """The saved run timed both compilations (`--compile-cached`): its compiled rows have a cached
+    figure and no note. A run that did not ask for it has neither column."""
+    summary = summary_table(saved_run["results"])
+    assert summary["compile cached (s)"].notna().sum() == 11 and "compile cache" not in summary
+    results = copy.deepcopy(saved_run["results"])
+    for bench in results["benchmarks"]:
+        if bench["extra_info"]["compile_s"] is not None:
+            bench["extra_info"] |= {"compile_cached_s": None, "compile_cache": None}
+    without = summary_table(results)
+    assert "compile cached (s)" not in without and "compile cache" not in without
+    assert without["compile (s)"].notna().sum() == 11
+
+
 def test_workflow_rows_stay_out_of_the_step_charts(saved_workflow_run, tmp_path):
     from jaxbench.reports import charts
 

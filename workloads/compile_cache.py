@@ -3,8 +3,9 @@ cache folder of its own, and a second one, after the in-memory caches are cleare
 user's next start pays with the cache on.
 
 `enable(folder)` once, before anything compiles (JAX's persistent cache for everything else this
-process compiles); then `compile_both(fn, args, ...)` compiles cold, clears JAX's in-memory caches
-and compiles again from the persistent cache. `reuse(folder)` instead: every compilation, a step's
+process compiles); then `compile_both(fn, args, ...)` compiles cold and, where `enable` was asked
+for the `second` compilation, clears JAX's in-memory caches and compiles again from the persistent
+cache. `reuse(folder)` instead: every compilation, a step's
 included, reads from and writes to a cache kept between runs, and none is timed cold.
 """
 
@@ -26,6 +27,9 @@ _timed_folder: Path | None = None
 per process."""
 
 
+_second: bool = False
+"""Whether `compile_both` compiles a second time, from the cache (`enable`'s `second`)."""
+
 _reused: str | None = None
 """The note `compile_both` gives each compilation after `reuse(folder)`, None before: module state for
 the same reason as `_timed_folder`."""
@@ -45,12 +49,12 @@ def use_persistent_cache(folder: Path) -> None:
     compilation_cache.reset_cache()
 
 
-def enable(folder: Path) -> None:
-    """`use_persistent_cache(folder)`, and time a second compilation of each step from it
-    (`compile_both`)."""
-    global _timed_folder
+def enable(folder: Path, second: bool = True) -> None:
+    """`use_persistent_cache(folder)`; each step's compilation is cold (`compile_both`) and, with
+    `second`, timed a second time from the cache (a compilation more per step: a run asks for it)."""
+    global _timed_folder, _second
     use_persistent_cache(folder)
-    _timed_folder = Path(folder)
+    _timed_folder, _second = Path(folder), second
 
 
 def reuse(folder: Path) -> None:
@@ -88,7 +92,7 @@ class Compilation:
     compiled: object
     cold_s: float
     cached_s: float | None
-    cache: str  # "hit", or why there is no cached figure
+    cache: str | None  # "hit", or why there is no cached figure; None where none was asked for
 
 
 def timed_compile(fn, args, jit_options: dict):
@@ -100,7 +104,8 @@ def timed_compile(fn, args, jit_options: dict):
 
 def compile_both(fn, args, jit_options: dict) -> Compilation:
     """`jax.jit(fn, **jit_options)` lowered and compiled for `args`, timed cold; then, where the
-    cache is enabled (`enable`), timed again after `jax.clear_caches()`, from the persistent cache.
+    cache is enabled (`enable`) with its `second` compilation, timed again after
+    `jax.clear_caches()`, from the persistent cache (else `cache` is None: nothing to say).
     Both compilations use a cache folder of their own (`cold_compiles`), so the first is cold
     whatever this process compiled before and whatever its own cache holds (a cache shared
     between runs, as the suite's tests keep, included). Where JAX wrote no cache entry (a
@@ -117,6 +122,8 @@ def compile_both(fn, args, jit_options: dict) -> Compilation:
     try:
         with cold_compiles(folder):
             compiled, cold_s = timed_compile(fn, args, jit_options)
+            if not _second:
+                return Compilation(compiled, cold_s, None, None)
             written = _entries(folder)
             if not written:
                 return Compilation(compiled, cold_s, None, f"JAX {jax.__version__} on {jax.default_backend()} "

@@ -52,7 +52,7 @@ class PreparedStep:
             None if eager; for `jit` the sum of one call of each of its two compiled pieces.
         compile_cached_s: seconds of a second compilation from JAX's persistent cache
             (`workloads.compile_cache`); None where there was none, `compile_cache` saying why
-            ("hit" where there was).
+            ("hit" where there was; None where none was asked for).
         program: what the optimised program is (`workloads.program.program_summary`: its
             fingerprint, fusions, ops and collective bytes), None if eager or unknown.
         program_text: the optimised HLO text it was read from (of each compiled piece, in turn).
@@ -68,7 +68,7 @@ class PreparedStep:
     cost: dict[str, float] | None = None
     output: Any = None
     compile_cached_s: float | None = None
-    compile_cache: str = "not measured"
+    compile_cache: str | None = "not measured"
     program: dict | None = None
     program_text: str | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jaxbench.bench import hardware
+from jaxbench.workloads import compile_cache
 from jaxbench.workloads.steps import PreparedStep, footprint_bytes
 from jaxbench.workloads.variants import VARIANTS
 
@@ -132,7 +133,7 @@ def workflow_extra_info(
         **_environment_keys(environment),
         "compile_s": run.compile_s,
         "compile_cached_s": None,
-        "compile_cache": None if run.compile_s is None else WORKFLOW_COMPILE_CACHE,
+        "compile_cache": None if run.compile_s is None else compile_cache.reused() or WORKFLOW_COMPILE_CACHE,
         "mem_bytes": None,
         "mem_temp_bytes": None,
         "mem_breakdown": None,

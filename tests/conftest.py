@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # turns benchmarks off in an xdist worker. The processes the tests start are not workers.
 for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
     del os.environ[_name]
-FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2"]
+FAST_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=2", "--long-step-rounds=2"]
+"""The timing options of the runs the tests start: two timed rounds of every step, a long one's
+(an eager loop, a workflow) included; the tests check what a run records, not its spread."""
 
 # The tests compile thousands of programs, in this process and in every run it starts, and hold no
 # compiled step's speed to a figure: XLA's CPU backend at optimisation level 0 compiles each faster

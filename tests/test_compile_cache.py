@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from jaxbench.bench.metadata import WORKFLOW_COMPILE_CACHE
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
 from tests.conftest import SHARED_CACHE, default_optimisation
@@ -16,6 +17,7 @@ from tests.conftest import SHARED_CACHE, default_optimisation
 CACHED_AGAINST_COLD = """
 import json, sys
 from pathlib import Path
+from jaxbench.bench.metadata import WORKFLOW_COMPILE_CACHE
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
 compile_cache.use_persistent_cache(Path(sys.argv[1]))  # the tests' shared cache, as this process has it
@@ -140,3 +142,19 @@ def test_a_run_that_does_not_ask_for_the_cached_time_compiles_each_step_once_and
         compile_cache.use_persistent_cache(kept)
     assert step.compile_s > 0 and step.compile_cached_s is None and step.compile_cache is None
     assert leftover == []  # the step's cold folder is gone
+
+
+@pytest.mark.parametrize(("reused", "note"), [(None, WORKFLOW_COMPILE_CACHE), ("read through X", "read through X")])
+def test_a_workflow_row_says_why_it_has_no_cached_compile_time(monkeypatch, reused, note):
+    """A workflow compiles its own pieces (NumPyro's sampler, the training loop's steps): no cached
+    figure, and the note says why, or, under `reuse`, that its compile is not cold."""
+    from types import SimpleNamespace
+
+    from jaxbench.bench.metadata import ENVIRONMENT_KEYS, workflow_extra_info
+
+    monkeypatch.setattr(compile_cache, "_reused", reused)
+    run = SimpleNamespace(n_devices=1, compile_s=2.5, metrics=lambda: {"draws_per_s": 10.0})
+    info = workflow_extra_info(case_id="bayes-infer-vmap", workload="bayes", mode="infer", variant="vmap",
+                               size="tiny", run=run, throughput=("draws_per_s", "draws"),
+                               environment=dict.fromkeys(ENVIRONMENT_KEYS), checks={})
+    assert info["compile_cached_s"] is None and info["compile_cache"] == note

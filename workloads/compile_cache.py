@@ -75,6 +75,12 @@ def off(reason: str) -> None:
     _off = reason
 
 
+def reused() -> str | None:
+    """The note of every compilation after `reuse` in this process (each read through a kept cache,
+    none cold), None where `reuse` was not called."""
+    return _reused
+
+
 def enabled() -> bool:
     """Whether `enable` was called in this process."""
     return _timed_folder is not None

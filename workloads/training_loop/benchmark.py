@@ -3,6 +3,7 @@ and then with them; its figures; and the check against the reference variant."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,10 @@ def start_run(size_name: str, variant: str, workdir: Path) -> LoopRun:
     # Built and compiled cold, as a fresh job is: without JAX's in-process caches, which an earlier
     # benchmark may have filled with the pieces this step shares (they halve the time to the first
     # step), and without the run's persistent cache, which holds the other variant's same programs.
+    # Under `compile_cache.reuse` (quick runs that time no cold compile), through the kept cache.
     folder = Path(workdir) / f"training_loop-{variant}"
-    with compile_cache.cold_compiles(folder / "compile-cache"):
+    cold = contextlib.nullcontext() if compile_cache.reused() else compile_cache.cold_compiles(folder / "compile-cache")
+    with cold:
         loop = TrainingLoop(size_preset("training_loop", SIZES, size_name), variant, log=lambda line: None)
     return LoopRun(loop, folder)
 

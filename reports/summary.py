@@ -79,7 +79,7 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
             POWER: column("power_w").astype(float),
             "compile (s)": frame["compile_s"],
             CACHED: column("compile_cached_s").astype(float),
-            CACHE_NOTE: column("compile_cache").where(lambda note: note != "hit"),
+            CACHE_NOTE: _cache_notes(column("compile_cache"), column("compile_cached_s"), frame["kind"]),
             "compute dtype": column("compute_dtype"),
             "MFU": frame["mfu"],
             "MFU (datasheet)": column("mfu_datasheet"),
@@ -93,6 +93,13 @@ def summary_table(data: dict, run: str = "run 1") -> pd.DataFrame:
     # no column where no row has a value.
     optional = [EXTRAPOLATED, PEAK, ENERGY, POWER, CACHED, CACHE_NOTE, *map(share_column, SHARE_CATEGORIES)]
     return table.drop(columns=[name for name in optional if table[name].isna().all()])
+
+
+def _cache_notes(notes: pd.Series, cached_s: pd.Series, kind: pd.Series) -> pd.Series:
+    """Why a compiled row has no cached compile time, where it says more than that none was timed:
+    a workflow's note (its compiles are its own) only beside steps that have one (--compile-cached)."""
+    notes = notes.where(notes != "hit")
+    return notes if cached_s.notna().any() else notes.where(kind != "workflow")
 
 
 def to_markdown(table: pd.DataFrame) -> str:

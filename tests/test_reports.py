@@ -296,6 +296,18 @@ def test_the_cached_compile_columns_are_shown_only_where_a_run_timed_it(saved_ru
     assert without["compile (s)"].notna().sum() == 11
 
 
+def test_a_workflows_cache_note_is_shown_only_beside_steps_with_a_cached_time(saved_run, saved_workflow_run):
+    """A workflow's compile has no cached figure (its note says why): said only where steps have one."""
+    workflows = saved_workflow_run["results"]
+    assert "compile cache" not in summary_table(workflows)  # no step: nothing to explain
+    both = copy.deepcopy(saved_run["results"])
+    both["benchmarks"] += workflows["benchmarks"]
+    notes = summary_table(both).set_index("kind")["compile cache"]
+    said = notes["workflow"].dropna()  # the compiled ones: bayes and the training loop, not checkpoint
+    assert len(said) == 6 and said.str.startswith("not measured for a workflow").all()
+    assert notes["step"].isna().all()
+
+
 def test_workflow_rows_stay_out_of_the_step_charts(saved_workflow_run, tmp_path):
     from jaxbench.reports import charts
 

@@ -153,11 +153,11 @@ JAX's in-memory caches were cleared (`compile_cache.cold_compiles`)."""
 def start_compile_cache(config) -> None:
     """Point JAX's persistent compilation cache at a new, empty folder of this process's own (any
     cache the user configured is not used: every first compilation is cold), for what the run
-    compiles more than once (`workloads.compile_cache`). A worker's is in its worker
-    folder, which its parent removes also after a crash or a timeout (`--compile-cached`: each step
-    compiled a second time, from that cache, and timed). Under `SHARED_COMPILE_CACHE`,
-    that folder instead, kept, and read by the steps' compilations too (`compile_cache.reuse`).
-    In a run of several processes on CPU, none (`NO_CACHE_ACROSS_CPU_PROCESSES`)."""
+    compiles more than once (`workloads.compile_cache`); with `--compile-cached`, each step is also
+    compiled a second time, from that cache, and timed. A worker's is in its worker folder, which
+    its parent removes also after a crash or a timeout. Under `SHARED_COMPILE_CACHE`, that folder
+    instead, kept, and read by the steps' compilations too (`compile_cache.reuse`). In a run of
+    several processes on CPU, none (`NO_CACHE_ACROSS_CPU_PROCESSES`)."""
     worker = process.worker_folder(config)
     if distributed.is_multi_process() and jax.default_backend() == "cpu":
         compile_cache.off(NO_CACHE_ACROSS_CPU_PROCESSES)

@@ -13,6 +13,7 @@ from jaxbench.workloads.variants import SPEEDUP_BASE
 KEYS = ["run", "workload", "mode", "size", "device_set"]
 """What one step's rows share: a speedup compares rows with the same keys only."""
 CACHED = "compile cached (s)"
+"""The column of each compiled step's second compilation, from the cache (a run's --compile-cached)."""
 CACHE_NOTE = "compile cache"
 """The column that says why a compiled row has no `compile cached (s)` (e.g. no persistent cache)."""
 EXTRAPOLATED = "baseline timing"

@@ -5,8 +5,8 @@ user's next start pays with the cache on.
 `enable(folder)` once, before anything compiles (JAX's persistent cache for everything else this
 process compiles); then `compile_both(fn, args, ...)` compiles cold and, where `enable` was asked
 for the `second` compilation, clears JAX's in-memory caches and compiles again from the persistent
-cache. `reuse(folder)` instead: every compilation, a step's
-included, reads from and writes to a cache kept between runs, and none is timed cold.
+cache. `reuse(folder)` instead: every compilation, a step's included, reads from and writes to a
+cache kept between runs, and none is timed cold. `off(reason)`: no persistent cache at all.
 """
 
 from __future__ import annotations

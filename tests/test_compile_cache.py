@@ -17,7 +17,6 @@ from tests.conftest import SHARED_CACHE, default_optimisation
 CACHED_AGAINST_COLD = """
 import json, sys
 from pathlib import Path
-from jaxbench.bench.metadata import WORKFLOW_COMPILE_CACHE
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
 compile_cache.use_persistent_cache(Path(sys.argv[1]))  # the tests' shared cache, as this process has it
@@ -57,21 +56,28 @@ def test_without_a_cache_the_step_says_why_it_has_no_cached_time():
     assert eager.compile_s is None and eager.compile_cached_s is None
 
 
-def test_under_reuse_a_step_compiles_once_through_the_kept_cache_and_says_it_is_not_cold(monkeypatch, tmp_path):
-    """`reuse` (a run under JAXBENCH_COMPILE_CACHE): the step's compilation is written to the kept
-    folder, read back by the next build, and no figure is called cold or cached."""
+@pytest.fixture
+def cache_state(monkeypatch):
+    """This process's cache as the tests keep it, and `compile_cache`'s module state, restored after
+    the test, which may `enable`, `reuse` or turn `off` the cache."""
     import jax
 
-    kept = jax.config.jax_compilation_cache_dir
-    monkeypatch.setattr(compile_cache, "_reused", None)
-    try:
-        compile_cache.reuse(tmp_path)
-        mlp = get_workload("mlp")
-        first = build_step(mlp, "tiny", "train", "remat")
-        written = _entries(tmp_path)
-        second = build_step(mlp, "tiny", "train", "remat")
-    finally:
-        compile_cache.use_persistent_cache(kept)
+    for name in ("_timed_folder", "_second", "_reused", "_off"):
+        monkeypatch.setattr(compile_cache, name, getattr(compile_cache, name))
+    kept, on = jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache
+    yield
+    jax.config.update("jax_enable_compilation_cache", on)
+    compile_cache.use_persistent_cache(kept)
+
+
+def test_under_reuse_a_step_compiles_once_through_the_kept_cache_and_says_it_is_not_cold(cache_state, tmp_path):
+    """`reuse` (a run under JAXBENCH_COMPILE_CACHE): the step's compilation is written to the kept
+    folder, read back by the next build, and no figure is called cold or cached."""
+    compile_cache.reuse(tmp_path)
+    mlp = get_workload("mlp")
+    first = build_step(mlp, "tiny", "train", "remat")
+    written = _entries(tmp_path)
+    second = build_step(mlp, "tiny", "train", "remat")
     assert written > 0 and _entries(tmp_path) == written  # the second build read what the first wrote
     for step in (first, second):
         assert step.compile_s > 0 and step.compile_cached_s is None
@@ -104,44 +110,27 @@ def test_cold_compiles_compile_afresh_into_a_cache_of_their_own(tmp_path):
         assert jax.config.jax_compilation_cache_dir == kept
 
 
-def test_off_writes_nothing_to_a_configured_cache_and_says_why(monkeypatch, tmp_path):
+def test_off_writes_nothing_to_a_configured_cache_and_says_why(cache_state, tmp_path):
     """`off` (a run of several processes on CPU, `bench.session.NO_CACHE_ACROSS_CPU_PROCESSES`):
     even with a cache folder configured, a step's compilation writes nothing there, and its note
     gives the reason."""
-    import jax
-
-    kept = jax.config.jax_compilation_cache_dir
-    monkeypatch.setattr(compile_cache, "_off", None)
-    try:
-        compile_cache.use_persistent_cache(tmp_path)
-        compile_cache.off("kept none, for a reason")
-        step = build_step(get_workload("mlp"), "tiny", "train", "accumulation")
-    finally:
-        jax.config.update("jax_enable_compilation_cache", True)
-        compile_cache.use_persistent_cache(kept)
+    compile_cache.use_persistent_cache(tmp_path)
+    compile_cache.off("kept none, for a reason")
+    step = build_step(get_workload("mlp"), "tiny", "train", "accumulation")
     assert _entries(tmp_path) == 0
     assert step.compile_s > 0 and step.compile_cached_s is None
     assert step.compile_cache == "kept none, for a reason"
 
 
-def test_a_run_that_does_not_ask_for_the_cached_time_compiles_each_step_once_and_cold(monkeypatch, tmp_path):
+def test_a_run_that_does_not_ask_for_the_cached_time_compiles_each_step_once_and_cold(cache_state, tmp_path):
     """`enable(folder, second=False)` (a run without --compile-cached): the step's one compilation
     is cold, in a folder of its own inside `folder`, removed after; nothing is timed from the cache,
     and the row has no note (nothing to explain). (`folder` holds what else the process compiled:
     the model's initialisation, the batch.)"""
-    import jax
-
-    kept = jax.config.jax_compilation_cache_dir
-    monkeypatch.setattr(compile_cache, "_timed_folder", None)
-    monkeypatch.setattr(compile_cache, "_second", False)
-    try:
-        compile_cache.enable(tmp_path, second=False)
-        step = build_step(get_workload("mlp"), "tiny", "train", "jit_vmap")
-        leftover = list(tmp_path.glob("cold-*"))
-    finally:
-        compile_cache.use_persistent_cache(kept)
+    compile_cache.enable(tmp_path, second=False)
+    step = build_step(get_workload("mlp"), "tiny", "train", "jit_vmap")
     assert step.compile_s > 0 and step.compile_cached_s is None and step.compile_cache is None
-    assert leftover == []  # the step's cold folder is gone
+    assert list(tmp_path.glob("cold-*")) == []  # the step's cold folder is gone
 
 
 @pytest.mark.parametrize(("reused", "note"), [(None, WORKFLOW_COMPILE_CACHE), ("read through X", "read through X")])

@@ -147,3 +147,27 @@ def test_a_workflow_row_says_why_it_has_no_cached_compile_time(monkeypatch, reus
                                size="tiny", run=run, throughput=("draws_per_s", "draws"),
                                environment=dict.fromkeys(ENVIRONMENT_KEYS), checks={})
     assert info["compile_cached_s"] is None and info["compile_cache"] == note
+
+
+def test_compile_cached_makes_the_run_time_each_step_cold_then_from_its_own_cache(cache_state, monkeypatch,
+                                                                                   tmp_path):
+    """`pytest bench --compile-cached` outside the tests' shared cache (`session.start_compile_cache`,
+    as a user's run starts it): a new folder of the run's own, each compiled step timed cold, then
+    compiled again from that folder and timed (`hit`), and the folder gone at the run's end."""
+    from types import SimpleNamespace
+
+    from jaxbench.bench import session
+    from jaxbench.bench.session import SHARED_COMPILE_CACHE
+
+    monkeypatch.delenv(SHARED_COMPILE_CACHE)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(session.tempfile, "tempdir", None)  # read TMPDIR again
+    options = {"compile_cached": True, "jaxbench_worker": None}
+    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: options.get(name, default))
+    session.start_compile_cache(config)
+    folder = session.state(config).compile_cache
+    assert folder.parent == tmp_path and folder.name.startswith(session.COMPILE_CACHE_PREFIX)
+    step = build_step(get_workload("mlp"), "tiny", "train", "jit_vmap")
+    assert step.compile_cache == "hit" and step.compile_s > 0 and step.compile_cached_s > 0, step.compile_cache
+    session.remove_compile_cache(config)
+    assert not folder.exists()

@@ -60,22 +60,6 @@ def fresh_compile_cache() -> dict:
     return {name: value for name, value in os.environ.items() if name != SHARED_COMPILE_CACHE}
 
 
-LONGEST_FIRST = ("test_bisect.py", "test_distributed.py", "test_workflows_run.py", "test_isolate.py",
-                 "test_bench_run.py", "test_outside_workloads.py", "test_profiled_sweep.py", "test_training_loop.py",
-                 "test_ab.py", "test_correctness.py", "test_bayes.py", "test_command.py")
-"""The test files whose tests take longest (real runs, processes, their waits; docs/measurements.md
-has the figures), longest first."""
-
-
-def pytest_collection_modifyitems(items) -> None:
-    """Put `LONGEST_FIRST`'s files first, in that order, each file's tests in their own order: .ci/run's
-    slow tier hands whole files to its pytest-xdist workers in collection order
-    (`--no-loadscope-reorder`), so that the long ones start first and the tier ends on short files,
-    not on one long file while the other workers idle."""
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 def run_pytest(*args: str, timeout: float = 600, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
     """`python -m pytest ARGS` in the project root, output captured (`env`: its environment,
     default this process's)."""

@@ -42,7 +42,8 @@ def pytest_report_header(config):
 
 
 def pytest_unconfigure(config):
-    """Remove this process's compilation cache folder."""
+    """Stop counting the run's XLA compilations; remove this process's compilation cache folder."""
+    bench_session.stop_counting_compilations(config)
     bench_session.remove_compile_cache(config)
 
 

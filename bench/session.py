@@ -45,6 +45,7 @@ class RunState:
     hosts: list[str] = field(default_factory=list)  # each process's host name, in process order
     size_choice: str | None = None  # what `--size auto` chose and why
     spent: dict[str, float] = field(default_factory=dict)  # "building steps" -> seconds, ... (`spending`)
+    compilations: XlaCompilations | None = None  # every XLA compilation of this process while it runs
     initial_states: InitialStates = field(default_factory=InitialStates)  # models' states, kept or handed over
 
 
@@ -106,14 +107,53 @@ XLA_COMPILING = "XLA compiling"
 """The compilations (cold and cached) of the steps built in this process: part of building them."""
 
 
+XLA_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""JAX's monitoring event of each XLA compilation (`jax._src.dispatch.BACKEND_COMPILE_EVENT`):
+a step's, a reference's, and each eager operation's on its first use; a read back from the
+persistent cache, where one is on, is one too."""
+
+
+@dataclass(eq=False)  # a listener is unregistered by identity, not by its counts
+class XlaCompilations:
+    """How many XLA compilations JAX reported (`XLA_COMPILE_EVENT`) and their seconds, counted from
+    `start` to `stop`: every one of this process, where `XLA_COMPILING` has only the steps' own."""
+
+    count: int = 0
+    seconds: float = 0.0
+
+    def __call__(self, event: str, seconds: float, **_) -> None:
+        if event == XLA_COMPILE_EVENT:
+            self.count += 1
+            self.seconds += seconds
+
+    def start(self) -> None:
+        jax.monitoring.register_event_duration_secs_listener(self)
+
+    def stop(self) -> None:
+        jax.monitoring.unregister_event_duration_listener(self)
+
+
 def start_clock(config) -> None:
-    """Start the run's clock, for `time_spent_line`."""
-    state(config).spent["started"] = time.perf_counter()
+    """Start the run's clock and count its XLA compilations, for `time_spent_line`."""
+    run = state(config)
+    run.spent["started"] = time.perf_counter()
+    if run.compilations is None:
+        run.compilations = XlaCompilations()
+        run.compilations.start()
+
+
+def stop_counting_compilations(config) -> None:
+    """Stop counting this run's XLA compilations (at its end: a later run in the same process
+    counts its own)."""
+    compilations = state(config).compilations
+    if compilations is not None:
+        compilations.stop()
 
 
 def time_spent_line(config) -> str | None:
     """Where the run's time went: its wall time, each of `SPENT_ON` (building steps with its XLA
-    compiling), and the rest."""
+    compiling), and the rest; then every XLA compilation of this process (`XlaCompilations`), where
+    JAX reported any."""
     spent = state(config).spent
     if "started" not in spent:
         return None
@@ -121,7 +161,12 @@ def time_spent_line(config) -> str | None:
     parts = [f"{what} {spent.get(what, 0.0):.0f} s" for what in SPENT_ON]
     parts[0] += f" ({XLA_COMPILING} {spent.get(XLA_COMPILING, 0.0):.0f} s)"
     rest = total - sum(spent.get(what, 0.0) for what in SPENT_ON)
-    return f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
+    line = f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
+    compilations = state(config).compilations
+    if compilations is not None and compilations.count:
+        line += (f"; XLA compiled {compilations.count} programs in {compilations.seconds:.0f} s in this process "
+                 "(eager operations' first uses and reads from the compilation cache included)")
+    return line
 
 
 SHARED_COMPILE_CACHE = "JAXBENCH_COMPILE_CACHE"

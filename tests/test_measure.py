@@ -114,3 +114,23 @@ def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
     line = session.time_spent_line(config)
     assert line.startswith("time: 60 s in all: building steps 20 s (XLA compiling 12 s), first steps 0 s")
     assert "timed rounds 7 s" in line and "other 33 s" in line  # 60 - 20 - 7
+    session.stop_counting_compilations(config)
+
+
+def test_the_runs_last_line_counts_every_xla_compilation_of_its_process():
+    """Every compilation JAX reports while the run counts, not only the steps' own (`XLA compiling`):
+    a program compiled here is one; one compiled after the run stops counting is not."""
+    from types import SimpleNamespace
+
+    from jaxbench.bench import session
+
+    x = jnp.arange(7.0)
+    config = SimpleNamespace(stash={})
+    session.start_clock(config)
+    jax.jit(lambda a: a * 3.0 + 1.0)(x).block_until_ready()  # a new function: compiled (or read back)
+    counted = session.state(config).compilations.count
+    assert counted >= 1 and session.state(config).compilations.seconds > 0
+    assert f"; XLA compiled {counted} programs in " in session.time_spent_line(config)
+    session.stop_counting_compilations(config)
+    jax.jit(lambda a: a * 5.0)(x).block_until_ready()
+    assert session.state(config).compilations.count == counted

@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec
 
 from jaxbench.workloads import LAYOUTS, get_workload
 from jaxbench.workloads.contract import NotApplicable
-from jaxbench.workloads.sharding import MeshShape, fsdp_spec, mesh_shape, parse_mesh, replicated_bytes
+from jaxbench.workloads.sharding import MeshShape, fsdp_spec, mesh_of, mesh_shape, parse_mesh, place, replicated_bytes
 from jaxbench.workloads.steps import build_reference_step, build_step, footprint_bytes
 from tests.conftest import assert_step_agrees
 
@@ -22,6 +22,19 @@ def lm_train_baseline():
     step = build_reference_step(LM, "tiny", "train")
     step()
     return step.result()
+
+
+def test_placed_arrays_are_fresh_copies_that_a_step_may_donate():
+    """A replicated array's shard on its source's device, too: donating the placed state (as every
+    compiled train step does) leaves the arrays it was placed from intact."""
+    mesh = mesh_of(MeshShape(data=len(jax.devices()), model=1), jax.devices())
+    tree = {"w": jax.numpy.arange(12.0).reshape(3, 4), "b": jax.numpy.ones(5)}
+    placed = place(tree, mesh, lambda array: PartitionSpec())
+    assert placed["w"].sharding.is_fully_replicated and len(placed["w"].sharding.device_set) == len(jax.devices())
+    doubled = jax.jit(lambda t: jax.tree.map(lambda a: a * 2, t), donate_argnums=0)(placed)
+    assert placed["w"].is_deleted() and not tree["w"].is_deleted() and not tree["b"].is_deleted()
+    np.testing.assert_array_equal(doubled["w"], 2 * np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(tree["w"], np.arange(12.0).reshape(3, 4))
 
 
 @pytest.mark.slow

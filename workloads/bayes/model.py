@@ -9,8 +9,6 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from jaxbench.workloads.steps import run_once
-
 LATENT_SITES = ("mu", "tau", "z")
 """The sites NUTS samples."""
 
@@ -76,26 +74,20 @@ class Dataset:
 
 
 def make_dataset(size: BayesSize, seed: int = 0) -> Dataset:
-    """Parameters drawn once from fixed seeds, then labelled data from them, as one program
-    (`run_once`: eagerly, each draw would compile a program of its own)."""
+    """Parameters drawn once from fixed seeds, then labelled data from them."""
+    keys = jax.random.split(jax.random.key(seed), 6)
+    mu = jax.random.normal(keys[0], (size.features,))
+    tau = jax.random.uniform(keys[1], (size.features,), minval=0.3, maxval=1.0)
+    z = jax.random.normal(keys[2], (size.groups, size.features))
+    truth = {"mu": mu, "tau": tau, "z": z, "beta": mu + tau * z}
 
-    def drawn(key):
-        keys = jax.random.split(key, 6)
-        mu = jax.random.normal(keys[0], (size.features,))
-        tau = jax.random.uniform(keys[1], (size.features,), minval=0.3, maxval=1.0)
-        z = jax.random.normal(keys[2], (size.groups, size.features))
-        truth = {"mu": mu, "tau": tau, "z": z, "beta": mu + tau * z}
+    def draw(key, count):
+        x_key, y_key = jax.random.split(key)
+        x = jax.random.normal(x_key, (count, size.features))
+        group = jnp.arange(count) % size.groups
+        y = jax.random.bernoulli(y_key, jax.nn.sigmoid(jnp.sum(x * truth["beta"][group], -1)))
+        return x, group, y.astype(jnp.int32)
 
-        def draw(key, count):
-            x_key, y_key = jax.random.split(key)
-            x = jax.random.normal(x_key, (count, size.features))
-            group = jnp.arange(count) % size.groups
-            y = jax.random.bernoulli(y_key, jax.nn.sigmoid(jnp.sum(x * truth["beta"][group], -1)))
-            return x, group, y.astype(jnp.int32)
-
-        x, group, y = draw(keys[3], size.observations)
-        x_test, group_test, _ = draw(keys[4], size.test_points)
-        return truth, x, group, y, x_test, group_test
-
-    truth, x, group, y, x_test, group_test = run_once(drawn, jax.random.key(seed))
+    x, group, y = draw(keys[3], size.observations)
+    x_test, group_test, _ = draw(keys[4], size.test_points)
     return Dataset(truth, x, group, y, x_test, group_test)

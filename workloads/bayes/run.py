@@ -16,7 +16,6 @@ from jaxbench.workloads.bayes.model import SIZES, BayesSize, Dataset, make_datas
 from jaxbench.workloads.bayes.predictive import predictive, thinned, truth_as_draws
 from jaxbench.workloads.bayes.sampling import chain_sampler, sampler
 from jaxbench.workloads.contract import size_preset
-from jaxbench.workloads.steps import run_once
 from jaxbench.workloads.workflow import RunTimings
 
 INTERVAL = (5.0, 95.0)
@@ -95,12 +94,10 @@ def start_run(size_name: str, variant: str, workdir=None, *, devices=None, seed:
     model = make_model(size.groups)
     kernel = NUTS(model)
     data = (dataset.x, dataset.group, dataset.y)
-    # One chain's state per key, vectorised over the keys by `jax.vmap` (given a batch of keys
-    # itself, NUTS would vmap its `sample` over chains), as one program (`run_once`: eagerly, NUTS's
-    # initialisation compiles some 150 programs).
+    # One chain at a time: initialised with a batch of keys, NUTS would vmap its `sample` over chains.
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), size.chains)
-    init_state = run_once(jax.vmap(lambda key: kernel.init(key, size.warmup, model_args=data[:2],
-                                                           model_kwargs={"y": dataset.y})), keys)
+    states = [kernel.init(key, size.warmup, model_args=data[:2], model_kwargs={"y": dataset.y}) for key in keys]
+    init_state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
     run_chain = chain_sampler(kernel, size, dataset)
     sample, init_state, sample_s, n_devices = sampler(variant, run_chain, init_state, data, devices,
                                                        program=(size_name, seed))

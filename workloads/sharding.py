@@ -150,16 +150,10 @@ def mesh_of(shape: MeshShape, devices):
     return compat.make_mesh((shape.data, shape.model), MESH_AXES, devices=devices)
 
 
-_copied = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
-"""Fresh copies of a tree's arrays, by one program for the whole tree (copied one by one, eagerly,
-each shape of array compiles a program of its own: some 60 for a model's state)."""
-
-
 def place(tree, mesh, spec_of):
-    """`tree`'s arrays put on `mesh`, each with the partition `spec_of(array)`, as fresh copies
-    (`_copied`): donation-safe, where `jax.device_put` alone, even with `may_alias=False`, may leave
-    a replicated array's shard on the source's device in the source's own buffer."""
-    return jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, spec_of(a))), _copied(tree))
+    """`tree`'s arrays put on `mesh`, each with the partition `spec_of(array)` (fresh copies:
+    donation-safe)."""
+    return jax.tree.map(lambda a: jax.device_put(jnp.copy(a), NamedSharding(mesh, spec_of(a))), tree)
 
 
 def place_batch(batch, mesh, spec: PartitionSpec):

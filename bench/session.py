@@ -5,6 +5,7 @@ and what the run does at its end (results and report written, strict mode applie
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from jaxbench.bench.results import (
     SUITE,
     default_report_dir,
     measured_benchmarks,
+    write_atomically,
     write_results,
 )
 from jaxbench.reports.results import NOT_MEASURED, hidden_hosts
@@ -46,6 +48,7 @@ class RunState:
     size_choice: str | None = None  # what `--size auto` chose and why
     spent: dict[str, float] = field(default_factory=dict)  # "building steps" -> seconds, ... (`spending`)
     compilations: XlaCompilations | None = None  # every XLA compilation of this process while it runs
+    worker_compilations: XlaCompilations = field(default_factory=lambda: XlaCompilations())  # its workers'
     initial_states: InitialStates = field(default_factory=InitialStates)  # models' states, kept or handed over
 
 
@@ -132,6 +135,13 @@ class XlaCompilations:
     def stop(self) -> None:
         jax.monitoring.unregister_event_duration_listener(self)
 
+    def add(self, path: Path) -> None:
+        """Add the counts a worker wrote to `path` (`stop_counting_compilations`), if it wrote them."""
+        if path.exists():
+            written = json.loads(path.read_text())
+            self.count += written["count"]
+            self.seconds += written["seconds"]
+
 
 def start_clock(config) -> None:
     """Start the run's clock and count its XLA compilations, for `time_spent_line`."""
@@ -142,24 +152,37 @@ def start_clock(config) -> None:
         run.compilations.start()
 
 
+COMPILATIONS_FILE = "compilations.json"
+"""Where a worker leaves its XLA compilations' count for its parent (`XlaCompilations.add`)."""
+
+
 def stop_counting_compilations(config) -> None:
     """Stop counting this run's XLA compilations (at its end: a later run in the same process
-    counts its own)."""
+    counts its own); a worker writes them into its folder for its parent's last line."""
     compilations = state(config).compilations
-    if compilations is not None:
-        compilations.stop()
+    if compilations is None:
+        return
+    compilations.stop()
+    folder = process.worker_folder(config)
+    if folder:
+        write_atomically(folder / COMPILATIONS_FILE,
+                         json.dumps({"count": compilations.count, "seconds": compilations.seconds}))
 
 
 def time_spent_line(config) -> str | None:
     """Where the run's time went: its wall time, each of `SPENT_ON` (building steps with its XLA
-    compiling), and the rest; then every XLA compilation of this process (`XlaCompilations`), where
-    JAX reported any."""
+    compiling, worker processes with every XLA compilation they reported), and the rest; then every
+    XLA compilation of this process (`XlaCompilations`), where JAX reported any."""
     spent = state(config).spent
     if "started" not in spent:
         return None
     total = time.perf_counter() - spent["started"]
     parts = [f"{what} {spent.get(what, 0.0):.0f} s" for what in SPENT_ON]
     parts[0] += f" ({XLA_COMPILING} {spent.get(XLA_COMPILING, 0.0):.0f} s)"
+    workers = state(config).worker_compilations
+    if workers.count:
+        parts[SPENT_ON.index("worker processes")] += (f" (XLA compiled {workers.count} programs in "
+                                                      f"{workers.seconds:.0f} s there)")
     rest = total - sum(spent.get(what, 0.0) for what in SPENT_ON)
     line = f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
     compilations = state(config).compilations

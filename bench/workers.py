@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxbench.bench import measure
+from jaxbench.bench import measure, session
 from jaxbench.bench.cases import Case
 from jaxbench.bench.options import selection
 from jaxbench.bench.plugin import suite_arguments
@@ -194,6 +194,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
             status, ended = "timeout", f"the worker ({worker}) was stopped after its timeout of {timeout_s:g} s"
         outcomes = read_outcomes(folder)
         references.take(folder / COMPUTED_REFERENCES_FILE)
+        session.state(config).worker_compilations.add(folder / session.COMPILATIONS_FILE)
     unfinished = f"not measured: {ended}"
     return {case.id: outcomes.get(case.id) or Outcome(case.id, status, unfinished) for case in cases}
 

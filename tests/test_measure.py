@@ -105,7 +105,7 @@ def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
 
     clock = iter([100.0, 103.0, 110.0, 160.0])  # start; a block from 103 to 110; the end at 160
     monkeypatch.setattr(session.time, "perf_counter", lambda: next(clock))
-    config = SimpleNamespace(stash={})
+    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
     session.start_clock(config)
     with session.spending(config, "timed rounds"):
         pass
@@ -125,7 +125,7 @@ def test_the_runs_last_line_counts_every_xla_compilation_of_its_process():
     from jaxbench.bench import session
 
     x = jnp.arange(7.0)
-    config = SimpleNamespace(stash={})
+    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
     session.start_clock(config)
     jax.jit(lambda a: a * 3.0 + 1.0)(x).block_until_ready()  # a new function: compiled (or read back)
     counted = session.state(config).compilations.count
@@ -134,3 +134,26 @@ def test_the_runs_last_line_counts_every_xla_compilation_of_its_process():
     session.stop_counting_compilations(config)
     jax.jit(lambda a: a * 5.0)(x).block_until_ready()
     assert session.state(config).compilations.count == counted
+
+
+def test_a_workers_xla_compilations_join_the_worker_processes_part_of_its_parents_last_line(tmp_path):
+    """A worker writes its count into its folder as it ends; its parent adds it to its own line's
+    worker processes, apart from its own compilations."""
+    from types import SimpleNamespace
+
+    from jaxbench.bench import session
+
+    worker = SimpleNamespace(stash={}, getoption=lambda name, default=None: tmp_path if name == "jaxbench_worker"
+                             else default)
+    session.start_clock(worker)
+    jax.jit(lambda a: a * 11.0 - 2.0)(jnp.arange(3.0)).block_until_ready()
+    session.stop_counting_compilations(worker)
+    in_worker = session.state(worker).compilations
+    parent = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
+    session.start_clock(parent)
+    session.state(parent).worker_compilations.add(tmp_path / session.COMPILATIONS_FILE)
+    session.state(parent).worker_compilations.add(tmp_path / "a crashed worker wrote nothing")
+    session.stop_counting_compilations(parent)
+    line = session.time_spent_line(parent)
+    assert in_worker.count >= 1
+    assert f"worker processes 0 s (XLA compiled {in_worker.count} programs in {in_worker.seconds:.0f} s there)" in line

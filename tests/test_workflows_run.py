@@ -144,11 +144,13 @@ def test_the_saved_run_has_the_schema_of_a_fresh_run(workflow_run):
 
 def test_the_runs_time_line_counts_the_workflows_builds_and_first_runs(workflow_run):
     """The run's last lines say where its time went: building the workflows (their compiles
-    inside) and their first, checked runs are counted there, not left in `other`; then how many
-    programs XLA compiled in the run's process, all told."""
+    inside) and their first, checked runs are counted there, not left in `other`; how many programs
+    XLA compiled in the worker (the sharded workflows'), and in the run's process, all told."""
     line = next(line for line in workflow_run["proc"].stdout.splitlines() if line.startswith("time: "))
     spent = {what.strip(): int(value) for what, value in re.findall(r"([a-zA-Z' ]+) (\d+) s", line.split("in all:")[1])}
     assert spent["building steps"] >= 1 and spent["first steps"] >= 1, line
     assert spent["XLA compiling"] <= spent["building steps"], line
     programs = re.search(r"; XLA compiled (\d+) programs in \d+ s in this process", line)
     assert programs and int(programs[1]) >= 1, line  # every compilation, eager operations' too
+    in_worker = re.search(r"worker processes \d+ s \(XLA compiled (\d+) programs in \d+ s there\)", line)
+    assert in_worker and int(in_worker[1]) >= 1, line  # the sharded workflows' worker's, handed back

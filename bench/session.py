@@ -173,19 +173,20 @@ def time_spent_line(config) -> str | None:
     """Where the run's time went: its wall time, each of `SPENT_ON` (building steps with its XLA
     compiling, worker processes with every XLA compilation they reported), and the rest; then every
     XLA compilation of this process (`XlaCompilations`), where JAX reported any."""
-    spent = state(config).spent
+    run = state(config)
+    spent = run.spent
     if "started" not in spent:
         return None
     total = time.perf_counter() - spent["started"]
     parts = [f"{what} {spent.get(what, 0.0):.0f} s" for what in SPENT_ON]
     parts[0] += f" ({XLA_COMPILING} {spent.get(XLA_COMPILING, 0.0):.0f} s)"
-    workers = state(config).worker_compilations
+    workers = run.worker_compilations
     if workers.count:
         parts[SPENT_ON.index("worker processes")] += (f" (XLA compiled {workers.count} programs in "
                                                       f"{workers.seconds:.0f} s there)")
     rest = total - sum(spent.get(what, 0.0) for what in SPENT_ON)
     line = f"time: {total:.0f} s in all: {', '.join(parts)}, other {rest:.0f} s (warm-up, matmul rates, set-up)"
-    compilations = state(config).compilations
+    compilations = run.compilations
     if compilations is not None and compilations.count:
         line += (f"; XLA compiled {compilations.count} programs in {compilations.seconds:.0f} s in this process "
                  "(eager operations' first uses and reads from the compilation cache included)")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -52,6 +53,12 @@ def default_optimisation() -> dict:
 SHARED_CACHE = os.environ.setdefault(
     SHARED_COMPILE_CACHE, str(Path(tempfile.gettempdir()) / "jaxbench-tests-compile-cache"))
 compile_cache.use_persistent_cache(Path(SHARED_CACHE))  # not `enable`: no step here is compiled twice
+
+
+def run_config(**options) -> SimpleNamespace:
+    """A stand-in for a `pytest bench` process's config, for the functions of `bench.session` that
+    keep the run's state in it: an empty stash, and `options` (by dest) as its command line."""
+    return SimpleNamespace(stash={}, getoption=lambda name, default=None: options.get(name, default))
 
 
 def fresh_compile_cache() -> dict:

@@ -12,7 +12,7 @@ import pytest
 from jaxbench.bench.metadata import WORKFLOW_COMPILE_CACHE
 from jaxbench.workloads import compile_cache, get_workload
 from jaxbench.workloads.steps import build_step
-from tests.conftest import SHARED_CACHE, default_optimisation
+from tests.conftest import SHARED_CACHE, default_optimisation, run_config
 
 CACHED_AGAINST_COLD = """
 import json, sys
@@ -154,16 +154,13 @@ def test_compile_cached_makes_the_run_time_each_step_cold_then_from_its_own_cach
     """`pytest bench --compile-cached` outside the tests' shared cache (`session.start_compile_cache`,
     as a user's run starts it): a new folder of the run's own, each compiled step timed cold, then
     compiled again from that folder and timed (`hit`), and the folder gone at the run's end."""
-    from types import SimpleNamespace
-
     from jaxbench.bench import session
     from jaxbench.bench.session import SHARED_COMPILE_CACHE
 
     monkeypatch.delenv(SHARED_COMPILE_CACHE)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(session.tempfile, "tempdir", None)  # read TMPDIR again
-    options = {"compile_cached": True, "jaxbench_worker": None}
-    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: options.get(name, default))
+    config = run_config(compile_cached=True)
     session.start_compile_cache(config)
     folder = session.state(config).compile_cache
     assert folder.parent == tmp_path and folder.name.startswith(session.COMPILE_CACHE_PREFIX)

@@ -12,6 +12,7 @@ import pytest
 from jaxbench.bench import measure
 from jaxbench.bench.results import default_report_dir, write_atomically
 from jaxbench.workloads import compat
+from tests.conftest import run_config
 
 
 def test_timing_plan_fills_max_time_with_at_least_min_rounds():
@@ -99,13 +100,11 @@ def test_out_of_memory_becomes_a_recorded_skip_and_other_errors_do_not():
 
 
 def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
-    from types import SimpleNamespace
-
     from jaxbench.bench import session
 
     clock = iter([100.0, 103.0, 110.0, 160.0])  # start; a block from 103 to 110; the end at 160
     monkeypatch.setattr(session.time, "perf_counter", lambda: next(clock))
-    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
+    config = run_config()
     session.start_clock(config)
     with session.spending(config, "timed rounds"):
         pass
@@ -120,12 +119,10 @@ def test_the_runs_last_line_says_where_its_time_went(monkeypatch):
 def test_the_runs_last_line_counts_every_xla_compilation_of_its_process():
     """Every compilation JAX reports while the run counts, not only the steps' own (`XLA compiling`):
     a program compiled here is one; one compiled after the run stops counting is not."""
-    from types import SimpleNamespace
-
     from jaxbench.bench import session
 
     x = jnp.arange(7.0)
-    config = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
+    config = run_config()
     session.start_clock(config)
     jax.jit(lambda a: a * 3.0 + 1.0)(x).block_until_ready()  # a new function: compiled (or read back)
     counted = session.state(config).compilations.count
@@ -139,17 +136,14 @@ def test_the_runs_last_line_counts_every_xla_compilation_of_its_process():
 def test_a_workers_xla_compilations_join_the_worker_processes_part_of_its_parents_last_line(tmp_path):
     """A worker writes its count into its folder as it ends; its parent adds it to its own line's
     worker processes, apart from its own compilations."""
-    from types import SimpleNamespace
-
     from jaxbench.bench import session
 
-    worker = SimpleNamespace(stash={}, getoption=lambda name, default=None: tmp_path if name == "jaxbench_worker"
-                             else default)
+    worker = run_config(jaxbench_worker=tmp_path)
     session.start_clock(worker)
     jax.jit(lambda a: a * 11.0 - 2.0)(jnp.arange(3.0)).block_until_ready()
     session.stop_counting_compilations(worker)
     in_worker = session.state(worker).compilations
-    parent = SimpleNamespace(stash={}, getoption=lambda name, default=None: default)
+    parent = run_config()
     session.start_clock(parent)
     session.state(parent).worker_compilations.add(tmp_path / session.COMPILATIONS_FILE)
     session.state(parent).worker_compilations.add(tmp_path / "a crashed worker wrote nothing")

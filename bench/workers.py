@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -59,10 +59,11 @@ FORWARDED_OPTIONS = {
     "baseline_budget": "--baseline-budget",
     "mesh": "--mesh",
 }
-FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile",
-                   "every_layout": "--every-layout", "save_hlo": "--save-hlo", "compile_cached": "--compile-cached"}
+FORWARDED_FLAGS = {"benchmark_disable": "--benchmark-disable", "profile": "--profile", "save_hlo": "--save-hlo",
+                   "compile_cached": "--compile-cached"}
 """Options of this run a worker gets too (option dest -> flag), besides the run's selection (its
-resolved size, `--workload-module`, `--scaling`) and the switches of `FORWARDED_FLAGS`."""
+workloads, modes, variants, resolved size, layouts, `--workload-module`, `--scaling`: the worker
+collects what it selects, then keeps the cases it was given) and the switches of `FORWARDED_FLAGS`."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,6 @@ class WorkerConfig:
 
     cpu_devices: int
     isolated: str | None = None
-
-    def arguments(self) -> list[str]:
-        return ["--cpu-devices", str(self.cpu_devices)]
 
     def __str__(self) -> str:
         devices = f"{self.cpu_devices} CPU device{'s' * (self.cpu_devices > 1)}"
@@ -122,19 +120,18 @@ class Outcome:
     extra_info: dict = field(default_factory=dict)
 
 
-def _forwarded(config) -> list[str]:
-    chosen = selection(config)
-    args = ["--size", chosen.size]
+def worker_arguments(config, worker: WorkerConfig) -> list[str]:
+    """The options a worker is started with besides its folder: the run's selection on the
+    worker's own CPU device count, `FORWARDED_OPTIONS` and `FORWARDED_FLAGS`."""
+    chosen = replace(selection(config), cpu_devices=worker.cpu_devices)
+    args = chosen.arguments()
     for dest, flag in FORWARDED_OPTIONS.items():
         value = config.getoption(dest)
         if value is not None:
             args += [flag, str(value)]
-    for module in chosen.workload_modules:
-        args += ["--workload-module", module]
     if chosen.scaling:
         args += ["--scaling", chosen.scaling[0] if len(chosen.scaling) == 1 else "both"]
-    args += [flag for dest, flag in FORWARDED_FLAGS.items() if config.getoption(dest)]
-    return args
+    return args + [flag for dest, flag in FORWARDED_FLAGS.items() if config.getoption(dest)]
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -184,7 +181,7 @@ def run_worker(config, cases: list[Case], worker: WorkerConfig, references: Refe
                                                         "isolated": isolated,
                                                         "report_dir": report_dir}))
         command = [sys.executable, "-m", "pytest", *suite_arguments(), "-q",
-                   f"{WORKER_OPTION}={folder}", *worker.arguments(), *_forwarded(config)]
+                   f"{WORKER_OPTION}={folder}", *worker_arguments(config, worker)]
         try:  # from the run's own folder: a --workload-module there is found as the run found it
             proc = subprocess.run(command, cwd=config.invocation_params.dir, capture_output=True, text=True,
                                   timeout=timeout_s)

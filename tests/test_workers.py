@@ -11,7 +11,9 @@ import pytest
 
 from jaxbench.bench import workers
 from jaxbench.bench.cases import Case
+from jaxbench.bench.options import Selection
 from jaxbench.bench.references import References
+from tests.conftest import option_parser
 
 
 def test_a_worker_past_its_timeout_records_its_cases_as_timed_out_with_the_reason(pytestconfig):
@@ -21,6 +23,20 @@ def test_a_worker_past_its_timeout_records_its_cases_as_timed_out_with_the_reaso
     (outcome,) = outcomes.values()
     assert outcome.outcome == "timeout"
     assert outcome.message == "not measured: the worker (2 CPU devices) was stopped after its timeout of 0.5 s"
+
+
+def test_a_worker_selects_what_the_run_selected_on_its_own_devices(pytestconfig, monkeypatch):
+    """A worker collects the cases its command line selects, then keeps those it was given: a
+    workload, mode or variant the run named and the default leaves out (`cnn_batchnorm`, a forward
+    pass's `multi_device`) must be on that command line, or the worker finds nothing to run."""
+    chosen = Selection(workloads=("cnn_batchnorm",), modes=("infer",), variants=("multi_device",), size="tiny",
+                       cpu_devices=8, every_layout=True)
+    monkeypatch.setattr(workers, "selection", lambda config: chosen)
+    arguments = workers.worker_arguments(pytestconfig, workers.WorkerConfig(cpu_devices=2))
+    parsed = option_parser().parse_known_args(arguments)[0]
+    assert Selection.of(lambda name, default: getattr(parsed, name, default)) == dataclasses.replace(
+        chosen, cpu_devices=2)
+    assert arguments.count("--cpu-devices") == 1 and arguments.count("--every-layout") == 1
 
 
 def test_a_replayed_failure_or_skip_keeps_the_workers_message():

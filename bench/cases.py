@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from jaxbench.bench.options import Selection, selection
+from jaxbench.bench.options import Selection, selection, variant_selected
 from jaxbench.bench.process import multi_device_count
 from jaxbench.reports.arguments import unknown_names
 from jaxbench.workloads import LEFT_OUT_BY_DEFAULT, REGISTRY, WORKFLOW_VARIANTS, get_workload, workload_names
@@ -113,11 +113,12 @@ def check_workloads(config) -> tuple[str, ...]:
         raise pytest.UsageError(str(error)) from None
 
 
-def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...], size: str,
+def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tuple[str, ...] | None, size: str,
                mesh: MeshShape | None = None, every_layout: bool = True) -> list[Case]:
-    """The step cases of these workloads, modes and variants at `size`, in workload, mode, variant
-    order (each `multi_device` layout its own case, on `mesh` or the layout's default; unless
-    `every_layout`, the default run's layouts: `workloads.sharding.layouts_for`)."""
+    """The step cases of these workloads, modes and variants (None: the default run's,
+    `bench.options.variant_selected`) at `size`, in workload, mode, variant order (each
+    `multi_device` layout its own case, on `mesh` or the layout's default; unless `every_layout`,
+    the default run's layouts: `workloads.sharding.layouts_for`)."""
     cases = []
     for name in workloads:
         if name in WORKFLOW_VARIANTS:
@@ -127,7 +128,7 @@ def step_cases(workloads: tuple[str, ...], modes: tuple[str, ...], variants: tup
             if mode not in workload.modes:
                 continue
             for variant in variants_for(mode):
-                if variant not in variants:
+                if not variant_selected(variants, name, mode, variant):
                     continue
                 if VARIANTS[variant].on_mesh:
                     layouts = layouts_for(workload, mode, every_layout)
@@ -194,7 +195,7 @@ def workflow_cases_of(chosen: Selection) -> list[Case]:
     """The workflow cases `chosen` selects (modes do not apply: a workflow has one)."""
     return [Case(name, get_workload(name).mode_label, variant, chosen.size)
             for name in chosen.workloads if name in WORKFLOW_VARIANTS
-            for variant in WORKFLOW_VARIANTS[name] if variant in chosen.variants]
+            for variant in WORKFLOW_VARIANTS[name] if chosen.selects(name, get_workload(name).mode_label, variant)]
 
 
 def selected_cases(config) -> list[Case]:

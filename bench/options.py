@@ -20,7 +20,14 @@ from jaxbench.bench.distributed import DEFAULT_TIMEOUT_S
 from jaxbench.bench.hardware import AUTO_SIZE
 from jaxbench.bench.process import add_worker_option
 from jaxbench.reports.arguments import names_type, number_type, unknown_names
-from jaxbench.workloads import LEFT_OUT_BY_DEFAULT, MODES, REGISTRY, SIZES, WORKFLOW_VARIANTS
+from jaxbench.workloads import (
+    LEFT_OUT_BY_DEFAULT,
+    LEFT_OUT_OF_DEFAULT_VARIANTS,
+    MODES,
+    REGISTRY,
+    SIZES,
+    WORKFLOW_VARIANTS,
+)
 from jaxbench.workloads.contract import SIZE_TARGETS
 from jaxbench.workloads.sharding import MeshShape, parse_mesh
 from jaxbench.workloads.variants import VARIANTS
@@ -59,6 +66,15 @@ def mesh_type(text: str) -> MeshShape:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def variants_type(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated variants (`ALL_VARIANTS`), or `all`: every one of them in
+    every mode, what the default run leaves out included."""
+    return ALL_VARIANTS if text.strip() == "all" else names_type("variant", ALL_VARIANTS)(text)
+
+
+variants_type.__name__ = "variant"  # argparse names the type in its messages
+
+
 def scaling_type(text: str) -> tuple[str, ...]:
     """An argparse type: `strong`, `weak` or `both` (both sweeps)."""
     error = unknown_names("scaling sweep", (text,), (*SCALING, "both"))
@@ -81,9 +97,12 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
     addoption("--modes", type=names_type("mode", MODES), default=MODES,
               help=f"comma-separated modes of the step workloads (default: {','.join(MODES)}); a workflow "
                    "(bayes, checkpoint, training_loop) has one mode and ignores it")
-    addoption("--variants", type=names_type("variant", ALL_VARIANTS), default=ALL_VARIANTS,
-              help=f"comma-separated variants (default: all: {','.join(ALL_VARIANTS)}); the step workloads "
-                   f"have {','.join(VARIANTS)}; "
+    left_out = "; ".join([*(f"{name}'s {','.join(names)}" for name, names in LEFT_OUT_OF_DEFAULT_VARIANTS.items()),
+                          *(f"{name} in {','.join(m for m in variant.modes if not variant.in_default_run(m))}"
+                            for name, variant in VARIANTS.items() if variant.default_modes is not None)])
+    addoption("--variants", type=variants_type, default=None,
+              help=f"comma-separated variants, or all: each in every mode (default: all but, to keep the run short, "
+                   f"{left_out}); the step workloads have {','.join(VARIANTS)}; "
                    + "; ".join(f"{name} has {','.join(names)}" for name, names in WORKFLOW_VARIANTS.items()))
     targets = "; ".join(f"{name} for {target.meant_for}" for name, target in SIZE_TARGETS.items())
     addoption("--size", type=size_type, default=default_size,
@@ -92,7 +111,7 @@ def add_selection_options(addoption, default_size: str = AUTO_SIZE, keyword: boo
     addoption("--every-layout", action="store_true",
               help="measure multi_device in every layout of each workload (the transformer's model and "
                    "data_model, the CNNs' fsdp too); by default a train step runs in data and fsdp (the CNNs' in "
-                   "data), a forward pass in data")
+                   "data), a forward pass (where --variants names multi_device) in data")
     addoption("--cpu-devices", type=whole_number("devices"), default=DEFAULT_CPU_DEVICES, metavar="N",
               help=f"virtual CPU devices for the multi-device benchmarks (default {DEFAULT_CPU_DEVICES}), made in "
                    "a worker process of their own so that single-device steps run in a one-device process; "
@@ -169,11 +188,12 @@ def add_run_options(addoption) -> None:
 @dataclass(frozen=True)
 class Selection:
     """What a command line selected. `workloads` None means every known workload (resolved to
-    names once the outside ones are registered: `bench.cases.resolve_workloads`)."""
+    names once the outside ones are registered: `bench.cases.resolve_workloads`); `variants` None,
+    the default run's (`selects`)."""
 
     workloads: tuple[str, ...] | None
     modes: tuple[str, ...] = MODES
-    variants: tuple[str, ...] = ALL_VARIANTS
+    variants: tuple[str, ...] | None = None
     size: str = AUTO_SIZE
     workload_modules: tuple[str, ...] = ()
     cpu_devices: int = DEFAULT_CPU_DEVICES
@@ -188,21 +208,37 @@ class Selection:
         `config.getoption` or, for an argparse namespace, `lambda name, default: getattr(args,
         name, default)`."""
         return cls(workloads=option("workloads", None), modes=option("modes", MODES),
-                   variants=option("variants", ALL_VARIANTS), size=option("size", AUTO_SIZE),
+                   variants=option("variants", None), size=option("size", AUTO_SIZE),
                    workload_modules=tuple(option("workload_module", ()) or ()),
                    cpu_devices=option("cpu_devices", DEFAULT_CPU_DEVICES), mesh=option("mesh", None),
                    scaling=option("scaling", None), keyword=option("keyword", None),
                    every_layout=bool(option("every_layout", False)))
 
+    def selects(self, workload: str, mode: str, variant: str) -> bool:
+        """Whether this selection measures `variant` of `workload`'s `mode` (`variant_selected`)."""
+        return variant_selected(self.variants, workload, mode, variant)
+
     def arguments(self) -> list[str]:
         """The selection options that select the same again on another command line (a worker's)."""
-        arguments = ["--size", self.size, "--modes", ",".join(self.modes), "--variants", ",".join(self.variants),
-                     "--cpu-devices", str(self.cpu_devices)]
+        arguments = ["--size", self.size, "--modes", ",".join(self.modes), "--cpu-devices", str(self.cpu_devices)]
+        if self.variants is not None:
+            arguments += ["--variants", ",".join(self.variants)]
         if self.workloads:
             arguments += ["--workloads", ",".join(self.workloads)]
         for module in self.workload_modules:
             arguments += ["--workload-module", module]
         return arguments + (["--every-layout"] if self.every_layout else [])
+
+
+def variant_selected(variants: tuple[str, ...] | None, workload: str, mode: str, variant: str) -> bool:
+    """Whether `variants` include `variant` of `workload`'s `mode`: those named, or where none were
+    (None), all but what the default run leaves out (`Variant.default_modes`,
+    `LEFT_OUT_OF_DEFAULT_VARIANTS`)."""
+    if variants is not None:
+        return variant in variants
+    if workload in WORKFLOW_VARIANTS:
+        return variant not in LEFT_OUT_OF_DEFAULT_VARIANTS.get(workload, ())
+    return VARIANTS[variant].in_default_run(mode)
 
 
 _SELECTION = pytest.StashKey[Selection]()

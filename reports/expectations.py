@@ -145,10 +145,12 @@ def _row(claim: Claim, key: tuple, rows: dict, skipped: dict[str, str], label: s
     reference = SPEEDUP_BASE.name if claim.table == "speedup" and not on_mesh else PRODUCTION.name
     missing = [v for v in dict.fromkeys((reference, label)) if v not in rows]
     if missing:
-        variant = missing[0]
-        case_id = f"{key[GROUP.index('workload')]}-{key[GROUP.index('mode')]}-{variant}"
+        variant, mode = missing[0], key[GROUP.index("mode")]
+        case_id = f"{key[GROUP.index('workload')]}-{mode}-{variant}"
         row["reason"] = (f"n/a: {variant} skipped: {skipped[case_id]}" if case_id in skipped
                          else f"n/a: no {variant} result in this run")
+        if case_id not in skipped and variant in VARIANTS and not VARIANTS[variant].in_default_run(mode):
+            row["reason"] += f" (a run that names no --variants leaves out {variant} in {mode}: name it, or all)"
         return row
     variant, base = rows[label], rows[reference]
     n = int(variant["n_devices"])

@@ -125,15 +125,16 @@ def saved_workflow_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> dict:
-    """`pytest bench --workloads mlp --size tiny` into a temporary report folder, compiling through
+    """`pytest bench --workloads mlp --size tiny --variants all` (the forward pass's `multi_device`
+    too, as in the saved run of tests/data/) into a temporary report folder, compiling through
     the tests' shared cache. (A run's own cache and `--compile-cached`, each step's compilation
     timed cold then cached, are tested in process: tests/test_compile_cache.py.)
 
     Returns {"dir": Path, "results": parsed results.json, "proc": the finished process}.
     """
     report_dir = tmp_path_factory.mktemp("tiny-run")
-    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--report-dir", str(report_dir), "-q",
-                      *FAST_TIMING)
+    proc = run_pytest("bench", "--workloads", "mlp", "--size", "tiny", "--variants", "all", "--report-dir",
+                      str(report_dir), "-q", *FAST_TIMING)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())
     return {"dir": report_dir, "results": results, "proc": proc}
@@ -141,11 +142,12 @@ def tiny_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def workflow_run(tmp_path_factory) -> dict:
-    """`pytest bench --workloads bayes,checkpoint,training_loop --size tiny`, checkpoints into a
-    folder of its own. Returns {"dir", "results", "proc", "checkpoint_dir"}."""
+    """`pytest bench --workloads bayes,checkpoint,training_loop --size tiny --variants all` (every
+    variant, the training loop's `sync` too), checkpoints into a folder of its own. Returns {"dir",
+    "results", "proc", "checkpoint_dir"}."""
     report_dir = tmp_path_factory.mktemp("workflow-run")
     checkpoint_dir = tmp_path_factory.mktemp("workflow-checkpoints")
-    proc = run_pytest("bench", "--workloads", "bayes,checkpoint,training_loop", "--size", "tiny",
+    proc = run_pytest("bench", "--workloads", "bayes,checkpoint,training_loop", "--size", "tiny", "--variants", "all",
                       "--report-dir", str(report_dir), "--checkpoint-dir", str(checkpoint_dir), "-q", *FAST_TIMING)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((report_dir / "results.json").read_text())

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases
-from jaxbench.bench.options import Selection
+from jaxbench.bench.cases import cases_of, mesh_problem, resolve_workloads, step_cases, workflow_cases_of
+from jaxbench.bench.options import ALL_VARIANTS, Selection
 from jaxbench.workloads.outside import WorkloadError
 from jaxbench.workloads.sharding import layouts_for, parse_mesh
 from tests.conftest import ROOT, option_parser, run_pytest
@@ -97,6 +97,33 @@ def test_the_default_run_leaves_out_cnn_batchnorm_and_all_brings_it_back():
     default, every = _ids(modes="infer", variants="jit"), _ids(modes="infer", variants="jit", workloads="all")
     assert default == ["mlp-infer-jit", "cnn-infer-jit", "transformer-infer-jit"]
     assert every == ["mlp-infer-jit", "cnn-infer-jit", "cnn_batchnorm-infer-jit", "transformer-infer-jit"]
+
+
+FORWARD_PASSES_SHARDED = ["mlp-infer-multi_device", "cnn-infer-multi_device", "transformer-infer-multi_device",
+                          "transformer-decode-multi_device"]
+
+
+def test_the_default_run_shards_train_steps_and_runs_the_loop_with_async_checkpoints():
+    """A run that names no --variants leaves out the forward passes' multi_device rows and the
+    training loop's sync checkpoints (`Variant.default_modes`, `LEFT_OUT_OF_DEFAULT_VARIANTS`);
+    `--variants all` brings them back, and so does naming the variant."""
+    default, every = _ids(), _ids(variants="all")
+    assert [case for case in every if case not in default] == FORWARD_PASSES_SHARDED
+    assert [case for case in default if "multi_device" in case] == [
+        "mlp-train-multi_device", "mlp-train-multi_device-fsdp", "cnn-train-multi_device",
+        "transformer-train-multi_device", "transformer-train-multi_device-fsdp"]
+    assert set(FORWARD_PASSES_SHARDED) <= set(_ids(variants="multi_device"))
+    assert option_parser().parse_args(["--variants=all"]).variants == ALL_VARIANTS
+    assert option_parser().parse_args([]).variants is None
+
+    def workflow_ids(*variants):
+        chosen = Selection(workloads=("checkpoint", "training_loop"), variants=variants or None, size="tiny")
+        return [case.id for case in workflow_cases_of(chosen)]
+
+    assert workflow_ids() == ["checkpoint-save_restore-sync", "checkpoint-save_restore-async",
+                              "checkpoint-save_restore-multi_device", "training_loop-train-async"]
+    assert workflow_ids(*ALL_VARIANTS)[-1] == "training_loop-train-sync"
+    assert workflow_ids("sync") == ["checkpoint-save_restore-sync", "training_loop-train-sync"]
 
 
 def test_each_mesh_layout_is_its_own_benchmark():

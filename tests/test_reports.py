@@ -137,6 +137,16 @@ def test_partial_results_say_what_is_missing(saved_run, tmp_path):
     assert remat["verdict"] == "n/a" and remat["reason"] == "n/a: no remat result in this run"
 
 
+def test_a_row_the_default_run_leaves_out_says_how_to_get_it(saved_run):
+    results = copy.deepcopy(saved_run["results"])
+    results["benchmarks"] = [b for b in results["benchmarks"] if b["extra_info"]["case_id"] != "mlp-infer-multi_device"]
+    table = expectations_table(results).set_index(["mode", "claim"])
+    assert table.loc[("infer", "multi-device"), "reason"] == (
+        "n/a: no multi_device result in this run (a run that names no --variants leaves out multi_device in "
+        "infer: name it, or all)")
+    assert table.loc[("train", "multi-device"), "verdict"] != "n/a"
+
+
 def test_compare_puts_runs_side_by_side(saved_run, tmp_path, capsys):
     slower = copy.deepcopy(saved_run["results"])
     for bench in slower["benchmarks"]:

@@ -33,6 +33,11 @@ WORKFLOW_VARIANTS = {
 Kept here, not in their modules, so the command line knows them without importing NumPyro or Orbax."""
 
 
+LEFT_OUT_OF_DEFAULT_VARIANTS = {"training_loop": ("sync",)}
+"""Workflow variants a run without `--variants` leaves out, to keep the default run short: the
+training loop runs in its production form, with async checkpoints (`sync` against `async` is what the
+`checkpoint` workflow measures). The steps' own: `Variant.default_modes`."""
+
 LEFT_OUT_BY_DEFAULT = ("cnn_batchnorm",)
 """Workloads a run without `--workloads` leaves out, to keep the default run short: `cnn_batchnorm`
 checks `cnn`'s claims again, on the same ResNet with BatchNorm (name it, or `--workloads all`)."""
@@ -59,5 +64,5 @@ def get_workload(name: str) -> Workload | Workflow:
     raise outside.WorkloadError(f"unknown workload {name!r}; valid: {', '.join(workload_names())}")
 
 
-__all__ = ["LAYOUTS", "LEFT_OUT_BY_DEFAULT", "MODES", "REGISTRY", "SIZES", "WORKFLOW_VARIANTS", "Workflow", "Workload",
-           "get_workload", "workload_names"]
+__all__ = ["LAYOUTS", "LEFT_OUT_BY_DEFAULT", "LEFT_OUT_OF_DEFAULT_VARIANTS", "MODES", "REGISTRY", "SIZES",
+           "WORKFLOW_VARIANTS", "Workflow", "Workload", "get_workload", "workload_names"]

@@ -42,6 +42,7 @@ class Variant:
     compiled: bool = True  # jax.jit ahead of time; False: eager
     on_mesh: bool = False  # on a (data, model) mesh of all devices
     per_example: bool = False  # defined by how it treats examples one by one (loop or vmap them)
+    default_modes: tuple[str, ...] | None = None  # where a run that names no --variants measures it; None: `modes`
 
     @property
     def compute_dtype(self) -> str:
@@ -60,6 +61,10 @@ class Variant:
                     f"{self.name} would compute a different function")
         return None
 
+    def in_default_run(self, mode: str) -> bool:
+        """Whether a run that names no `--variants` measures this variant's `mode` step."""
+        return mode in (self.modes if self.default_modes is None else self.default_modes)
+
 
 VARIANTS = {variant.name: variant for variant in (
     Variant("baseline", "no jit: a Python loop over the B examples, eager per-example grad (or forward), "
@@ -70,7 +75,8 @@ VARIANTS = {variant.name: variant for variant in (
             compiled=False, per_example=True),
     Variant("jit_vmap", "that step under one `jax.jit`, update included: the production step"),
     Variant("multi_device", "`jit_vmap` on a (data, model) mesh of all devices, laid out by its layout "
-            "(`data`: the batch sharded over the `data` axis)", on_mesh=True),
+            "(`data`: the batch sharded over the `data` axis)", on_mesh=True,
+            default_modes=("train",)),  # the default run's sharding claims, speed and memory, on the train step
     Variant("remat", "`jit_vmap` with each stacked block rematerialised (`jax.checkpoint` in the layer "
             "scan); train only", modes=("train",), remat=True),
     Variant("bf16", "`jit_vmap` with bf16 compute and float32 master parameters", precision="bfloat16"),

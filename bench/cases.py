@@ -166,6 +166,19 @@ def check_mesh(config) -> None:
         raise pytest.UsageError(problem)
 
 
+def check_selected(config) -> None:
+    """A one-line usage error, before anything is measured, when the selection's workloads, modes
+    and variants have no benchmark in common (`--modes infer --variants remat`: remat has no forward
+    pass), instead of pytest's silent "no tests ran"."""
+    if selected_cases(config) or selected_workflow_cases(config):
+        return
+    chosen = selection(config)
+    given = f"--workloads {','.join(chosen.workloads)} --modes {','.join(chosen.modes)}"
+    given += f" --variants {','.join(chosen.variants)}" if chosen.variants is not None else ""
+    raise pytest.UsageError(f"nothing to measure: {given} select no benchmark together (the modes each "
+                            "variant has and the workflows' own variants: jaxbench run --help)")
+
+
 def device_counts(n_max: int) -> list[int]:
     """A scaling sweep's device counts: 1, 2, 4, ... up to `n_max`, and `n_max` itself."""
     counts = [2**k for k in range(n_max.bit_length()) if 2**k <= n_max]

@@ -9,7 +9,7 @@ import pytest
 
 from jaxbench.bench import distributed, interrupt, process, workers
 from jaxbench.bench import session as bench_session
-from jaxbench.bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_workloads, is_placeholder
+from jaxbench.bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_selected, check_workloads, is_placeholder
 from jaxbench.bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
 from jaxbench.bench.options import freeze_selection
 from jaxbench.bench.results import SUITE
@@ -21,8 +21,8 @@ def pytest_configure(config):
     """This process's CPU device count, before anything starts a JAX backend: one, so that no
     single-device step pays for virtual devices it does not use (a worker gets `--cpu-devices`).
     Then the preset of `--size auto` for the device at hand, the workloads asked for, outside ones
-    imported and checked (after the device count: a
-    module of the user's may start a backend as it is imported), and `--mesh` against them. Last,
+    imported and checked (after the device count: a module of the user's may start a backend as it
+    is imported), a selection with no benchmark refused, and `--mesh` checked against it. Last,
     a fresh persistent compilation cache of this process's own, for cold and cached compile times."""
     process.leave_device_memory_to_workers(config)
     import jax
@@ -32,6 +32,7 @@ def pytest_configure(config):
         jax.config.update("jax_num_cpu_devices", process.process_cpu_devices(config))
     distributed.initialize(config)  # one process of several: before anything touches a device
     freeze_selection(config, size=bench_session.choose_size(config), workloads=check_workloads(config))
+    check_selected(config)
     check_mesh(config)
     bench_session.start_compile_cache(config)
 

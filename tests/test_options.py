@@ -59,6 +59,19 @@ def test_bad_value_is_a_usage_error(option, value, message, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
 
 
+@pytest.mark.slow
+def test_a_selection_of_nothing_is_a_usage_error(tmp_path):
+    """Options each valid that together select no benchmark (remat has no forward pass, a step
+    workload no `sync`): one line, exit 4, instead of pytest's silent exit 5."""
+    proc = run_pytest("bench", "--workloads=mlp,checkpoint", "--modes=infer", "--variants=remat",
+                      "--report-dir", str(tmp_path), timeout=120)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert ("nothing to measure: --workloads mlp,checkpoint --modes infer --variants remat select no benchmark "
+            "together") in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unknown_workload_is_named_once_outside_workloads_are_known():
     """`--workloads` is checked when the run is configured, after `--workload-module` has added the
     user's own (`bench.cases.resolve_workloads`)."""

@@ -52,7 +52,7 @@ def test_the_extrapolated_step_time_is_the_whole_loops_at_small():
     whole step and extrapolated, against the median of whole eager steps, timed alternately. The
     budget is a share of the step measured here, not a fixed number of seconds: an error in the
     per-example cost is multiplied by (untimed / timed examples), so a fixed budget would time fewer
-    examples, and extrapolate further, on a slower host (0.6 s: 15 of 128 examples, 8x, there)."""
+    examples, and extrapolate further, on a slower host (docs/measurements.md, session 15)."""
     case = Case("mlp", "train", "baseline", "small")
     whole = case.build()
     try:

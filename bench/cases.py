@@ -206,9 +206,13 @@ def cases_of(chosen: Selection, n_devices) -> list[Case]:
 
 def workflow_cases_of(chosen: Selection) -> list[Case]:
     """The workflow cases `chosen` selects (modes do not apply: a workflow has one)."""
-    return [Case(name, get_workload(name).mode_label, variant, chosen.size)
-            for name in chosen.workloads if name in WORKFLOW_VARIANTS
-            for variant in WORKFLOW_VARIANTS[name] if chosen.selects(name, get_workload(name).mode_label, variant)]
+    cases = []
+    for name in chosen.workloads:
+        if name in WORKFLOW_VARIANTS:
+            mode = get_workload(name).mode_label
+            cases += [Case(name, mode, variant, chosen.size) for variant in WORKFLOW_VARIANTS[name]
+                      if variant_selected(chosen.variants, name, mode, variant)]
+    return cases
 
 
 def selected_cases(config) -> list[Case]:

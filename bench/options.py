@@ -189,7 +189,7 @@ def add_run_options(addoption) -> None:
 class Selection:
     """What a command line selected. `workloads` None means every known workload (resolved to
     names once the outside ones are registered: `bench.cases.resolve_workloads`); `variants` None,
-    the default run's (`selects`)."""
+    the default run's (`variant_selected`)."""
 
     workloads: tuple[str, ...] | None
     modes: tuple[str, ...] = MODES
@@ -213,10 +213,6 @@ class Selection:
                    cpu_devices=option("cpu_devices", DEFAULT_CPU_DEVICES), mesh=option("mesh", None),
                    scaling=option("scaling", None), keyword=option("keyword", None),
                    every_layout=bool(option("every_layout", False)))
-
-    def selects(self, workload: str, mode: str, variant: str) -> bool:
-        """Whether this selection measures `variant` of `workload`'s `mode` (`variant_selected`)."""
-        return variant_selected(self.variants, workload, mode, variant)
 
     def arguments(self) -> list[str]:
         """The selection options that select the same again on another command line (a worker's)."""

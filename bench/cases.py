@@ -179,6 +179,17 @@ def check_selected(config) -> None:
                             "variant has and the workflows' own variants: jaxbench run --help)")
 
 
+def check_filtered(config) -> None:
+    """A one-line usage error when pytest's `-k` or `-m` left none of the selection's benchmarks
+    (`-k nothing-matches`), instead of pytest's silent "no tests ran" (exit 5, as a run that measured
+    nothing would pass unnoticed in a CI job)."""
+    filters = [f"{flag} '{value}'" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+               if value]
+    if filters:
+        raise pytest.UsageError(f"nothing to measure: {' and '.join(filters)} left none of the selected benchmarks "
+                                "(their names: add --collect-only -q without it)")
+
+
 def device_counts(n_max: int) -> list[int]:
     """A scaling sweep's device counts: 1, 2, 4, ... up to `n_max`, and `n_max` itself."""
     counts = [2**k for k in range(n_max.bit_length()) if 2**k <= n_max]

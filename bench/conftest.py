@@ -9,7 +9,15 @@ import pytest
 
 from jaxbench.bench import distributed, interrupt, process, workers
 from jaxbench.bench import session as bench_session
-from jaxbench.bench.cases import CASE_PARAMETERS, case_of, check_mesh, check_selected, check_workloads, is_placeholder
+from jaxbench.bench.cases import (
+    CASE_PARAMETERS,
+    case_of,
+    check_filtered,
+    check_mesh,
+    check_selected,
+    check_workloads,
+    is_placeholder,
+)
 from jaxbench.bench.fixtures import elsewhere, environment, matmul_rates, references, workdir, worker_pool  # noqa: F401 - registers them
 from jaxbench.bench.options import freeze_selection
 from jaxbench.bench.results import SUITE
@@ -81,6 +89,8 @@ def pytest_collection_modifyitems(session, config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
+    if not items and not folder:
+        check_filtered(config)
     items.sort(key=lambda item: bool(case_of(item) and case_of(item).wants_several_devices))
     bench_session.state(config).planned = [case.id for case in map(case_of, items) if case]
 

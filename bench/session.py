@@ -315,6 +315,8 @@ def finish(session) -> None:
     --benchmark-disable, or in a worker). With --strict-expectations, an expectation row that is
     `below` fails the run."""
     config = session.config
+    if session.exitstatus == pytest.ExitCode.USAGE_ERROR:  # nothing was run (`cases.check_filtered`)
+        return
     if config.getoption("collectonly") or not writes_results(config) or not measured_benchmarks(config):
         return
     from jaxbench.reports.build import build_report
@@ -338,7 +340,7 @@ def summary_lines(config) -> list[tuple[str, bool]]:
     if run.report_dir and writes_results(config) and (run.report_dir / RESULTS_FILE).exists():
         lines.append((f"results and report in {run.report_dir}", False))
     lines += [(f"expectation below (--strict-expectations): {line}", True) for line in run.below]
-    if not process.worker_folder(config):
+    if run.planned and not process.worker_folder(config):
         time_line = time_spent_line(config)
         lines += [(time_line, False)] if time_line else []
     return lines

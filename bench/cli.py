@@ -172,7 +172,15 @@ def run_benchmarks(pytest_args: list[str]) -> int:
     from jaxbench.bench import plugin
 
     sys.path.insert(0, os.getcwd())
-    return int(pytest.main([*plugin.suite_arguments(load_plugin=False), *pytest_args], plugins=[plugin]))
+    return int(pytest.main([*plugin.suite_arguments(load_plugin=False), *pytest_args], plugins=[plugin, _RunName]))
+
+
+class _RunName:
+    """The name `run`'s help and usage errors give the command (pytest's own is "pytest.main()")."""
+
+    @staticmethod
+    def pytest_addoption(parser):
+        parser.prog = f"{PROG} run"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,8 +273,16 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line (the `jaxbench` console script); returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Run the command line (the `jaxbench` console script); returns the exit status. Output piped
+    into a reader that stops early (`jaxbench run --help | head`) ends it quietly, status 1."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # Python's recipe: no second error when the interpreter flushes stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["run"]:
         return run_benchmarks(argv[1:])  # pytest parses them, with the suite's options
     args = build_parser().parse_args(argv)

@@ -173,6 +173,12 @@ def test_bad_revisions_are_one_line(good, bad, message, tmp_path):
         revisions(tmp_path, good, bad)
 
 
+def test_a_folder_outside_git_names_the_options_of_the_revisions(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # outside git wherever it is
+    with pytest.raises(ABError, match="is not in a git repository: --good/--bad name revisions of one"):
+        revisions(tmp_path, "HEAD~1", "HEAD")
+
+
 def test_environments_are_the_interpreters_in_order():
     good, candidates = environments([sys.executable, "python3"])
     assert good.python == sys.executable and [c.python for c in candidates] == ["python3"]

@@ -28,6 +28,24 @@ def test_errors_name_the_command_as_it_was_called(tmp_path, capsys):
     assert error.startswith("jaxbench build: error:") and "nope.json" in error and error.count("\n") == 1
 
 
+def test_run_errors_name_jaxbench_run(capsys):
+    """`jaxbench run`'s usage errors come from pytest's parser, under the command's own name."""
+    assert main(["run", "--modes", "bar"]) == 4  # pytest's usage error, before anything runs
+    error = capsys.readouterr().err
+    assert "jaxbench run: error: argument --modes: unknown mode 'bar'" in error and "pytest.main()" not in error
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`jaxbench run --help | head -1`: no traceback when the reader has gone."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "jaxbench", "run", "--help"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, text=True)
+    assert proc.stdout.readline().startswith("usage: jaxbench run")
+    proc.stdout.close()  # the reader stops: what the command writes next finds no one
+    error = proc.stderr.read()
+    assert proc.wait(timeout=120) in (0, 1) and "Traceback" not in error, error
+
+
 PROJECT_FILES = {
     # a project's own pytest set-up, which `jaxbench run` must not read: each would end the run
     "pyproject.toml": '[tool.pytest.ini_options]\naddopts = ["--no-such-option"]\n',

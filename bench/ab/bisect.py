@@ -225,7 +225,7 @@ def bisect(good: Candidate, candidates: list[Candidate], measure: Measure, by: s
 def revisions(folder: Path, good: str, bad: str) -> tuple[Candidate, list[Candidate]]:
     """The good revision, and the commits after it up to the bad one along the bad one's first
     parents, oldest first, each labelled by its short hash and subject."""
-    repository = repository_root(folder)
+    repository = repository_root(folder, "--good/--bad")
     commits = {}
     for option, revision in (("--good", good), ("--bad", bad)):
         try:

@@ -101,12 +101,13 @@ def git(repository: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def repository_root(folder: Path) -> Path:
-    """The git repository the current folder is in; `ABError` if it is in none."""
+def repository_root(folder: Path, options: str = "--base/--head") -> Path:
+    """The git repository the current folder is in; `ABError` if it is in none, naming the
+    `options` that give its revisions."""
     try:
         return Path(git(folder, "rev-parse", "--show-toplevel"))
     except ABError:
-        raise ABError(f"{folder} is not in a git repository: --base/--head name revisions of one") from None
+        raise ABError(f"{folder} is not in a git repository: {options} name revisions of one") from None
 
 
 @contextmanager

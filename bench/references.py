@@ -2,8 +2,8 @@
 
 A step's reference is one step of `workloads/reference.py`'s program (the per-example function in
 a `lax.scan` under `jax.jit`; for a model that couples the examples of a batch, its batch step run
-eagerly: `workloads.steps.build_reference_step`), with its reordering spread
-(`bench.correctness.reordering_spread`) for training. `baseline`, the eager loop the speedups
+eagerly: `workloads.steps.build_reference_step`), with its rounding spread
+(`bench.correctness.rounding_spread`) for training. `baseline`, the eager loop the speedups
 divide by, is checked against it like every other variant. A workflow's reference is
 its reference variant's run. Both are host (NumPy) copies: nothing stays on the device between
 benchmarks, and a worker process can be handed them in a file.
@@ -21,7 +21,7 @@ import jax
 
 from jaxbench.bench import distributed, hardware
 from jaxbench.bench.cases import Case
-from jaxbench.bench.correctness import check_against_baseline, reordering_spread
+from jaxbench.bench.correctness import check_against_baseline, nudged, rounding_spread
 from jaxbench.reports.results import write_atomically
 from jaxbench.workloads import get_workload
 from jaxbench.workloads.steps import InitialStates, PreparedStep, build_reference_step, build_step
@@ -34,8 +34,8 @@ class StepReference:
 
     Attributes:
         result: the reference step's result (`PreparedStep.result`), on the host.
-        spread: how far that result moves when the batch's examples are reversed (`train` only:
-            in the other modes no example sees another, so the order changes nothing).
+        spread: how far that result moves with the examples reversed and the parameters nudged
+            within rounding (`train` only: `_spread`).
         initial_params: the parameters the step started from (`train`), on the host: what a
             step's update is measured from.
     """
@@ -55,19 +55,25 @@ def _reversed_examples(batch):
     return jax.tree.map(lambda leaf: leaf[::-1], batch)
 
 
-def _spread(case: Case, step: PreparedStep, initial_state, result: dict) -> dict[str, float]:
-    """The reference step's reordering spread: `step` run again from `initial_state` (not donated:
-    the reference is eager) on its batch reversed.
+SPREAD_RUNS = 2
+"""How many times the reference is run again, reversed and nudged, for its rounding spread: a
+ReLU switched by rounding is a chance event (at the MLP's `medium` one nudge in four missed the
+largest switch, docs/measurements.md), and the spread is the largest of the runs; each run costs
+one more reference step."""
 
-    Measured only where it can matter: in `train`, for a model whose layers couple the examples.
-    Elsewhere it is empty: outside `train` no example sees another, so their order changes
-    nothing; and a per-example model's batch gradient is one mean of per-example gradients, whose
-    order moves it by a few float32 roundings, far under `FLOAT32_RTOL` (docs/measurements.md),
-    at the price of one more eager step of seconds."""
-    if case.mode != "train" or not get_workload(case.workload).couples_examples:
+
+def _spread(case: Case, step: PreparedStep, initial_state, result: dict) -> dict[str, float]:
+    """The reference step's rounding spread (`bench.correctness.rounding_spread`): `step` run again
+    `SPREAD_RUNS` times from `initial_state` (not donated: the reference is compiled without
+    donation, or eager) with its parameters nudged and its batch reversed. In `train` only:
+    outside it no example sees another, and the step holds no sum over examples."""
+    if case.mode != "train":
         return {}
-    reordered = step.result_from(initial_state, _reversed_examples(step.batch))
-    return reordering_spread(result, to_host(reordered))
+    params, *rest = initial_state
+    reversed_batch = jax.tree.map(lambda leaf: leaf[::-1], step.batch)
+    reruns = [to_host(step.result_from((nudged(params, jax.random.key(run)), *rest), reversed_batch))
+              for run in range(SPREAD_RUNS)]
+    return rounding_spread(result, *reruns)
 
 
 def _has_own_batch(case: Case) -> bool:
@@ -116,7 +122,7 @@ class References:
         workload = get_workload(case.workload)
         if _has_own_batch(case):
             # A weak-scaling point's batch is not the preset's: its reference is the single-device
-            # production step on that batch, with the preset's reordering spread.
+            # production step on that batch, with the preset's rounding spread.
             step = build_step(workload, case.size, case.mode, PRODUCTION.name, batch_size=case.batch_size(),
                               initial_states=self.initial_states)
             try:

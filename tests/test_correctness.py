@@ -177,7 +177,7 @@ def test_bf16_tokens_are_held_to_a_mismatch_fraction(decode_reference):
     assert tolerance("tokens", "bfloat16") == BF16_MAX_TOKEN_MISMATCH
 
 
-def test_float32_tolerance_follows_the_reordering_spread():
+def test_float32_tolerance_follows_the_rounding_spread():
     assert tolerance("params", "float32") == 1e-5
     assert tolerance("params", "float32", {"params": 1e-5}) == pytest.approx(1e-4)
     assert tolerance("params", "float32", {"opt_state": 1.0}) == 1e-5  # only its own spread

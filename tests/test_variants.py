@@ -139,7 +139,7 @@ def test_relative_errors_are_exact_numbers():
     assert errors == {"loss": pytest.approx(0.5)}
 
 
-def test_reordering_spread_widens_only_its_own_quantity(reference_results):
+def test_rounding_spread_widens_only_its_own_quantity(reference_results):
     """A quantity that moves by 1e-3 when only the batch order changes may differ by 10x that;
     the others keep the float32 floor."""
     reference = reference_results["train"]

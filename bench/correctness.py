@@ -28,8 +28,8 @@ the spread measures each on the machine at hand instead of a constant tuned to o
   a share of itself; the batch-mean gradient mostly cancels between examples, so one such switch
   among a thousand examples and thousands of units (the MLP at `medium`) moves it by some 1e-3,
   a hundred times the floor: the nudged parameters measure it (they switch such units as often).
-At `tiny` and `small` the spread stays under the floor, so the check keeps its floor there. The
-measured spreads and errors are in docs/measurements.md.
+At `tiny` and `small` ten times the spread stays at or near the floor, so the check stays as
+sharp there as before. The measured spreads and errors are in docs/measurements.md.
 
 bf16 (`BF16_RTOL` for the loss, predictions and parameters): the batch-mean gradient cancels
 between examples, so bf16 rounding of each example's gradient leaves a relative error in the mean

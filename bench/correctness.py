@@ -26,8 +26,8 @@ the spread measures each on the machine at hand instead of a constant tuned to o
 - a ReLU whose input is within rounding of zero is on for one program and off for another (a
   batched matmul rounds otherwise than one example's), which changes that example's gradient by
   a share of itself; the batch-mean gradient mostly cancels between examples, so one such switch
-  among a thousand examples and thousands of units (the MLP at `medium`) moves it by some 1e-3,
-  a hundred times the floor: the nudged parameters measure it (they switch such units as often).
+  in a large batch of a wide network (the MLP at `medium`) moves it far past the floor: the nudged
+  parameters measure it (they switch such units as often).
 The spread costs reruns of the reference and only ever widens the tolerance above the floor, so
 it is measured only for a reference that some check fails at the floor alone
 (`bench.references.References.check_step`): at `tiny` and `small` none does, and the check is as

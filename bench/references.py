@@ -55,9 +55,8 @@ def to_host(tree):
 
 SPREAD_RUNS = 2
 """How many times the reference is run again, reversed and nudged, for its rounding spread: a
-ReLU switched by rounding is a chance event (at the MLP's `medium` one nudge in four missed the
-largest switch, docs/measurements.md), and the spread is the largest of the runs; each run costs
-one more reference step."""
+ReLU switched by rounding is a chance event that one nudge can miss (docs/measurements.md), and
+the spread is the largest of the runs; each run costs one more reference step."""
 
 
 def _spread(step: PreparedStep, result: dict) -> dict[str, float]:

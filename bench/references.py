@@ -112,6 +112,11 @@ class References:
                 self.computed_here.add(key)
         return self.steps[key]
 
+    def _reference_step(self, case: Case) -> PreparedStep:
+        """`case`'s reference program, built (`build_reference_step`) from this process's initial states."""
+        return build_reference_step(get_workload(case.workload), case.size, case.mode, examples=case.examples,
+                                    initial_states=self.initial_states)
+
     def _computed_step(self, case: Case) -> StepReference:
         workload = get_workload(case.workload)
         if _has_own_batch(case):
@@ -125,8 +130,7 @@ class References:
             finally:
                 step.free()
             return StepReference(result)
-        step = build_reference_step(workload, case.size, case.mode, examples=case.examples,
-                                    initial_states=self.initial_states)
+        step = self._reference_step(case)
         initial_params = to_host(step.state[0]) if case.mode == "train" else None
         try:
             step()
@@ -149,8 +153,7 @@ class References:
     def _measured_spread(self, case: Case, result: dict) -> dict[str, float]:
         if case.mode != "train":
             return {}  # outside training no example sees another, and no sum over examples is kept
-        step = build_reference_step(get_workload(case.workload), case.size, case.mode, examples=case.examples,
-                                    initial_states=self.initial_states)
+        step = self._reference_step(case)
         try:
             return _spread(step, result)
         finally:

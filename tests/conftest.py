@@ -279,3 +279,22 @@ def assert_step_agrees(step, reference: dict, variant: str) -> dict:
     if variant != "bf16":
         assert max(errors.values()) < 1e-5
     return errors
+
+
+LONGEST_FIRST = ("test_reference.py", "test_distributed.py", "test_bisect.py", "test_workflows_run.py",
+                 "test_bench_run.py", "test_transformer.py", "test_isolate.py", "test_outside_workloads.py",
+                 "test_correctness.py", "test_bayes.py", "test_cnn.py", "test_hardware.py", "test_profiled_sweep.py",
+                 "test_command.py", "test_ab.py", "test_options.py", "test_training_loop.py", "test_sharding.py")
+"""The slow tier's files whose tests take longest together (half a minute or more in CI,
+docs/measurements.md), longest first."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker (.ci/run's slow tier, `--dist loadfile --no-loadscope-reorder`),
+    `LONGEST_FIRST`'s files first, the rest in collection order: the workers take files up in
+    this order, so that the tier ends on short files, not on one long file while the other
+    workers are done (xdist's own order, most tests first, left the workflows' run, of few tests and
+    over 2 minutes, to the end)."""
+    if hasattr(config, "workerinput"):
+        rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -1,5 +1,6 @@
 """The suite in other people's CI: pytest-benchmark's own tools on its JSON, and the example
-GitHub Actions workflow's commands, which must be ones our command line takes."""
+GitHub Actions workflow's commands, which must be ones our command line takes; and the order in
+which our own CI's slow tier takes up its files."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from jaxbench.bench.cli import build_parser
-from tests.conftest import FAST_TIMING, ROOT, option_parser, run_pytest
+from tests.conftest import FAST_TIMING, LONGEST_FIRST, ROOT, option_parser, pytest_collection_modifyitems, run_pytest
 
 pytestmark = pytest.mark.version_independent  # pytest-benchmark's tools and the example workflow
 
@@ -98,3 +100,23 @@ def test_only_the_job_that_pushes_the_dashboard_may_write():
     assert workflow["jobs"]["history"]["permissions"] == {"contents": "write"}
     assert "permissions" not in workflow["jobs"]["ab"]
     assert workflow["jobs"]["history"]["steps"][-1]["with"]["tool"] == "customSmallerIsBetter"
+
+
+def test_the_slow_tiers_workers_take_its_longest_files_first():
+    """`LONGEST_FIRST` names files that exist, a worker collects them first and the rest in their
+    order, a process that is no worker keeps the collection's order, and .ci/run keeps xdist from
+    ordering the files again (by their number of tests) wherever it hands them out by file."""
+    assert all((ROOT / "tests" / name).is_file() for name in LONGEST_FIRST)
+    names = ["test_short_b.py", "test_short_a.py", LONGEST_FIRST[1], "test_short_c.py", LONGEST_FIRST[0],
+             "test_short_a.py"]
+
+    def collected(config) -> list[str]:
+        items = [SimpleNamespace(path=ROOT / "tests" / name) for name in names]
+        pytest_collection_modifyitems(config, items)
+        return [item.path.name for item in items]
+
+    assert collected(SimpleNamespace(workerinput={})) == [
+        LONGEST_FIRST[0], LONGEST_FIRST[1], "test_short_b.py", "test_short_a.py", "test_short_c.py", "test_short_a.py"]
+    assert collected(SimpleNamespace()) == names
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.count("--dist loadfile") == ci.count("--no-loadscope-reorder") >= 2

@@ -285,8 +285,8 @@ LONGEST_FIRST = ("test_reference.py", "test_distributed.py", "test_bisect.py", "
                  "test_bench_run.py", "test_transformer.py", "test_isolate.py", "test_outside_workloads.py",
                  "test_correctness.py", "test_bayes.py", "test_cnn.py", "test_hardware.py", "test_profiled_sweep.py",
                  "test_command.py", "test_ab.py", "test_options.py", "test_training_loop.py", "test_sharding.py")
-"""The slow tier's files whose tests take longest together (half a minute or more in CI,
-docs/measurements.md), longest first."""
+"""The slow tier's files whose tests take longest together (half a minute or more of CI's
+`--durations`, summed by file), longest first."""
 
 
 def pytest_collection_modifyitems(config, items):

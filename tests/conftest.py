@@ -294,7 +294,7 @@ def pytest_collection_modifyitems(config, items):
     `LONGEST_FIRST`'s files first, the rest in collection order: the workers take files up in
     this order, so that the tier ends on short files, not on one long file while the other
     workers are done (xdist's own order, most tests first, left the workflows' run, of few tests and
-    over 2 minutes, to the end)."""
+    among the longest, to the end: docs/measurements.md)."""
     if hasattr(config, "workerinput"):
         rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
         items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
